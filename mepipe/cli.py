@@ -1,0 +1,144 @@
+"""The ``mepipe`` command line: a thin wrapper over the typed API (see mepipe.api)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mepipe.errors import MepipeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training.")
+console = Console(stderr=True)
+
+
+def friendly(fn):
+    """Turn mepipe's own errors into a one-paragraph message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MepipeError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["align.crop_size=112"]`` -> ``{"align.crop_size": 112}`` (values parsed as YAML scalars)."""
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set {item!r}: expected KEY=VALUE, e.g. align.crop_size=112")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command()
+@friendly
+def synth(
+    out: Path = typer.Option(..., "--out", help="folder to write the dataset into"),
+    layout: str = typer.Option("casme2", "--layout", help="on-disk layout to imitate"),
+    subjects: int = typer.Option(3, "--subjects", min=1),
+    clips_per_subject: int = typer.Option(4, "--clips-per-subject", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    amplitude: Optional[str] = typer.Option(None, "--amplitude", help="micro or macro (default: per layout)"),
+    faces_dir: Optional[Path] = typer.Option(None, "--faces", help="folder of portrait photos to use as subjects"),
+) -> None:
+    """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
+    from mepipe.synth import synthesize
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"synth {layout}", total=None)
+        summary = synthesize(layout, out, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
+                             amplitude=amplitude, faces_dir=faces_dir,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {summary.out}")
+
+
+@app.command("build-dataset")
+@friendly
+def build_dataset_cmd(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML, e.g. pipelines/casme2.yaml"),
+    source: Optional[Path] = typer.Option(None, "--source", help="dataset folder as distributed"),
+    out: Path = typer.Option(..., "--out", help="output folder for shards + manifest"),
+    workers: int = typer.Option(1, "--workers", min=1, help="parallel worker processes"),
+    force: bool = typer.Option(False, "--force", help="DANGER: replace an existing build in --out"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="build only the first N clips"),
+    set_: list[str] = typer.Option([], "--set", help="override a pipeline key: KEY=VALUE (repeatable)"),
+) -> None:
+    """Detect, align and crop every clip of a dataset into HDF5 shards + manifest."""
+    from mepipe.build import build_dataset
+    from mepipe.config import load_config
+
+    cfg = load_config(pipeline, parse_overrides(set_))
+    with progress_bar() as bar:
+        task = bar.add_task(f"build {cfg.name}", total=None)
+        summary = build_dataset(cfg, source, out, workers=workers, force=force, limit=limit,
+                                on_total=lambda n: bar.update(task, total=n),
+                                on_clip=lambda row: bar.advance(task))
+    console.print(
+        f"{summary.clips_ok} clips ok, {summary.clips_failed} failed, {summary.frames} frames in "
+        f"{len(summary.shards)} shard(s), {summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s) -> {out}"
+    )
+    if summary.clips_failed:
+        console.print(f"see the failed rows (status=failed, reason, message) in {out / 'manifest.csv'}")
+
+
+@app.command()
+@friendly
+def verify(out: Path = typer.Argument(..., help="build folder")) -> None:
+    """Re-read every shard against the manifest and checksums; exit 1 on any mismatch."""
+    from mepipe.shards.verify import verify_build
+
+    rep = verify_build(out)
+    for p in rep.problems:
+        console.print(f"[red]mismatch:[/] {p}", highlight=False)
+    console.print(f"{rep.clips_checked} clips in {rep.shards_checked} shard(s) checked, "
+                  f"{rep.failed_rows} failed rows listed, {len(rep.problems)} problem(s)")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def inspect(
+    out: Path = typer.Argument(..., help="build folder"),
+    sheet: Path = typer.Option(..., "--sheet", help="PNG file to write"),
+    max_clips: int = typer.Option(200, "--max-clips", min=1),
+) -> None:
+    """Contact sheet: onset and apex crops with landmarks, |apex - onset|, and the failures."""
+    from mepipe.inspect import contact_sheet
+
+    console.print(f"wrote {contact_sheet(out, sheet, max_clips=max_clips)}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered dataset adapters."""
+    import mepipe.datasets as ds
+
+    for name in ds.ADAPTERS.names():
+        print(name)
+
+
+def main() -> None:
+    app(prog_name="mepipe")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

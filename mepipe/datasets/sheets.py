@@ -1,0 +1,96 @@
+"""Reading annotation spreadsheets (xlsx/xls/csv) with errors that name the file, row and fix."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mepipe.errors import AnnotationError
+
+
+def find_annotation(root: Path, wanted: object, known: Sequence[str], dataset: str) -> Path:
+    """Locate the annotation file: ``wanted`` (name or path) if given, else the first known name.
+
+    Searches ``root`` and its immediate sub-folders.
+    """
+    candidates = [str(wanted)] if wanted else list(known)
+    for name in candidates:
+        p = Path(name)
+        if p.is_absolute() and p.is_file():
+            return p
+        for base in (root, *sorted(d for d in root.iterdir() if d.is_dir())):
+            if (base / name).is_file():
+                return base / name
+    raise AnnotationError(
+        f"{dataset}: annotation file not found under {root}; looked for {candidates}. "
+        "Copy the coding file from the dataset archive there, or set dataset.options.annotation"
+    )
+
+
+def read_table(path: Path, *, header_row: int | None = 1, sheet: str | int = 0) -> pd.DataFrame:
+    """Read a sheet as strings-or-numbers. ``header_row`` is 1-based as Excel shows it (None: no header)."""
+    header = None if header_row is None else header_row - 1
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, header=header, dtype=object)
+        return pd.read_excel(path, sheet_name=sheet, header=header, dtype=object)
+    except ImportError as exc:
+        raise AnnotationError(f"{path}: cannot read this format ({exc}); convert it to .xlsx") from exc
+    except Exception as exc:  # corrupt file, wrong format, missing sheet
+        raise AnnotationError(f"{path}: cannot be read as a spreadsheet ({exc}); re-copy it from the archive") from exc
+
+
+def read_sheet(
+    path: Path, columns: Sequence[str], *, header_row: int = 1, sheet: str | int = 0
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(excel_row, {column: value})`` for every non-empty data row.
+
+    Raises:
+        AnnotationError: naming the file, the header row and the missing columns.
+    """
+    df = read_table(path, header_row=header_row, sheet=sheet)
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise AnnotationError(
+            f"{path}: header row {header_row} lacks column(s) {missing}; found {list(df.columns)}. "
+            "Is this the right file version, and is the header on that row?"
+        )
+    for i, rec in enumerate(df.to_dict("records")):
+        if all(is_blank(rec[c]) for c in columns):
+            continue
+        yield header_row + 1 + i, {c: rec[c] for c in columns}
+
+
+def is_blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def cell_str(v: Any) -> str:
+    """A cell as a clean string ('' for blanks; ``4.0`` -> ``'4'``)."""
+    if is_blank(v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def cell_int(v: Any, column: str, *, missing: Sequence[str] | None = None) -> int | None:
+    """A frame-number cell as int. Values in ``missing`` (e.g. ``'/'``) give ``None``.
+
+    Raises:
+        ValueError: naming the column and the value when it is not a whole number.
+    """
+    if missing is not None and (is_blank(v) or str(v).strip() in missing):
+        return None
+    try:
+        f = float(str(v).strip())
+    except ValueError:
+        raise ValueError(f"{column} is {v!r}, not a frame number") from None
+    if not f.is_integer():
+        raise ValueError(f"{column} is {v!r}, not a whole frame number")
+    return int(f)
