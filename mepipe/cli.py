@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mepipe.errors import MepipeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def friendly(fn):
@@ -116,6 +116,29 @@ def verify(out: Path = typer.Argument(..., help="build folder")) -> None:
 
 @app.command()
 @friendly
+def pairs(
+    out: Path = typer.Argument(..., help="build folder"),
+    delta: str | None = typer.Option(None, "--delta", help="offset range A:B, inclusive (default: the build's pairs.delta)"),
+    unit: str | None = typer.Option(None, "--unit", help="frames or ms (default: the build's pairs.unit)"),
+    per_clip: int | None = typer.Option(None, "--per-clip", min=1, help="at most N pairs per clip"),
+    bias: float | None = typer.Option(None, "--bias", min=0.0, max=1.0,
+                                         help="probability of drawing t inside onset..offset"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed (default: the build's)"),
+) -> None:
+    """(Re)write OUT/pairs.csv: (t, t+delta) frame pairs pointing into the shards (no pixels copied)."""
+    from mepipe.pairs import pair_settings, write_pair_table
+
+    cfg, used_seed = pair_settings(out, delta=delta, unit=unit, per_clip=per_clip, bias=bias, seed=seed)
+    path = write_pair_table(out, cfg, seed=used_seed)
+    import json
+
+    info = json.loads((out / "pairs.json").read_text())
+    console.print(f"wrote {info['pairs']} pairs from {info['clips_with_pairs']}/{info['clips']} clips "
+                  f"(delta {cfg.delta[0]:g}..{cfg.delta[1]:g} {cfg.unit}, seed {used_seed}) -> {path}")
+
+
+@app.command()
+@friendly
 def inspect(
     out: Path = typer.Argument(..., help="build folder"),
     sheet: Path = typer.Option(..., "--sheet", help="PNG file to write"),
@@ -134,6 +157,36 @@ def datasets() -> None:
 
     for name in ds.ADAPTERS.names():
         print(name)
+
+
+@app.command()
+@friendly
+def folds(
+    out: Path = typer.Argument(..., help="build folder (or its manifest.csv)"),
+    protocol: str = typer.Option("loso", "--protocol", help="loso (one fold per dataset/subject) or lodo (per dataset)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="label scheme; folds keep only the clips it labels"),
+    dataset: list[str] = typer.Option([], "--dataset", help="keep only this dataset (repeatable)"),
+    per_dataset: bool = typer.Option(False, "--per-dataset", help="loso: train only on the held-out subject's dataset"),
+    csv_path: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default OUT/folds-<protocol>.csv)"),
+) -> None:
+    """Write leak-checked evaluation folds (one line per fold and clip) from a build's manifest."""
+    from mepipe.folds import make_folds, select_rows, write_folds_csv
+    from mepipe.shards.manifest import read_manifest
+
+    if protocol not in ("loso", "lodo"):
+        raise typer.BadParameter(f"--protocol {protocol!r}: use loso or lodo")
+    rows = read_manifest(out)
+    chosen = select_rows(rows, scheme=labels, datasets=dataset or None)
+    made = make_folds(rows, protocol, scheme=labels, datasets=dataset or None, per_dataset=per_dataset)  # type: ignore[arg-type]
+    if not made:
+        raise typer.BadParameter(f"no fold: {out} has no ok clip left after --labels/--dataset")
+    folder = out.parent if out.is_file() else out
+    name = f"folds-{protocol}" + (f"-{labels}" if labels else "") + ".csv"
+    path = write_folds_csv(made, rows, csv_path or folder / name, scheme=labels)
+    sizes = sorted(len(f.test) for f in made)
+    ok = sum(r.status == "ok" for r in rows)
+    console.print(f"{len(made)} {protocol} folds over {len(chosen)} clips ({ok - len(chosen)} ok clips left out by "
+                  f"--labels/--dataset); test side {sizes[0]}..{sizes[-1]} clips -> {path}")
 
 
 def main() -> None:

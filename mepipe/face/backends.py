@@ -137,9 +137,13 @@ class Dlib68Landmarker(Landmarker):
         return {self._path.name: file_sha256(str(self._path))}
 
 
-@lru_cache(maxsize=None)
 def get_detector(name: str, upsample: int = 0) -> FaceDetector:
-    """The process-wide instance of detector ``name`` (built on first use)."""
+    """The process-wide instance of detector ``name`` with ``upsample`` (built on first use)."""
+    return _detector(name, int(upsample))
+
+
+@lru_cache(maxsize=None)
+def _detector(name: str, upsample: int) -> FaceDetector:
     cls = DETECTORS.get(name)
     return cls(upsample=upsample) if "upsample" in cls.__init__.__code__.co_varnames else cls()
 

@@ -1,0 +1,30 @@
+# Two commands set up and run everything on a fresh CPU machine (see README):
+#   make demo   -> creates .venv (CPU torch pinned by constraints-cpu.txt) and runs `mepipe demo`
+#   make test   -> creates .venv if needed and runs the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mepipe-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints-cpu.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mepipe demo --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check mepipe tests benchmarks
+	$(BIN)/ruff format --check mepipe tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/build_throughput.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache
