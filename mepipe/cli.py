@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 import yaml
@@ -56,8 +55,8 @@ def synth(
     subjects: int = typer.Option(3, "--subjects", min=1),
     clips_per_subject: int = typer.Option(4, "--clips-per-subject", min=1),
     seed: int = typer.Option(0, "--seed"),
-    amplitude: Optional[str] = typer.Option(None, "--amplitude", help="micro or macro (default: per layout)"),
-    faces_dir: Optional[Path] = typer.Option(None, "--faces", help="folder of portrait photos to use as subjects"),
+    amplitude: str | None = typer.Option(None, "--amplitude", help="micro or macro (default: per layout)"),
+    faces_dir: Path | None = typer.Option(None, "--faces", help="folder of portrait photos to use as subjects"),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
     from mepipe.synth import synthesize
@@ -74,11 +73,11 @@ def synth(
 @friendly
 def build_dataset_cmd(
     pipeline: Path = typer.Argument(..., help="pipeline YAML, e.g. pipelines/casme2.yaml"),
-    source: Optional[Path] = typer.Option(None, "--source", help="dataset folder as distributed"),
+    source: Path | None = typer.Option(None, "--source", help="dataset folder as distributed"),
     out: Path = typer.Option(..., "--out", help="output folder for shards + manifest"),
     workers: int = typer.Option(1, "--workers", min=1, help="parallel worker processes"),
     force: bool = typer.Option(False, "--force", help="DANGER: replace an existing build in --out"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="build only the first N clips"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="build only the first N clips"),
     set_: list[str] = typer.Option([], "--set", help="override a pipeline key: KEY=VALUE (repeatable)"),
 ) -> None:
     """Detect, align and crop every clip of a dataset into HDF5 shards + manifest."""
@@ -164,10 +163,10 @@ def datasets() -> None:
 def folds(
     out: Path = typer.Argument(..., help="build folder (or its manifest.csv)"),
     protocol: str = typer.Option("loso", "--protocol", help="loso (one fold per dataset/subject) or lodo (per dataset)"),
-    labels: Optional[str] = typer.Option(None, "--labels", help="label scheme; folds keep only the clips it labels"),
+    labels: str | None = typer.Option(None, "--labels", help="label scheme; folds keep only the clips it labels"),
     dataset: list[str] = typer.Option([], "--dataset", help="keep only this dataset (repeatable)"),
     per_dataset: bool = typer.Option(False, "--per-dataset", help="loso: train only on the held-out subject's dataset"),
-    csv_path: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default OUT/folds-<protocol>.csv)"),
+    csv_path: Path | None = typer.Option(None, "--out", help="CSV to write (default OUT/folds-<protocol>.csv)"),
 ) -> None:
     """Write leak-checked evaluation folds (one line per fold and clip) from a build's manifest."""
     from mepipe.folds import make_folds, select_rows, write_folds_csv

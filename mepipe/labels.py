@@ -12,8 +12,7 @@ Schemes live in ``manifests/labels/<scheme>.yaml``::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from functools import cache
 
 import yaml
 
@@ -44,7 +43,7 @@ def available_schemes() -> list[str]:
     return sorted(p.stem for p in (manifests_dir() / "labels").glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_scheme(name: str) -> LabelScheme:
     """Load ``manifests/labels/<name>.yaml``; unknown names raise listing the available schemes."""
     path = manifests_dir() / "labels" / f"{name}.yaml"

@@ -15,6 +15,11 @@ from mepipe.quality import alignment_consistency
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo-micro.yaml"
 
 
+def _rows(build: Path) -> list[dict]:
+    with open(build / "out" / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.fixture(scope="module")
 def micro_build(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
@@ -29,7 +34,7 @@ def micro_build(tmp_path_factory):
 
 
 def test_every_synthetic_clip_builds_and_verifies(micro_build: Path):
-    rows = list(csv.DictReader(open(micro_build / "out" / "manifest.csv")))
+    rows = _rows(micro_build)
     assert len(rows) == 6 and all(r["status"] == "ok" for r in rows), [r["message"] for r in rows]
     res = CliRunner().invoke(app, ["verify", str(micro_build / "out")])
     assert res.exit_code == 0 and "0 problem(s)" in res.output, res.output
@@ -37,7 +42,7 @@ def test_every_synthetic_clip_builds_and_verifies(micro_build: Path):
 
 def test_plain_h5py_reads_keyframes_that_match_ground_truth(micro_build: Path):
     gt = {c["clip_id"]: c for c in json.loads((micro_build / "data" / "synth_ground_truth.json").read_text())["clips"]}
-    for r in csv.DictReader(open(micro_build / "out" / "manifest.csv")):
+    for r in _rows(micro_build):
         truth = gt[r["clip_id"]]
         with h5py.File(micro_build / "out" / "shards" / r["shard"], "r") as f:
             g = f["clips"][r["key"]]

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from mepipe.datasets.base import (
     DatasetAdapter,
     ScanResult,

@@ -16,7 +16,7 @@ Adapters call :func:`apply_fixes` on every row's values before validation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class Fix:
     reason: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_fixes(dataset: str, path: str | None = None) -> dict[tuple[str, str], tuple[Fix, ...]]:
     """Read the fix table of ``dataset`` (``manifests/fixes/<dataset>.yaml``); empty if there is none."""
     file = Path(path) if path else manifests_dir() / "fixes" / f"{dataset}.yaml"
