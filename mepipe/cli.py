@@ -188,6 +188,80 @@ def folds(
                   f"--labels/--dataset); test side {sizes[0]}..{sizes[-1]} clips -> {path}")
 
 
+# --- mepipe train: MA2MI pre-training and MIACNet fine-tuning (mepipe.train) -----------------------------
+
+train_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="MA2MI pre-training on macro shards; leak-free LOSO fine-tuning of MIACNet.")
+app.add_typer(train_app, name="train")
+
+
+def _train_overrides(set_: list[str], flags: dict[str, object]) -> dict[str, object]:
+    """``--set`` overrides, then the explicit flags that were given (flags win)."""
+    out = parse_overrides(set_)
+    out.update({k: v for k, v in flags.items() if v is not None})
+    return out
+
+
+@train_app.command("pretrain")
+@friendly
+def train_pretrain(
+    shards: Path = typer.Option(..., "--shards", help="build folder of macro-expression clips (build-dataset --out)"),
+    out: Path = typer.Option(..., "--out", help="run folder: config, last.pt, history, pictures"),
+    delta: str | None = typer.Option(None, "--delta", help="frame offset range A:B (inclusive), e.g. 1:4"),
+    config: Path | None = typer.Option(None, "--config", help="training YAML (e.g. configs/train-pretrain.yaml)"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N"),
+    seed: int | None = typer.Option(None, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="continue from RUN/last.pt"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: KEY=VALUE (repeatable), e.g. model.width=32"),
+) -> None:
+    """MA2MI pre-training: reconstruct the latent of I_t+delta from I_t and a bottlenecked action code.
+
+    Multi-GPU: torchrun --nproc_per_node N -m mepipe.cli train pretrain ...
+    """
+    from mepipe.train.config import load_train_config
+    from mepipe.train.pretrain import pretrain
+
+    flags = {"data.shards": str(shards), "run.out": str(out), "data.delta": delta, "optim.epochs": epochs,
+             "run.device": device, "run.seed": seed, "run.resume": True if resume else None}
+    cfg = load_train_config("pretrain", config, _train_overrides(set_, flags))
+    res = pretrain(cfg, log=lambda msg: console.print(msg, highlight=False))
+    console.print(f"final loss {res.final_loss:.4f}; checkpoint {res.checkpoint} (use with finetune --init)")
+
+
+@train_app.command("finetune")
+@friendly
+def train_finetune(
+    shards: Path = typer.Option(..., "--shards", help="build folder of micro-expression clips"),
+    out: Path = typer.Option(..., "--out", help="run folder: metrics.json, predictions.csv, confusion.png, folds/"),
+    labels: str | None = typer.Option(None, "--labels", help="label scheme, e.g. casme2_5 (manifests/labels)"),
+    protocol: str | None = typer.Option(None, "--protocol", help="loso (default) or lodo"),
+    init: Path | None = typer.Option(None, "--init", help="MA2MI checkpoint (pretrain RUN/last.pt); default: scratch"),
+    config: Path | None = typer.Option(None, "--config", help="training YAML (e.g. configs/train-finetune.yaml)"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="fixed epoch budget per fold"),
+    val_subjects: int | None = typer.Option(None, "--val-subjects", min=0,
+                                            help="training subjects carved out per fold to pick the epoch"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N"),
+    seed: int | None = typer.Option(None, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="skip finished folds, resume the current one"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: KEY=VALUE (repeatable)"),
+) -> None:
+    """Fine-tune MIACNet per fold (LOSO/LODO) and score the predictions pooled over folds."""
+    from mepipe.train.config import load_train_config
+    from mepipe.train.finetune import finetune_loso
+
+    flags = {"data.shards": str(shards), "run.out": str(out), "data.labels": labels, "protocol.name": protocol,
+             "init": str(init) if init else None, "optim.epochs": epochs, "protocol.val_subjects": val_subjects,
+             "run.device": device, "run.seed": seed, "run.resume": True if resume else None}
+    cfg = load_train_config("finetune", config, _train_overrides(set_, flags))
+    res = finetune_loso(cfg, log=lambda msg: console.print(msg, highlight=False))
+    m = res.metrics
+    console.print(f"acc {m['acc']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  ({m['n']} clips, "
+                  f"{m['n_folds']} folds) -> {res.out / 'metrics.json'}")
+    for name, d in sorted(m["per_dataset"].items()):
+        console.print(f"  {name}: acc {d['acc']:.4f}  UF1 {d['uf1']:.4f}  UAR {d['uar']:.4f}  ({d['n']} clips)")
+
+
 def main() -> None:
     app(prog_name="mepipe")
 

@@ -54,6 +54,65 @@ class ShardConfig(_Strict):
     max_bytes: int = Field(default=2_000_000_000, ge=1_000_000)
 
 
+class VideoConfig(_Strict):
+    """How video files are decoded (image-folder clips ignore this section)."""
+
+    decode_threads: int = Field(default=1, ge=0, description="decoder threads per worker (0: decord's automatic)")
+    search_frames: int | None = Field(
+        default=None, ge=0,
+        description="later frames tried when the reference frame has no face; null: until a face is found")
+    buffer_mb: int = Field(
+        default=512, ge=0,
+        description="raw frames kept while looking for the reference; beyond this the start is decoded again")
+    on_decode_error: Literal["fail", "truncate"] = Field(
+        default="fail", description="a frame that cannot be decoded fails the clip, or ends it there (kept if "
+        "at least 2 frames decoded)")
+
+
+class KeyframeConfig(_Strict):
+    """Onset/apex/offset: annotated, estimated from facial motion, or uniform (see mepipe/keyframes.py)."""
+
+    mode: Literal["annotated", "estimate", "uniform"] = Field(
+        default="annotated",
+        description="annotated: use annotations, estimate what is missing; estimate: always estimate; "
+        "uniform: first/middle/last frame (clip-labelled data)")
+    regions: tuple[Literal["brows", "eyes", "nose", "mouth"], ...] = ("brows", "eyes", "nose", "mouth")
+    region_radius: float = Field(default=0.35, gt=0.0, le=2.0,
+                                 description="radius of the disc around each region landmark, x inter-ocular distance")
+    analysis_size: int = Field(default=112, ge=32, le=512, description="crops are resized to this side for the estimate")
+    smooth_ms: float = Field(default=30.0, ge=0.0, description="Gaussian sigma of the temporal smoothing, ms")
+    noise_k: float = Field(default=3.0, ge=0.0, description="onset/offset threshold: floor + noise_k * noise sigma ...")
+    rise: float = Field(default=0.1, ge=0.0, lt=1.0, description="... or floor + rise * (peak - floor), the larger")
+
+
+class StorageConfig(_Strict):
+    """How aligned frames are stored in the shards, and which frames are kept."""
+
+    encoding: Literal["raw", "jpeg"] = Field(default="raw", description="raw uint8 arrays, or JPEG bytes inside HDF5")
+    jpeg_quality: int = Field(default=95, ge=1, le=100)
+    frame_step: int = Field(default=1, ge=1, description="keep every k-th frame (keyframes are always kept)")
+    max_frames: int = Field(default=0, ge=0, description="keep at most N frames per clip, evenly spread; 0: no cap")
+
+
+class PairsConfig(_Strict):
+    """The (t, t+delta) pair table written next to the shards (OUT/pairs.csv; see docs/shard-format.md)."""
+
+    write: bool = Field(default=False, description="write OUT/pairs.csv at the end of the build")
+    delta: tuple[float, float] = Field(default=(1.0, 4.0), description="delta range [a, b], inclusive")
+    unit: Literal["frames", "ms"] = "frames"
+    per_clip: int = Field(default=16, ge=1, description="at most this many pairs per clip")
+    expressive_bias: float = Field(default=0.0, ge=0.0, le=1.0,
+                                   description="probability that t is drawn from onset..offset instead of the whole clip")
+    seed: int | None = Field(default=None, description="null: the pipeline's seed")
+
+    @model_validator(mode="after")
+    def _check_delta(self) -> PairsConfig:
+        a, b = self.delta
+        if not 0 < a <= b:
+            raise ValueError(f"pairs.delta must satisfy 0 < a <= b, got [{a}, {b}]")
+        return self
+
+
 class PipelineConfig(_Strict):
     version: int = CONFIG_VERSION
     name: str
@@ -61,6 +120,10 @@ class PipelineConfig(_Strict):
     face: FaceConfig = FaceConfig()
     align: AlignConfig = AlignConfig()
     shards: ShardConfig = ShardConfig()
+    video: VideoConfig = VideoConfig()
+    keyframes: KeyframeConfig = KeyframeConfig()
+    storage: StorageConfig = StorageConfig()
+    pairs: PairsConfig = PairsConfig()
     seed: int = 0
 
     @model_validator(mode="after")

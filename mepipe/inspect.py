@@ -9,7 +9,7 @@ import numpy as np
 
 from mepipe.face.geometry import apply_transform
 from mepipe.shards.manifest import read_manifest
-from mepipe.shards.reader import open_shard
+from mepipe.shards.reader import open_shard, read_frame
 from mepipe.shards.writer import CLIPS_GROUP
 
 TILE = 160
@@ -52,7 +52,7 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
         for r in ok:
             f = handles.get(r.shard) or handles.setdefault(r.shard, open_shard(out_dir / "shards" / r.shard))
             g = f[CLIPS_GROUP][r.key]
-            on, ap = g["frames"][r.onset_idx], g["frames"][r.apex_idx]
+            on, ap = read_frame(g, r.onset_idx), read_frame(g, r.apex_idx)
             m = g["transform"][()]
             m_on = m if m.ndim == 2 else m[r.onset_idx]
             pts = apply_transform(m_on, g["landmarks_ref"][()])

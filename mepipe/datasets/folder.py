@@ -50,18 +50,18 @@ class FolderAdapter(DatasetAdapter):
         recursive: without a CSV, look in sub-folders too (default ``true``).
         fps: frame rate of frame folders (default 30; videos give their own).
         expression_type: ``macro`` (default) or ``micro``.
-        name: the dataset name recorded in the manifest and keys (default ``folder``).
+        dataset_name: the dataset name recorded in the manifest and keys (default ``folder``).
     """
 
     expression_type = "macro"
-    option_names = ("csv", "label_from_parent", "recursive", "fps", "expression_type", "name")
+    option_names = ("csv", "label_from_parent", "recursive", "fps", "expression_type", "dataset_name")
 
     def scan(self) -> ScanResult:
         self.fps = float(self.options.get("fps", 30.0))
         self.kind = str(self.options.get("expression_type", "macro"))
         if self.kind not in ("macro", "micro"):
             raise ConfigError(f"folder: expression_type {self.kind!r} must be macro or micro")
-        self.dataset = str(self.options.get("name", self.name))
+        self.dataset = str(self.options.get("dataset_name", self.name))
         if self.options.get("csv"):
             return self._scan_csv(Path(str(self.options["csv"])))
         return self._scan_tree()

@@ -11,7 +11,7 @@ import hashlib
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ def dlib_model_path(file: str = "shape_predictor_68_face_landmarks.dat") -> Path
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -142,13 +142,13 @@ def get_detector(name: str, upsample: int = 0) -> FaceDetector:
     return _detector(name, int(upsample))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _detector(name: str, upsample: int) -> FaceDetector:
     cls = DETECTORS.get(name)
     return cls(upsample=upsample) if "upsample" in cls.__init__.__code__.co_varnames else cls()
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_landmarker(name: str) -> Landmarker:
     """The process-wide instance of landmarker ``name`` (built on first use)."""
     return LANDMARKERS.get(name)()

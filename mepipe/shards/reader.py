@@ -1,4 +1,8 @@
-"""Reading shards back. Plain h5py works too (see docs/shard-format.md); this adds conveniences."""
+"""Reading shards back. Plain h5py works too (see docs/shard-format.md); this adds conveniences.
+
+:func:`read_frames` / :func:`read_frame` are the one place that knows how frames are encoded on disk
+(raw ``frames`` or JPEG ``frames_jpeg``); the reader, ``verify``, ``inspect`` and the trainer all call them.
+"""
 
 from __future__ import annotations
 
@@ -68,7 +72,7 @@ def read_clip(shard: str | Path | h5py.File, key: str) -> StoredClip:
         g = f[CLIPS_GROUP].get(key)
         if g is None:
             raise ShardError(f"clip {key!r} is not in {f.filename}; check the manifest's shard column")
-        return StoredClip(key, g["frames"][()], g["frame_numbers"][()], g["transform"][()],
+        return StoredClip(key, read_frames(g), g["frame_numbers"][()], g["transform"][()],
                           g["landmarks_ref"][()], clip_attrs(g))
     finally:
         if not isinstance(shard, h5py.File):
@@ -80,8 +84,93 @@ def iter_clip_keys(f: h5py.File) -> list[str]:
     keys: list[str] = []
 
     def visit(name: str, obj: object) -> None:
-        if isinstance(obj, h5py.Group) and "frames" in obj:
+        if isinstance(obj, h5py.Group) and ("frames" in obj or "frames_jpeg" in obj):
             keys.append(name)
 
     f[CLIPS_GROUP].visititems(visit)
     return sorted(keys)
+
+
+def frame_encoding(group: h5py.Group) -> str:
+    """``raw`` or ``jpeg``: how the clip group stores its frames."""
+    if "frames" in group:
+        return "raw"
+    if "frames_jpeg" in group:
+        return "jpeg"
+    raise ShardError(f"{group.file.filename}:{group.name} holds neither 'frames' nor 'frames_jpeg'; "
+                     "is this a clip group of a mepipe shard?")
+
+
+def frame_count(group: h5py.Group) -> int:
+    """Number of stored frames T of a clip group."""
+    return int(group["frames" if frame_encoding(group) == "raw" else "frames_jpeg"].shape[0])
+
+
+def frame_shape(group: h5py.Group) -> tuple[int, int, int]:
+    """``(S, S, 3)``: shape of one decoded frame of a clip group."""
+    if frame_encoding(group) == "raw":
+        return tuple(int(v) for v in group["frames"].shape[1:])  # type: ignore[return-value]
+    return tuple(int(v) for v in group.attrs["frame_shape"])  # type: ignore[return-value]
+
+
+def decode_jpeg(blob: np.ndarray, shape: tuple[int, ...], where: str = "") -> np.ndarray:
+    """One stored JPEG (``(n,) uint8``) -> ``(S, S, 3) uint8 RGB``; raises :class:`ShardError`."""
+    import cv2  # lazily: reading raw shards (and training) must work without OpenCV
+
+    img = cv2.imdecode(np.asarray(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.shape != tuple(shape):
+        raise ShardError(f"{where}: stored JPEG frame does not decode to {tuple(shape)}; the shard is damaged, "
+                         "run `mepipe verify`")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_frames(group: h5py.Group, start: int = 0, stop: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Frames ``start .. stop-1`` of a clip group as ``(n, S, S, 3) uint8 RGB``, whatever the encoding.
+
+    Raw frames are read as one contiguous, chunk-aligned block (never a strided or fancy selection);
+    JPEG frames are decoded one by one.
+
+    Args:
+        group: the clip group ``/clips/<key>`` of an open shard.
+        start, stop: 0-based frame indices, ``stop`` exclusive (``None``: to the end).
+        out: optional C-contiguous ``(n, S, S, 3) uint8`` destination (e.g. a slice of a batch buffer).
+
+    Returns:
+        ``out`` (or a new array) holding the frames.
+    """
+    n = frame_count(group)
+    stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise IndexError(f"{group.name}: frames {start}..{stop} requested, the clip has {n}")
+    shape = frame_shape(group)
+    if out is None:
+        out = np.empty((stop - start, *shape), dtype=np.uint8)
+    elif out.shape != (stop - start, *shape) or out.dtype != np.uint8:
+        raise ValueError(f"out has shape {out.shape} {out.dtype}, expected {(stop - start, *shape)} uint8")
+    if stop == start:
+        return out
+    if frame_encoding(group) == "raw":
+        group["frames"].read_direct(out, np.s_[start:stop])
+        return out
+    blobs = group["frames_jpeg"][start:stop]
+    where = f"{group.file.filename}:{group.name}"
+    for k, blob in enumerate(blobs):
+        out[k] = decode_jpeg(blob, shape, f"{where} frame {start + k}")
+    return out
+
+
+def read_frame(group: h5py.Group, idx: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Frame ``idx`` (0-based) of a clip group as ``(S, S, 3) uint8 RGB``; ``out``: optional destination."""
+    if out is not None:
+        read_frames(group, idx, idx + 1, out[np.newaxis])
+        return out
+    return read_frames(group, idx, idx + 1)[0]
+
+
+def timestamps_ms(group: h5py.Group) -> np.ndarray:
+    """``(T,) float64`` time of each stored frame in ms: the stored ``timestamps_ms`` (videos), else
+    ``frame_numbers / fps * 1000``."""
+    if "timestamps_ms" in group:
+        return group["timestamps_ms"][()].astype(np.float64)
+    fps = float(group.attrs.get("fps", 0.0)) or 1.0
+    return group["frame_numbers"][()].astype(np.float64) * (1000.0 / fps)

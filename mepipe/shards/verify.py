@@ -1,4 +1,11 @@
-"""``mepipe verify``: re-read every shard against the manifest and the recorded checksums."""
+"""``mepipe verify``: re-read every shard against the manifest and the recorded checksums.
+
+What the checksum covers: raw clips, the bytes of the ``frames`` array (C order); JPEG clips, the
+stored JPEG bytes of every frame in order (what is on disk; decoded pixels depend on the JPEG
+decoder's version, so they are not checksummed), and every JPEG is also decoded once to check it
+yields an ``(S, S, 3)`` frame. A pair table (``OUT/pairs.csv``), when present, is checked too: every
+pair names an ``ok`` clip, its shard, and indices with ``0 <= t_idx < t2_idx < n_frames``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,15 @@ from pathlib import Path
 
 from mepipe.errors import ShardError
 from mepipe.shards.manifest import read_manifest
-from mepipe.shards.reader import iter_clip_keys, open_shard
-from mepipe.shards.writer import CLIPS_GROUP
+from mepipe.shards.reader import (
+    decode_jpeg,
+    frame_count,
+    frame_encoding,
+    frame_shape,
+    iter_clip_keys,
+    open_shard,
+)
+from mepipe.shards.writer import CLIPS_GROUP, jpeg_digest
 
 
 @dataclass
@@ -32,6 +46,21 @@ def frames_digest(ds) -> str:
     for i in range(ds.shape[0]):
         h.update(ds[i].tobytes())
     return h.hexdigest()
+
+
+def group_digest(g) -> str:
+    """The ``frames_sha256`` of a clip group, recomputed: raw array bytes, or the JPEG bytes in order
+    (each JPEG is also decoded; a frame that does not decode raises :class:`ShardError`)."""
+    if frame_encoding(g) == "raw":
+        return frames_digest(g["frames"])
+    shape = frame_shape(g)
+    blobs = []
+    ds = g["frames_jpeg"]
+    for i in range(ds.shape[0]):
+        blob = ds[i]
+        decode_jpeg(blob, shape, f"{g.file.filename}:{g.name} frame {i}")
+        blobs.append(blob.tobytes())
+    return jpeg_digest(blobs)
 
 
 def verify_build(out_dir: str | Path, progress: Callable[[int], None] | None = None) -> VerifyReport:
@@ -69,10 +98,14 @@ def verify_build(out_dir: str | Path, progress: Callable[[int], None] | None = N
                 if g is None:
                     rep.problems.append(f"{path}: clip {r.key} listed in the manifest is missing")
                     continue
-                ds = g["frames"]
-                if ds.shape[0] != r.n_frames:
-                    rep.problems.append(f"{path}: {r.key} has {ds.shape[0]} frames, manifest says {r.n_frames}")
-                digest = frames_digest(ds)
+                try:
+                    n = frame_count(g)
+                    digest = group_digest(g)
+                except ShardError as exc:
+                    rep.problems.append(f"{path}: {r.key}: {exc}")
+                    continue
+                if n != r.n_frames:
+                    rep.problems.append(f"{path}: {r.key} has {n} frames, manifest says {r.n_frames}")
                 if digest != r.frames_sha256 or digest != g.attrs.get("frames_sha256"):
                     rep.problems.append(f"{path}: {r.key} frames checksum mismatch (data changed or corrupted)")
                 for k in ("onset_idx", "apex_idx", "offset_idx"):
@@ -80,4 +113,31 @@ def verify_build(out_dir: str | Path, progress: Callable[[int], None] | None = N
                         rep.problems.append(f"{path}: {r.key} {k} is {int(g.attrs[k])}, manifest says {getattr(r, k)}")
                 if progress:
                     progress(1)
+    _check_pairs(out, rows, rep)
     return rep
+
+
+def _check_pairs(out: Path, rows, rep: VerifyReport) -> None:
+    """Check ``OUT/pairs.csv`` (if any) against the manifest's ``ok`` rows."""
+    import csv
+
+    path = out / "pairs.csv"
+    if not path.is_file():
+        return
+    ok = {r.key: r for r in rows if r.status == "ok"}
+    bad = 0
+    with open(path, newline="") as f:
+        for line, p in enumerate(csv.DictReader(f), start=2):
+            r = ok.get(p.get("key", ""))
+            try:
+                t, t2 = int(p["t_idx"]), int(p["t2_idx"])
+            except (KeyError, ValueError):
+                t, t2 = -1, -1
+            if r is None or p.get("shard") != r.shard or not 0 <= t < t2 < r.n_frames:
+                bad += 1
+                if bad <= 5:
+                    rep.problems.append(f"{path} line {line}: pair {p.get('key')} {p.get('t_idx')}->{p.get('t2_idx')} "
+                                        "does not match the manifest (unknown clip, wrong shard or index out of "
+                                        "range); rewrite it with `mepipe pairs`")
+    if bad > 5:
+        rep.problems.append(f"{path}: {bad - 5} more bad pair rows")

@@ -3,10 +3,16 @@
 Each shard is written as ``shard-NNNNN.h5.tmp`` and renamed to ``shard-NNNNN.h5`` only once closed,
 so a crash never leaves a half-written file under a final name. The layout is documented in
 ``docs/shard-format.md`` and readable with plain h5py.
+
+Frames are stored either raw (``frames``, ``(T, S, S, 3) uint8``, one frame per chunk; schema
+version 1) or as one JPEG per frame (``frames_jpeg``, ``(T,)`` variable-length uint8; schema version
+2, written only by builds with ``storage.encoding: jpeg``). :func:`encode_jpeg` is the one encoder;
+:func:`mepipe.shards.reader.read_frames` the one decoder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,8 +26,36 @@ from mepipe import __version__
 from mepipe.records import ClipRecord
 
 SCHEMA_NAME = "mepipe-shard"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Newest schema this mepipe reads and writes. Raw-frame shards are still written as version 1
+(readable by older mepipe); version 2 adds JPEG-encoded frames (``frames_jpeg``)."""
+RAW_SCHEMA_VERSION = 1
 CLIPS_GROUP = "clips"
+
+
+def encode_jpeg(frames: np.ndarray, quality: int) -> list[bytes]:
+    """``(T, S, S, 3) uint8 RGB`` -> one baseline JPEG per frame (4:2:0, OpenCV's libjpeg-turbo).
+
+    The bytes decode to RGB with any JPEG decoder (they are written from the BGR-ordered array, as
+    JPEG expects); :func:`mepipe.shards.reader.read_frames` is the decoder mepipe uses.
+    """
+    import cv2
+
+    out = []
+    for f in frames:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(f[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise ValueError(f"JPEG encoding failed for a frame of shape {f.shape}")
+        out.append(buf.tobytes())
+    return out
+
+
+def jpeg_digest(blobs) -> str:
+    """sha256 over the JPEG bytes of every frame, in order (the ``frames_sha256`` of JPEG clips)."""
+    h = hashlib.sha256()
+    for b in blobs:
+        h.update(bytes(b))
+    return h.hexdigest()
 
 
 @dataclass
@@ -29,8 +63,8 @@ class ClipOutput:
     """A processed clip, ready to be stored.
 
     Attributes:
-        clip: the adapter record it came from.
-        frames: ``(T, S, S, 3) uint8 RGB`` aligned crops.
+        clip: the adapter record it came from (for videos: with ``fps`` from the container).
+        frames: ``(T, S, S, 3) uint8 RGB`` aligned crops, or ``None`` when only ``frames_jpeg`` is kept.
         frame_numbers: ``(T,) int64`` source frame number of each stored frame.
         transforms: ``(2, 3)`` (one transform, ``clip`` mode) or ``(T, 2, 3)`` (``per_frame``) float64,
             source pixels -> crop pixels.
@@ -42,8 +76,16 @@ class ClipOutput:
         keyframe_source: where the keyframes come from (``annotated``, ``estimated`` ...).
         source_files: ``(T,)`` source file of each frame (relative to ``clip.source_path``), or ``[]``.
         source_sha256: ``(T,)`` sha256 of each source frame file, or ``[]`` (video: in ``extra``).
-        frames_sha256: sha256 of ``frames.tobytes()``.
+        frames_sha256: sha256 of ``frames.tobytes()`` (raw), or :func:`jpeg_digest` of ``frames_jpeg``.
         extra_arrays: further named arrays stored in the clip group (e.g. keyframe curves).
+        timestamps_ms: ``(T,) float64`` presentation time of each stored frame in ms, or ``None``
+            (then ``frame_numbers / fps``).
+        frames_jpeg: one JPEG per stored frame (``storage.encoding: jpeg``), else ``None``.
+        frame_shape: ``(S, S, 3)`` of the decoded frames (needed with ``frames_jpeg``).
+        jpeg_quality: quality the JPEGs were written with (0: raw).
+        source_file_sha256: sha256 of the source video file ('' for image folders).
+        notes: non-fatal findings for the manifest row's ``message`` (variable frame rate, ...).
+        extra_attrs: further scalar attributes of the clip group.
     """
 
     clip: ClipRecord
@@ -63,9 +105,29 @@ class ClipOutput:
     source_sha256: list[str]
     frames_sha256: str
     extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    timestamps_ms: np.ndarray | None = None
+    frames_jpeg: list[bytes] | None = None
+    frame_shape: tuple[int, int, int] | None = None
+    jpeg_quality: int = 0
+    source_file_sha256: str = ""
+    notes: str = ""
+    extra_attrs: dict[str, object] = field(default_factory=dict)
 
     def source_number(self, idx: int) -> int:
         return int(self.frame_numbers[idx]) if idx >= 0 else -1
+
+    @property
+    def n_frames(self) -> int:
+        """Number of stored frames T."""
+        return len(self.frame_numbers)
+
+    @property
+    def stored_nbytes(self) -> int:
+        """Bytes of frame data this clip adds to a shard (JPEG sizes, or the raw array size)."""
+        if self.frames_jpeg is not None:
+            return sum(len(b) for b in self.frames_jpeg)
+        assert self.frames is not None
+        return int(self.frames.nbytes)
 
 
 class ShardWriter:
@@ -98,14 +160,15 @@ class ShardWriter:
 
     def add(self, out: ClipOutput) -> str:
         """Store one clip; returns the (final) shard file name holding it."""
-        if self._file is not None and (self._n >= self.max_clips or self._bytes + out.frames.nbytes > self.max_bytes):
+        size = out.stored_nbytes
+        if self._file is not None and (self._n >= self.max_clips or self._bytes + size > self.max_bytes):
             self.close()
         if self._file is None:
             self._open()
         assert self._file is not None
         write_clip(self._file, out)
         self._n += 1
-        self._bytes += out.frames.nbytes
+        self._bytes += size
         return self.current_name
 
     def _open(self) -> None:
@@ -113,7 +176,7 @@ class ShardWriter:
         self._file = h5py.File(self._tmp, "w")
         attrs = self._file.attrs
         attrs["schema"] = SCHEMA_NAME
-        attrs["schema_version"] = SCHEMA_VERSION
+        attrs["schema_version"] = SCHEMA_VERSION if self.file_attrs.get("frame_encoding") == "jpeg" else RAW_SCHEMA_VERSION
         attrs["mepipe_version"] = __version__
         attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for k, v in self.file_attrs.items():
@@ -149,9 +212,24 @@ def write_clip(f: h5py.File, out: ClipOutput) -> None:
     """Write one clip group ``/clips/<dataset>/<clip_id>`` (see docs/shard-format.md)."""
     c = out.clip
     g = f[CLIPS_GROUP].create_group(c.key)
-    t, h, w, ch = out.frames.shape
-    g.create_dataset("frames", data=out.frames, chunks=(1, h, w, ch))
+    if out.frames_jpeg is not None:
+        shape = out.frame_shape or (out.frames.shape[1:] if out.frames is not None else None)
+        if shape is None:
+            raise ValueError(f"clip {c.key}: frames_jpeg needs frame_shape")
+        ds = g.create_dataset("frames_jpeg", shape=(len(out.frames_jpeg),), dtype=h5py.vlen_dtype(np.uint8))
+        for i, blob in enumerate(out.frames_jpeg):
+            ds[i] = np.frombuffer(blob, dtype=np.uint8)
+        g.attrs["frame_encoding"] = "jpeg"
+        g.attrs["frame_shape"] = np.asarray(shape, dtype=np.int64)
+        g.attrs["jpeg_quality"] = int(out.jpeg_quality)
+    else:
+        assert out.frames is not None
+        t, h, w, ch = out.frames.shape
+        g.create_dataset("frames", data=out.frames, chunks=(1, h, w, ch))
+        g.attrs["frame_encoding"] = "raw"
     g.create_dataset("frame_numbers", data=np.asarray(out.frame_numbers, dtype=np.int64))
+    if out.timestamps_ms is not None:
+        g.create_dataset("timestamps_ms", data=np.asarray(out.timestamps_ms, dtype=np.float64))
     g.create_dataset("transform", data=np.asarray(out.transforms, dtype=np.float64))
     g.create_dataset("landmarks_ref", data=np.asarray(out.landmarks_ref, dtype=np.float32))
     str_t = h5py.string_dtype()
@@ -173,3 +251,7 @@ def write_clip(f: h5py.File, out: ClipOutput) -> None:
     a["source_path"] = c.source_path
     a["fixes"] = ";".join(c.fixes)
     a["extra"] = json.dumps(c.extra, sort_keys=True)
+    if out.source_file_sha256:
+        a["source_file_sha256"] = out.source_file_sha256
+    for k, v in out.extra_attrs.items():
+        a[k] = v
