@@ -26,32 +26,44 @@ class _Strict(BaseModel):
 
 
 class DatasetConfig(_Strict):
-    adapter: str = Field(description="registered dataset adapter name, e.g. casme2")
+    """Which dataset adapter reads the source, and its options."""
+
+    adapter: str = Field(description="registered dataset adapter name, e.g. casme2 (`mepipe datasets` lists them)")
     options: dict[str, Any] = Field(default_factory=dict, description="adapter options")
     source: str | None = Field(default=None, description="dataset root; usually given with --source")
 
 
 class FaceConfig(_Strict):
-    detector: str = "dlib-hog"
-    landmarker: str = "dlib-68"
-    reference: Literal["onset", "first", "apex"] = "onset"
+    """Face detection and landmarks on the clip's reference frame."""
+
+    detector: str = Field(default="dlib-hog", description="registered face detector (mepipe.face.backends.DETECTORS)")
+    landmarker: str = Field(default="dlib-68", description="registered 68-point landmarker (LANDMARKERS)")
+    reference: Literal["onset", "first", "apex"] = Field(
+        default="onset", description="frame the face is detected and landmarked on (once per clip)")
     search_frames: int = Field(default=10, ge=0, description="later frames tried when the reference has no face")
     detect_max_side: int = Field(default=400, ge=64, description="detect on a copy downscaled to this side")
-    upsample: int = Field(default=0, ge=0, le=2)
+    upsample: int = Field(default=0, ge=0, le=2, description="detector upsampling passes (finds smaller faces, slower)")
     min_face: int = Field(default=48, ge=8, description="smallest face box side accepted, source pixels")
-    multiple_faces: Literal["largest", "fail"] = "largest"
+    multiple_faces: Literal["largest", "fail"] = Field(
+        default="largest", description="several faces: keep the largest (noted in the manifest) or fail the clip")
 
 
 class AlignConfig(_Strict):
-    crop_size: int = Field(default=224, ge=32, le=1024)
+    """Similarity alignment onto the canonical 68-point template and cropping."""
+
+    crop_size: int = Field(default=224, ge=32, le=1024, description="side of the square crops, pixels")
     margin: float = Field(default=0.3, ge=0.0, le=1.0, description="space around the landmarks, fraction of their width")
-    mode: Literal["clip", "per_frame"] = "clip"
+    mode: Literal["clip", "per_frame"] = Field(
+        default="clip", description="clip: one transform for every frame; per_frame: landmarks tracked on every "
+        "frame, transforms smoothed over time")
     smoothing: int = Field(default=9, ge=1, description="per_frame: moving-average window over frames (odd)")
 
 
 class ShardConfig(_Strict):
-    max_clips: int = Field(default=64, ge=1)
-    max_bytes: int = Field(default=2_000_000_000, ge=1_000_000)
+    """When a shard is closed and the next one started."""
+
+    max_clips: int = Field(default=64, ge=1, description="clips per shard")
+    max_bytes: int = Field(default=2_000_000_000, ge=1_000_000, description="bytes of frames per shard")
 
 
 class VideoConfig(_Strict):
@@ -89,7 +101,7 @@ class StorageConfig(_Strict):
     """How aligned frames are stored in the shards, and which frames are kept."""
 
     encoding: Literal["raw", "jpeg"] = Field(default="raw", description="raw uint8 arrays, or JPEG bytes inside HDF5")
-    jpeg_quality: int = Field(default=95, ge=1, le=100)
+    jpeg_quality: int = Field(default=95, ge=1, le=100, description="JPEG quality when encoding is jpeg")
     frame_step: int = Field(default=1, ge=1, description="keep every k-th frame (keyframes are always kept)")
     max_frames: int = Field(default=0, ge=0, description="keep at most N frames per clip, evenly spread; 0: no cap")
 
@@ -99,7 +111,7 @@ class PairsConfig(_Strict):
 
     write: bool = Field(default=False, description="write OUT/pairs.csv at the end of the build")
     delta: tuple[float, float] = Field(default=(1.0, 4.0), description="delta range [a, b], inclusive")
-    unit: Literal["frames", "ms"] = "frames"
+    unit: Literal["frames", "ms"] = Field(default="frames", description="unit of delta (ms handles mixed frame rates)")
     per_clip: int = Field(default=16, ge=1, description="at most this many pairs per clip")
     expressive_bias: float = Field(default=0.0, ge=0.0, le=1.0,
                                    description="probability that t is drawn from onset..offset instead of the whole clip")
@@ -114,8 +126,8 @@ class PairsConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    version: int = CONFIG_VERSION
-    name: str
+    version: int = Field(default=CONFIG_VERSION, description="pipeline schema version")
+    name: str = Field(description="pipeline name, recorded in every shard")
     dataset: DatasetConfig
     face: FaceConfig = FaceConfig()
     align: AlignConfig = AlignConfig()
@@ -124,7 +136,7 @@ class PipelineConfig(_Strict):
     keyframes: KeyframeConfig = KeyframeConfig()
     storage: StorageConfig = StorageConfig()
     pairs: PairsConfig = PairsConfig()
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of every random choice (pair sampling ...)")
 
     @model_validator(mode="after")
     def _check_version(self) -> PipelineConfig:
@@ -184,8 +196,49 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     return parse_config(data, str(path))
 
 
+def reference_markdown() -> str:
+    """``docs/pipelines.md``: every pipeline key with its type, default and meaning, made from the schema."""
+    lines = [
+        "# Pipeline YAML reference",
+        "",
+        "Generated from `mepipe/config.py` by `python -m mepipe.config > docs/pipelines.md` (a test keeps",
+        "it in sync). A pipeline names a dataset adapter and the settings of each stage; omitted keys take",
+        "the defaults below, unknown keys are errors. `mepipe build-dataset PIPELINE --set KEY=VALUE`",
+        "overrides any key (e.g. `--set align.crop_size=112`). The build writes the resolved config to",
+        "`OUT/pipeline.resolved.yaml` and its hash into every shard.",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, field in PipelineConfig.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            lines.append(f"| **`{name}`** | section | | {(ann.__doc__ or '').strip()} |")
+            for sub, f in ann.model_fields.items():
+                lines.append(f"| `{name}.{sub}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |")
+        else:
+            lines.append(f"| `{name}` | {_type_name(ann)} | {_default(field)} | {field.description or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def _type_name(tp: Any) -> str:
+    text = getattr(tp, "__name__", None) if not getattr(tp, "__args__", None) else None
+    return f"`{text or str(tp).replace('typing.', '')}`".replace("|", "\\|")
+
+
+def _default(f: Any) -> str:
+    if f.is_required():
+        return "required"
+    value = f.get_default(call_default_factory=True)
+    return f"`{json.dumps(value.model_dump() if isinstance(value, BaseModel) else value)}`".replace("|", "\\|")
+
+
 def write_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:
     """Write ``pipeline.resolved.yaml`` (every default filled in) into ``out_dir``."""
     p = out_dir / "pipeline.resolved.yaml"
     p.write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
     return p
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")
