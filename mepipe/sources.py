@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
 from mepipe.records import ClipRecord
@@ -113,6 +112,8 @@ class ImageFolderSource(FrameSource):
         self._sha[i] = hashlib.sha256(data).hexdigest()
         if path.suffix.lower() in (".jpg", ".jpeg") and is_truncated_jpeg(data):
             raise FrameReadError("corrupt_frame", f"{path}: truncated JPEG (no end marker); re-extract this frame")
+        import cv2  # lazily: mepipe.datasets (and so label schemes, folds, training) must import without OpenCV
+
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise FrameReadError("corrupt_frame", f"{path}: not a decodable image; re-extract this frame")

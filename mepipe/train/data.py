@@ -1,0 +1,240 @@
+"""Datasets and samplers for frame pairs read from shards.
+
+Design: the *sampler* decides which frames form a pair (it runs in the main process, is seeded by
+``(seed, epoch)`` and shards its output across DDP ranks); the *dataset* only reads the frames it is
+told to. A sample index is a tuple ``(clip, i0, i1)``: clip position in the clip list and two 0-based
+frame indices with ``0 <= i0 < i1 < T`` (``i0`` plays ``I_t`` / onset, ``i1`` plays ``I_{t+δ}`` / apex).
+
+Example (pre-training, ``δ ~ U{1..4}``, a clip with T = 10 frames): ``δ = 3`` gives ``t ~ U{0..6}``,
+so the pair ``(t, t + 3)`` ends at index 9 at the latest and never leaves the clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mepipe.train.augment import prepare_pairs
+from mepipe.train.frames import ClipInfo, ShardHandles, read_frame
+
+PairIndex = tuple[int, int, int]
+
+
+def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
+    """A numpy generator fixed by ``(seed, epoch, stream)``: same pairs on every rank and on resume."""
+    return np.random.default_rng([int(seed), int(epoch), int(stream)])
+
+
+def delta_pairs(clips: Sequence[ClipInfo], delta: tuple[int, int], pairs_per_clip: int,
+                rng: np.random.Generator) -> list[PairIndex]:
+    """Draw pre-training pairs ``(clip, t, t + δ)`` for one epoch.
+
+    ``δ`` is drawn uniformly from ``{a..min(b, T - 1)}`` and ``t`` from ``{0..T - 1 - δ}``, so both
+    frames always lie inside the clip. Clips with ``T - 1 < a`` cannot hold a pair and are skipped.
+
+    Args:
+        clips: the clip list (sample indices refer to positions in it).
+        delta: inclusive range ``(a, b)`` of frame offsets, ``1 <= a <= b``.
+        pairs_per_clip: pairs drawn per clip.
+        rng: the epoch's generator.
+
+    Returns:
+        ``len(usable clips) * pairs_per_clip`` tuples in clip order.
+    """
+    a, b = delta
+    out: list[PairIndex] = []
+    for ci, c in enumerate(clips):
+        hi = min(b, c.n_frames - 1)
+        if hi < a:
+            continue
+        d = rng.integers(a, hi + 1, size=pairs_per_clip)
+        t = rng.integers(0, c.n_frames - d)  # upper bound exclusive: t + d <= T - 1
+        out.extend((ci, int(ti), int(ti + di)) for ti, di in zip(t, d, strict=True))
+    return out
+
+
+def keyframe_pairs(clips: Sequence[ClipInfo], jitter: int, rng: np.random.Generator | None) -> list[PairIndex]:
+    """Onset/apex pairs ``(clip, onset_idx, apex_idx)``, one per clip, optionally jittered.
+
+    With ``jitter = j`` each index moves by ``U{-j..j}``, clamped into the clip and kept ordered
+    (``onset < apex``). Clips without an annotated onset use frame 0; without an apex, the middle frame.
+    """
+    out: list[PairIndex] = []
+    for ci, c in enumerate(clips):
+        last = c.n_frames - 1
+        on = c.onset_idx if c.onset_idx >= 0 else 0
+        ap = c.apex_idx if c.apex_idx >= 0 else (last + 1) // 2
+        if jitter and rng is not None:
+            on = on + int(rng.integers(-jitter, jitter + 1))
+            ap = ap + int(rng.integers(-jitter, jitter + 1))
+        on = min(max(on, 0), last)
+        ap = min(max(ap, 0), last)
+        if ap <= on and last > 0:  # keep onset strictly before apex (a 1-frame clip pairs frame 0 with itself)
+            on, ap = (on, on + 1) if on < last else (last - 1, last)
+        out.append((ci, on, ap))
+    return out
+
+
+def table_pairs(clips: Sequence[ClipInfo], rows: Iterable[tuple[str, int, int]]) -> list[PairIndex]:
+    """Map pair-table rows ``(key, t_idx, t2_idx)`` (``OUT/pairs.csv``) to ``(clip, i0, i1)`` indices.
+
+    Rows of clips not in ``clips`` (failed, filtered out) are skipped; a pair outside its clip raises.
+    """
+    index = {c.key: i for i, c in enumerate(clips)}
+    out: list[PairIndex] = []
+    for key, t, t2 in rows:
+        ci = index.get(key)
+        if ci is None:
+            continue
+        if not 0 <= int(t) < int(t2) < clips[ci].n_frames:
+            raise ValueError(f"pair table: ({key}, {t}, {t2}) is outside the clip's {clips[ci].n_frames} frames; "
+                             "rewrite it with `mepipe pairs`")
+        out.append((ci, int(t), int(t2)))
+    return out
+
+
+class PairSampler(Sampler[PairIndex]):
+    """Yields the pair indices of one epoch; call :meth:`set_epoch` before each epoch.
+
+    Args:
+        clips: the clip list of the dataset.
+        mode: ``delta`` (pre-training pairs drawn per epoch), ``keyframes`` (onset/apex) or ``table``
+            (the fixed pairs given as ``table``, reshuffled every epoch).
+        delta, pairs_per_clip: for ``delta`` mode.
+        jitter: for ``keyframes`` mode (0: the annotated indices).
+        shuffle: shuffle the epoch's pairs (same permutation on every rank).
+        seed: base seed; the epoch's pairs depend only on ``(seed, epoch)``.
+        rank, world_size: DDP sharding; every rank gets ``ceil(N / world_size)`` indices (padded by
+            wrapping around) so that all ranks take the same number of steps.
+        table: the pairs of ``table`` mode (see :func:`table_pairs`).
+    """
+
+    def __init__(self, clips: Sequence[ClipInfo], *, mode: str = "delta", delta: tuple[int, int] = (1, 4),
+                 pairs_per_clip: int = 16, jitter: int = 0, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, table: Sequence[PairIndex] = ()) -> None:
+        if mode not in ("delta", "keyframes", "table"):
+            raise ValueError(f"mode must be 'delta', 'keyframes' or 'table', got {mode!r}")
+        self.table = list(table)
+        self.clips = list(clips)
+        self.mode, self.delta, self.pairs_per_clip, self.jitter = mode, delta, pairs_per_clip, jitter
+        self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def pairs(self) -> list[PairIndex]:
+        """All pairs of the current epoch (before rank sharding)."""
+        rng = epoch_rng(self.seed, self.epoch)
+        if self.mode == "delta":
+            pairs = delta_pairs(self.clips, self.delta, self.pairs_per_clip, rng)
+        elif self.mode == "table":
+            pairs = list(self.table)
+        else:
+            pairs = keyframe_pairs(self.clips, self.jitter, rng if self.jitter else None)
+        if self.shuffle:
+            order = epoch_rng(self.seed, self.epoch, 1).permutation(len(pairs))
+            pairs = [pairs[i] for i in order]
+        return pairs
+
+    def _mine(self) -> list[PairIndex]:
+        pairs = self.pairs()
+        if self.world_size == 1 or not pairs:
+            return pairs
+        per_rank = -(-len(pairs) // self.world_size)
+        padded = (pairs * (per_rank * self.world_size // len(pairs) + 1))[: per_rank * self.world_size]
+        return padded[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[PairIndex]:
+        return iter(self._mine())
+
+    def __len__(self) -> int:
+        if self.mode == "delta":
+            usable = sum(1 for c in self.clips if min(self.delta[1], c.n_frames - 1) >= self.delta[0])
+            n = usable * self.pairs_per_clip
+        elif self.mode == "table":
+            n = len(self.table)
+        else:
+            n = len(self.clips)
+        return -(-n // self.world_size) if n else 0
+
+
+class PairDataset(Dataset):
+    """Reads frame pairs from shards; indices are ``(clip, i0, i1)`` tuples from a :class:`PairSampler`.
+
+    Shards are opened lazily in the reading process (never in ``__init__``). Batches are read by
+    :meth:`__getitems__` straight into one preallocated buffer.
+
+    A batch (see :func:`collate_pairs`) is a dict:
+
+    * ``frames``: ``(B, 2, S, S, 3) uint8`` RGB, ``[:, 0]`` = ``I_t`` / onset, ``[:, 1]`` = ``I_{t+δ}`` / apex;
+    * ``index``: ``(B, 3) int64`` the ``(clip, i0, i1)`` tuples;
+    * ``label``: ``(B,) int64`` class index (``-1`` when unlabelled).
+
+    Args:
+        clips: the clips (all with the same crop size S).
+        size: S, the stored crop side.
+    """
+
+    def __init__(self, clips: Sequence[ClipInfo], size: int) -> None:
+        self.clips = list(clips)
+        self.size = size
+        self.handles = ShardHandles()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def read_into(self, index: PairIndex, out: np.ndarray) -> None:
+        """Read pair ``index`` into ``out`` of shape ``(2, S, S, 3) uint8``."""
+        ci, i0, i1 = index
+        clip = self.clips[ci]
+        if not 0 <= i0 < clip.n_frames or not 0 <= i1 < clip.n_frames:
+            raise IndexError(f"pair {index} outside clip {clip.key} with {clip.n_frames} frames")
+        frames = self.handles.clip(clip)
+        read_frame(frames, i0, out[0])
+        read_frame(frames, i1, out[1])
+
+    def __getitems__(self, indices: Sequence[PairIndex]) -> dict[str, torch.Tensor]:
+        n, s = len(indices), self.size
+        buf = np.empty((n, 2, s, s, 3), dtype=np.uint8)
+        for j, idx in enumerate(indices):
+            self.read_into(idx, buf[j])
+        index = torch.tensor([list(i) for i in indices], dtype=torch.int64).reshape(n, 3)
+        labels = torch.tensor([self.clips[i[0]].label for i in indices], dtype=torch.int64)
+        return {"frames": torch.from_numpy(buf), "index": index, "label": labels}
+
+    def __getitem__(self, index: PairIndex) -> dict[str, torch.Tensor]:
+        batch = self.__getitems__([index])
+        return {k: v[0] for k, v in batch.items()}
+
+
+def collate_pairs(batch: Any) -> dict[str, torch.Tensor]:
+    """Collate for :class:`PairDataset`: pass a ``__getitems__`` batch through, stack single samples."""
+    if isinstance(batch, dict):
+        return batch
+    return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
+
+
+def prepared_batches(dataset: PairDataset, pairs: Sequence[PairIndex], *, batch_size: int, input_size: int,
+                     device: torch.device) -> Iterator[torch.Tensor]:
+    """Read ``pairs`` in order and yield model inputs ``(B, 2, 3, N, N)`` without augmentation
+    (evaluation, BatchNorm recalibration, pictures)."""
+    for s in range(0, len(pairs), batch_size):
+        batch = dataset.__getitems__(list(pairs[s:s + batch_size]))
+        yield prepare_pairs(batch["frames"].to(device), input_size)
+
+
+def make_loader(dataset: PairDataset, sampler: PairSampler, *, batch_size: int, num_workers: int = 0,
+                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` driven by ``sampler`` (batches read with ``__getitems__``).
+
+    The loader gets its own ``torch.Generator`` so creating an iterator never consumes the global
+    torch RNG (which keeps resumed runs bit-identical).
+    """
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate_pairs, pin_memory=pin_memory, drop_last=drop_last,
+                      persistent_workers=False, generator=torch.Generator().manual_seed(sampler.seed))

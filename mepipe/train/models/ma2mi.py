@@ -1,0 +1,158 @@
+"""MA2MI pre-training: predict the latent of a near-future frame from ``I_t`` and a bottlenecked action code.
+
+For a pair ``(I_t, I_{t+δ})`` (``(B, 2, 3, N, N)``, normalised):
+
+* ``P_t = E_pos(I_t)`` and ``A = E_act(I_t, I_{t+δ})``, both ``(B, D, h, w)`` with ``h = w = N / 16``;
+* action code ``C_Δ = squeeze(A)``: ``(B, k, h, w)`` with few channels ``k`` (the bottleneck stops
+  ``C_Δ`` from simply carrying ``I_{t+δ}``);
+* decoder ``D(P_t, C_Δ)`` -> predicted latent ``Ẑ`` ``(B, D, h, w)``;
+* target ``Z = T(I_{t+δ})`` where ``T`` is an EMA copy of ``E_pos`` under stop-gradient (so the latent
+  cannot collapse together with the predictor); loss ``MSE(Ẑ, Z)`` (``Z`` layer-normalised over
+  channels by default), plus ``pixel_weight`` times the MSE of a low-resolution reconstruction of
+  ``I_{t+δ}`` decoded from ``Ẑ``'s features.
+
+Transfer: :func:`transfer_state` keeps ``act.*`` and ``pos.*`` (``E_act``, ``E_pos``), which load into
+:class:`~mepipe.train.models.miacnet.MIACNet` by name; the decoder and the target are dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mepipe.train.models.miacnet import STRIDE, ActionBranch, PositionBranch
+
+
+class ConvBlock(nn.Module):
+    """Residual ``conv3x3-BN-ReLU-conv3x3-BN`` + identity, ReLU (decoder block)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                  nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+@dataclass
+class MA2MIOutput:
+    """A pre-training forward pass.
+
+    Attributes:
+        loss: scalar total loss (float32).
+        latent_loss, pixel_loss: the two terms (detached; 0 when a term is off).
+        target_std: spread of the target latent over the batch (mean over positions/channels of the
+            per-element std; detached). It falling towards 0 would signal a collapsed target.
+        recon: ``(B, 3, s, s)`` low-resolution reconstruction of ``I_{t+δ}`` (normalised) or ``None``.
+        attention: the action branch's attention maps.
+    """
+
+    loss: torch.Tensor
+    latent_loss: torch.Tensor
+    pixel_loss: torch.Tensor
+    target_std: torch.Tensor
+    recon: torch.Tensor | None
+    attention: list[torch.Tensor]
+
+
+class MA2MI(nn.Module):
+    """The MA2MI pre-training network (see the module docstring).
+
+    Args:
+        input_size: N, multiple of 16.
+        width: action-branch width w (``D = 8w``), same meaning as in MIACNet.
+        action_input, attention, pos_layers, pos_heads, pos_input: as in MIACNet (must match for transfer).
+        bottleneck: k, channels of ``C_Δ``.
+        decoder_blocks: residual blocks in ``D``.
+        ema: target momentum (``T <- ema * T + (1 - ema) * E_pos`` after each step).
+        target: ``latent`` or ``pixel`` (pixel reconstruction only, no latent term).
+        target_norm: layer-normalise ``Z`` over channels.
+        pixel_weight: weight of the pixel term (0 and ``target=latent``: no pixel head).
+        pixel_size: side s of the reconstruction.
+    """
+
+    def __init__(self, input_size: int = 112, width: int = 16, action_input: str = "diff", attention: bool = True,
+                 pos_layers: int = 2, pos_heads: int = 4, pos_input: str = "resize", bottleneck: int = 4, decoder_blocks: int = 2,
+                 ema: float = 0.99, target: str = "latent", target_norm: bool = True, pixel_weight: float = 0.5,
+                 pixel_size: int = 32) -> None:
+        super().__init__()
+        if target not in ("latent", "pixel"):
+            raise ValueError(f"target must be 'latent' or 'pixel', got {target!r}")
+        self.act = ActionBranch(width, action_input, attention)
+        dim = self.act.out_channels
+        self.pos = PositionBranch(input_size, dim, pos_layers, pos_heads, pos_input)
+        self.target_enc = copy.deepcopy(self.pos)
+        for p in self.target_enc.parameters():
+            p.requires_grad_(False)
+        self.squeeze = nn.Sequential(nn.Conv2d(dim, bottleneck, 1), nn.BatchNorm2d(bottleneck))
+        self.expand = nn.Conv2d(bottleneck, dim, 1)
+        self.fuse = nn.Sequential(nn.Conv2d(2 * dim, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
+        self.decoder = nn.Sequential(*[ConvBlock(dim) for _ in range(decoder_blocks)])
+        self.predict = nn.Conv2d(dim, dim, 1)
+        self.ema, self.target, self.target_norm = ema, target, target_norm
+        self.pixel_weight = pixel_weight if target == "latent" else 1.0
+        self.pixel_size = pixel_size
+        self.pixel_head: nn.Module | None = None
+        if self.pixel_weight > 0:
+            self.pixel_head = nn.Sequential(nn.Conv2d(dim, width, 3, 1, 1), nn.ReLU(inplace=True),
+                                            nn.Conv2d(width, 3, 3, 1, 1))
+        self.grid = input_size // STRIDE
+
+    def train(self, mode: bool = True) -> MA2MI:
+        super().train(mode)
+        self.target_enc.eval()  # the target never updates BN statistics / dropout from gradients
+        return self
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """EMA step ``T <- ema * T + (1 - ema) * E_pos`` (parameters and buffers)."""
+        for t, s in zip(self.target_enc.parameters(), self.pos.parameters(), strict=True):
+            t.lerp_(s.detach(), 1.0 - self.ema)
+        for t, s in zip(self.target_enc.buffers(), self.pos.buffers(), strict=True):
+            t.copy_(s)
+
+    def action_code(self, pair: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``C_Δ`` ``(B, k, h, w)`` and the attention maps for a pair batch ``(B, 2, 3, N, N)``."""
+        a, maps = self.act(pair)
+        return self.squeeze(a), maps
+
+    def forward(self, pair: torch.Tensor) -> MA2MIOutput:
+        """Pre-training loss for ``pair`` ``(B, 2, 3, N, N)`` (normalised, ``[:, 0]`` = ``I_t``)."""
+        p_t = self.pos(pair[:, 0])
+        code, maps = self.action_code(pair)
+        h = self.decoder(self.fuse(torch.cat([p_t, self.expand(code)], 1)))
+        zero = pair.new_zeros((), dtype=torch.float32)
+        latent_loss, target_std = zero, zero
+        if self.target == "latent":
+            z_hat = self.predict(h).float()
+            with torch.no_grad():
+                z = self.target_enc(pair[:, 1]).float()
+                if self.target_norm:
+                    z = F.layer_norm(z.permute(0, 2, 3, 1), z.shape[1:2]).permute(0, 3, 1, 2)
+            latent_loss = F.mse_loss(z_hat, z)
+            target_std = z.std(dim=0, unbiased=False).mean()
+        pixel_loss, recon = zero, None
+        if self.pixel_head is not None:
+            up = F.interpolate(h, size=(self.pixel_size, self.pixel_size), mode="bilinear", align_corners=False)
+            recon = self.pixel_head(up).float()
+            goal = F.interpolate(pair[:, 1].float(), size=recon.shape[-2:], mode="area")
+            pixel_loss = F.mse_loss(recon, goal)
+        loss = latent_loss + self.pixel_weight * pixel_loss
+        return MA2MIOutput(loss, latent_loss.detach(), pixel_loss.detach(), target_std, recon, maps)
+
+
+def transfer_state(state: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("act.", "pos.")) -> dict[str, torch.Tensor]:
+    """The ``E_act`` / ``E_pos`` entries of an MA2MI state dict (``act.*``, ``pos.*``); the decoder,
+    the bottleneck, the pixel head and the EMA target are dropped. Keys of a DDP-wrapped model
+    (``module.`` prefix) are accepted."""
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.")
+        if k.startswith(prefixes):
+            out[k] = v
+    return out

@@ -1,0 +1,79 @@
+"""`mepipe train pretrain` / `mepipe train finetune` end to end on a toy build (with pictures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mepipe.cli import app
+from mepipe.train.checkpoint import load_checkpoint
+from mepipe.train.toy import TINY_OVERRIDES, write_toy_build
+
+
+def _sets(kind: str) -> list[str]:
+    out = []
+    for k, v in TINY_OVERRIDES.items():
+        if kind == "finetune" and k.startswith("ma2mi."):
+            continue
+        if k in ("run.pictures", "optim.epochs"):
+            continue
+        out += ["--set", f"{k}={v}"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    return {
+        "macro": write_toy_build(root / "macro", subjects=2, clips_per_subject=2, n_frames=12, size=32,
+                                 dataset="toymacro", expression_type="macro", amplitude=60),
+        "micro": write_toy_build(root / "micro", subjects=3, clips_per_subject=2, n_frames=6, size=32),
+    }
+
+
+def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    cfg_file = tmp_path / "pre.yaml"
+    cfg_file.write_text(yaml.safe_dump({"optim": {"epochs": 1}, "run": {"pictures": 2}}))
+    pre = tmp_path / "pre"
+    r = runner.invoke(app, ["train", "pretrain", "--shards", str(builds["macro"]), "--out", str(pre),
+                            "--delta", "2:3", "--config", str(cfg_file), *_sets("pretrain")])
+    assert r.exit_code == 0, r.output
+    resolved = yaml.safe_load((pre / "train.resolved.yaml").read_text())
+    assert resolved["data"]["delta"] == [2, 3] and resolved["optim"]["epochs"] == 1
+    assert load_checkpoint(pre / "last.pt")["config"] == resolved
+    for name in ("reconstructions-epoch001.png", "heatmaps-epoch001.png"):
+        img = cv2.imread(str(pre / "pictures" / name))
+        assert img is not None and img.shape[0] == 2 * 112  # one 112-px row per sample
+
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train", "finetune", "--shards", str(builds["micro"]), "--labels", "casme2_5",
+                            "--protocol", "loso", "--init", str(pre / "last.pt"), "--out", str(ft), "--epochs", "1",
+                            "--set", "run.pictures=3", *_sets("finetune")])
+    assert r.exit_code == 0, r.output
+    assert "UF1" in r.output
+    m = json.loads((ft / "metrics.json").read_text())
+    assert {"acc", "uf1", "uar", "per_class", "confusion", "per_dataset", "per_fold"} <= set(m)
+    assert m["n"] == 6 and m["n_folds"] == 3 and m["init"] == str(pre / "last.pt")
+    assert (ft / "predictions.csv").read_text().count("\n") == 7
+    assert (ft / "per_class.csv").is_file()
+    assert cv2.imread(str(ft / "confusion.png")) is not None
+    assert cv2.imread(str(ft / "pictures" / "heatmaps.png")).shape[0] == 3 * 112
+
+
+def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(tmp_path / "x"),
+                            "--set", "optim.nope=1"])
+    assert r.exit_code == 2 and "optim.nope" in r.output
+    r = runner.invoke(app, ["train", "pretrain", "--shards", str(builds["macro"]), "--out", str(tmp_path / "y"),
+                            "--delta", "5:2"])
+    assert r.exit_code == 2 and "data.delta" in r.output
+    r = runner.invoke(app, ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(tmp_path / "z"),
+                            "--init", str(tmp_path / "missing.pt")])
+    assert r.exit_code == 2 and "missing.pt" in r.output

@@ -1,0 +1,170 @@
+"""mepipe.train data layer: pair sampling bounds, determinism, lazy shard access, augmentation."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from mepipe.labels import LabelScheme
+from mepipe.train.augment import augment_pairs, prepare_pairs
+from mepipe.train.config import AugmentConfig
+from mepipe.train.data import PairDataset, PairSampler, delta_pairs, epoch_rng, keyframe_pairs, make_loader
+from mepipe.train.engine import cpu_threads
+from mepipe.train.frames import ClipInfo, frame_size, load_clips
+from mepipe.train.toy import write_toy_build
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models on a busy 2-core machine run far faster single-threaded (restored afterwards)."""
+    with cpu_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_toy_build(tmp_path_factory.mktemp("data") / "micro", subjects=2, clips_per_subject=3, n_frames=9,
+                           size=32, max_clips=4)
+
+
+def _clips(lengths: list[int]) -> list[ClipInfo]:
+    return [ClipInfo(f"d/c{i}", "x.h5", "d", "s", n, 0, n // 2) for i, n in enumerate(lengths)]
+
+
+@pytest.mark.parametrize("delta", [(1, 1), (1, 4), (2, 8), (4, 16)])
+def test_delta_pairs_never_cross_clip_bounds(delta: tuple[int, int]) -> None:
+    clips = _clips([1, 2, 3, 5, 8, 17, 40])
+    for epoch in range(20):
+        for ci, t, t2 in delta_pairs(clips, delta, 8, epoch_rng(0, epoch)):
+            n = clips[ci].n_frames
+            assert 0 <= t < t2 <= n - 1
+            assert delta[0] <= t2 - t <= delta[1]
+    # a clip shorter than a + 1 frames cannot hold a pair and is skipped
+    used = {ci for ci, _, _ in delta_pairs(clips, (4, 16), 8, epoch_rng(0, 0))}
+    assert used == {i for i, c in enumerate(clips) if c.n_frames - 1 >= 4}
+
+
+def test_delta_is_uniform_and_redrawn_each_epoch() -> None:
+    clips = _clips([100])
+    deltas = [t2 - t for _, t, t2 in delta_pairs(clips, (1, 4), 4000, epoch_rng(0, 0))]
+    counts = np.bincount(deltas, minlength=5)[1:]
+    assert counts.min() > 900  # ~1000 each
+    s = PairSampler(clips, delta=(1, 4), pairs_per_clip=16, seed=3)
+    s.set_epoch(0)
+    e0 = list(s)
+    s.set_epoch(1)
+    assert list(s) != e0
+    s.set_epoch(0)
+    assert list(s) == e0  # a function of (seed, epoch) only: identical on resume and on every rank
+
+
+def test_sampler_shards_across_ranks() -> None:
+    clips = _clips([10] * 5)
+    full = PairSampler(clips, pairs_per_clip=3, seed=1)
+    parts = [list(PairSampler(clips, pairs_per_clip=3, seed=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(PairSampler(clips, pairs_per_clip=3, world_size=2)) == 8
+    assert set(parts[0]) | set(parts[1]) == set(full)
+
+
+def test_keyframe_pairs_jitter_stays_inside_and_ordered() -> None:
+    clips = [ClipInfo("d/a", "x", "d", "s", 6, 0, 5), ClipInfo("d/b", "x", "d", "s", 9, 3, 3),
+             ClipInfo("d/c", "x", "d", "s", 4, -1, -1), ClipInfo("d/e", "x", "d", "s", 1, 0, 0)]
+    assert keyframe_pairs(clips, 0, None)[:3] == [(0, 0, 5), (1, 3, 4), (2, 0, 2)]
+    for e in range(50):
+        for ci, on, ap in keyframe_pairs(clips, 3, epoch_rng(0, e)):
+            n = clips[ci].n_frames
+            assert 0 <= on <= ap < n and (on < ap or n == 1)
+
+
+def test_dataset_reads_the_right_frames_lazily(build: Path) -> None:
+    clips, rows, dropped = load_clips(build)
+    assert len(clips) == 6 and dropped["failed"] == 0
+    ds = PairDataset(clips, frame_size(clips))
+    assert ds.handles._files == {}  # nothing opened in __init__
+    ds2 = pickle.loads(pickle.dumps(ds))  # picklable for DataLoader workers
+    batch = ds2.__getitems__([(0, 1, 4), (5, 0, 8)])
+    assert batch["frames"].shape == (2, 2, 32, 32, 3) and batch["frames"].dtype == torch.uint8
+    with h5py.File(clips[5].shard) as f:
+        ref = f["clips"][clips[5].key]["frames"]
+        assert np.array_equal(batch["frames"][1, 0].numpy(), ref[0])
+        assert np.array_equal(batch["frames"][1, 1].numpy(), ref[8])
+    assert batch["index"].tolist() == [[0, 1, 4], [5, 0, 8]]
+    with pytest.raises(IndexError):
+        ds2.__getitems__([(0, 0, 9)])
+
+
+def test_loader_batches_and_label_scheme_drops_clips(build: Path) -> None:
+    scheme = LabelScheme("toy", ("happiness", "disgust"), {"casme2": {"happiness": "happiness", "disgust": "disgust"}})
+    clips, _, dropped = load_clips(build, label_fn=lambda r: scheme.label(r.dataset, r.emotion_raw))
+    assert dropped["label"] == 6 - len(clips) and {c.label for c in clips} <= {0, 1} and clips
+    sampler = PairSampler(clips, mode="keyframes", seed=0)
+    loader = make_loader(PairDataset(clips, 32), sampler, batch_size=2, num_workers=0)
+    labels = torch.cat([b["label"] for b in loader])
+    assert sorted(labels.tolist()) == sorted(c.label for c in clips)
+
+
+def test_loader_with_worker_process(build: Path) -> None:
+    clips, _, _ = load_clips(build)
+    loader = make_loader(PairDataset(clips, 32), PairSampler(clips, pairs_per_clip=2, seed=0, shuffle=False),
+                         batch_size=4, num_workers=1)
+    assert sum(b["frames"].shape[0] for b in loader) == 12
+
+
+def test_augmentation_is_identical_on_both_frames() -> None:
+    torch.manual_seed(0)
+    frame = torch.rand(3, 1, 3, 32, 32)
+    pair = torch.cat([frame, frame], dim=1)
+    cfg = AugmentConfig(flip=0.5, rotate_deg=15, scale=0.1, shift=0.1)
+    out = augment_pairs(pair, cfg, torch.Generator().manual_seed(1))
+    assert out.shape == pair.shape
+    assert torch.equal(out[:, 0], out[:, 1])  # same geometry and colour for I_t and I_t+δ
+    assert not torch.allclose(out, pair)
+    again = augment_pairs(pair, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # fixed by the generator
+
+
+def test_prepare_pairs_resizes_and_normalises() -> None:
+    frames = torch.full((2, 2, 64, 64, 3), 128, dtype=torch.uint8)
+    x = prepare_pairs(frames, 32)
+    assert x.shape == (2, 2, 3, 32, 32) and x.dtype == torch.float32
+    assert torch.allclose(x[0, 0, 0], torch.full((32, 32), (128 / 255 - 0.485) / 0.229), atol=1e-5)
+
+
+def test_jpeg_shards_read_through_the_same_function(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    build = write_toy_build(tmp_path / "jpeg", subjects=1, clips_per_subject=2, n_frames=5, size=32, jpeg_quality=95)
+    raw = write_toy_build(tmp_path / "raw", subjects=1, clips_per_subject=2, n_frames=5, size=32)
+    cj, _, _ = load_clips(build)
+    cr, _, _ = load_clips(raw)
+    assert frame_size(cj) == 32
+    a = PairDataset(cj, 32).__getitems__([(1, 0, 3)])["frames"].int()
+    b = PairDataset(cr, 32).__getitems__([(1, 0, 3)])["frames"].int()
+    assert (a - b).abs().float().mean() < 4.0  # JPEG q95 of the same frames
+
+
+def test_pair_table_mode(build: Path, tmp_path: Path) -> None:
+    from mepipe.train import pretrain
+    from mepipe.train.data import table_pairs
+    from mepipe.train.toy import tiny_config
+
+    clips, _, _ = load_clips(build)
+    rows = [(clips[0].key, 0, 3), ("casme2/not-built", 0, 1), (clips[2].key, 4, 5)]
+    assert table_pairs(clips, rows) == [(0, 0, 3), (2, 4, 5)]
+    with pytest.raises(ValueError, match="outside"):
+        table_pairs(clips, [(clips[0].key, 5, 9)])
+    s = PairSampler(clips, mode="table", table=[(0, 0, 3), (2, 4, 5)], seed=0)
+    assert sorted(s) == [(0, 0, 3), (2, 4, 5)] and len(s) == 2
+    lines = ["key,shard,t_idx,t2_idx,delta_frames,delta_ms"]
+    lines += [f"{c.key},{Path(c.shard).name},1,{1 + d},{d},{d * 5.0}" for c in clips for d in (1, 2)]
+    (build / "pairs.csv").write_text("\n".join(lines) + "\n")
+    try:
+        res = pretrain(tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1),
+                       log=lambda m: None)
+    finally:
+        (build / "pairs.csv").unlink()
+    assert res.history[0]["pairs"] == 2 * len(clips)

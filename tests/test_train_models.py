@@ -1,0 +1,106 @@
+"""MIACNet / MA2MI shapes, ablation switches, transfer, and the MA2MI loss going down."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mepipe.train.config import MA2MIConfig, ModelConfig
+from mepipe.train.engine import cpu_threads
+from mepipe.train.models import MODELS, PRETRAINERS, build_model, transfer_state
+from mepipe.train.models.miacnet import MIACNet
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models on a busy 2-core machine run far faster single-threaded (restored afterwards)."""
+    with cpu_threads(1):
+        yield
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("size", [112, 128, 224])
+def test_every_registered_model_shapes(name: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, input_size=size, width=8, pos_heads=2), num_classes=5)
+    out = model.forward_all(torch.randn(2, 2, 3, size, size))
+    g = size // 16
+    assert out.logits.shape == (2, 5)
+    assert out.action.shape == (2, 64, g, g)
+    assert out.heatmap().shape == (2, g, g)
+    assert float(out.heatmap().min()) >= 0 and float(out.heatmap().max()) <= 1
+    has_att = name in ("miacnet", "miacnet-nopos")
+    assert len(out.attention) == (4 if has_att else 0)
+    if has_att:
+        assert [a.shape[-1] for a in out.attention] == [size // 2, size // 4, size // 8, size // 16]
+    assert (out.position is None) == (name in ("miacnet-nopos", "single-branch"))
+
+
+@pytest.mark.parametrize("kw", [dict(fusion="gate"), dict(head="mean"), dict(pos_input="patch"),
+                                dict(action_input="stack")])
+def test_miacnet_options(kw: dict) -> None:
+    model = build_model(ModelConfig(input_size=64, width=4, pos_heads=2, **kw), num_classes=3)
+    assert model(torch.randn(2, 2, 3, 64, 64)).shape == (2, 3)
+
+
+def test_single_branch_sees_both_frames_stacked() -> None:
+    model = build_model(ModelConfig(name="single-branch", input_size=32, width=4, pos_heads=2), 2)
+    assert model.act.stem[0].in_channels == 6 and model.pos is None
+
+
+@pytest.mark.parametrize("target", ["latent", "pixel"])
+def test_ma2mi_outputs(target: str) -> None:
+    m = PRETRAINERS.get("ma2mi")(ModelConfig(input_size=64, width=4, pos_heads=2),
+                                 MA2MIConfig(target=target, pixel_size=16, bottleneck=2))
+    out = m(torch.randn(3, 2, 3, 64, 64))
+    assert out.loss.ndim == 0 and out.recon is not None and out.recon.shape == (3, 3, 16, 16)
+    assert m.squeeze[0].out_channels == 2  # the bottleneck: k channels
+    assert all(not p.requires_grad for p in m.target_enc.parameters())  # stop-gradient target
+    out.loss.backward()
+    assert all(p.grad is None for p in m.target_enc.parameters())
+
+
+def test_ma2mi_loss_decreases_on_a_toy_set() -> None:
+    torch.manual_seed(0)
+    m = PRETRAINERS.get("ma2mi")(ModelConfig(input_size=32, width=4, pos_heads=2), MA2MIConfig(pixel_size=8))
+    # toy pairs: a random image and the same image with a bright square shifted by one pixel
+    base = torch.randn(16, 3, 32, 32) * 0.3
+    nxt = base.clone()
+    nxt[:, :, 8:14, 9:15] += 1.0
+    pair = torch.stack([base, nxt], 1)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        out = m(pair)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        m.update_target()
+        losses.append(float(out.loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_ema_target_follows_online_encoder() -> None:
+    m = PRETRAINERS.get("ma2mi")(ModelConfig(input_size=32, width=4, pos_heads=2), MA2MIConfig(ema=0.5))
+    with torch.no_grad():
+        for p in m.pos.parameters():
+            p.add_(1.0)
+    before = [t.clone() for t in m.target_enc.parameters()]
+    m.update_target()
+    for b, t, s in zip(before, m.target_enc.parameters(), m.pos.parameters(), strict=True):
+        assert torch.allclose(t, 0.5 * b + 0.5 * s)
+
+
+def test_transfer_initialises_miacnet_branches() -> None:
+    cfg = ModelConfig(input_size=32, width=4, pos_heads=2)
+    pre = PRETRAINERS.get("ma2mi")(cfg, MA2MIConfig())
+    state = transfer_state(pre.state_dict())
+    assert state and all(k.startswith(("act.", "pos.")) for k in state)
+    assert not any(k.startswith(("target_enc", "decoder", "squeeze")) for k in state)
+    model = build_model(cfg, 5)
+    assert isinstance(model, MIACNet)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected
+    assert all(k.startswith(("head.",)) for k in missing)
+    for k, v in state.items():
+        assert torch.equal(model.state_dict()[k], v)

@@ -1,0 +1,106 @@
+"""Checkpoints: contents, determinism by seed, and bit-exact resume on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mepipe.errors import ConfigError
+from mepipe.labels import load_scheme
+from mepipe.train import finetune_loso, fit, plan_folds, pretrain
+from mepipe.train.checkpoint import load_checkpoint
+from mepipe.train.engine import cpu_threads, make_runtime
+from mepipe.train.frames import load_clips
+from mepipe.train.toy import tiny_config, write_toy_build
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models on a busy 2-core machine run far faster single-threaded (restored afterwards)."""
+    with cpu_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("resume")
+    return {
+        "macro": write_toy_build(root / "macro", subjects=2, clips_per_subject=2, n_frames=10, size=32,
+                                 dataset="toymacro", expression_type="macro", amplitude=60),
+        "micro": write_toy_build(root / "micro", subjects=3, clips_per_subject=3, n_frames=6, size=32),
+    }
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _losses(history: list[dict]) -> list[tuple]:
+    return [(h["epoch"], h["loss"], h["latent_loss"], h["pixel_loss"], h["lr"]) for h in history]
+
+
+def test_pretrain_checkpoint_contents(builds: dict[str, Path], tmp_path: Path) -> None:
+    res = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None)
+    ck = load_checkpoint(res.checkpoint, "pretrain")
+    assert ck["epoch"] == 1 and ck["kind"] == "pretrain"
+    assert {"model", "optimizer", "scheduler", "rng", "config", "history"} <= set(ck)
+    assert {"python", "numpy", "torch", "augment"} <= set(ck["rng"])
+    assert ck["config"]["data"]["shards"] == str(builds["macro"]) and ck["config"]["model"]["width"] == 4
+    assert any(k.startswith("target_enc.") for k in ck["model"])  # the EMA target is saved too
+    assert (tmp_path / "run" / "train.resolved.yaml").is_file()
+    with pytest.raises(ConfigError, match="--resume"):
+        pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None)
+
+
+def test_pretrain_is_deterministic_by_seed(builds: dict[str, Path], tmp_path: Path) -> None:
+    runs = [pretrain(tiny_config("pretrain", builds["macro"], tmp_path / f"r{i}", run__seed=s), log=lambda m: None)
+            for i, s in enumerate([7, 7, 8])]
+    assert _same_state(runs[0].model.state_dict(), runs[1].model.state_dict())
+    assert _losses(runs[0].history) == _losses(runs[1].history)
+    assert not _same_state(runs[0].model.state_dict(), runs[2].model.state_dict())
+
+
+def test_pretrain_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path], tmp_path: Path) -> None:
+    full = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "full", optim__epochs=2), log=lambda m: None)
+    pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=1), log=lambda m: None)
+    resumed = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=2, run__resume=True),
+                       log=lambda m: None)
+    assert _losses(full.history) == _losses(resumed.history)
+    assert _same_state(full.model.state_dict(), resumed.model.state_dict())
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert _same_state(a["model"], b["model"])
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def test_finetune_fold_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path], tmp_path: Path) -> None:
+    scheme = load_scheme("casme2_5")
+    clips, _, _ = load_clips(builds["micro"], label_fn=lambda r: scheme.label(r.dataset, r.emotion_raw))
+    plan = plan_folds(clips)[0]
+
+    def run(out: str, epochs: int, resume: bool):
+        cfg = tiny_config("finetune", builds["micro"], tmp_path / out, optim__epochs=epochs, run__resume=resume,
+                          data__jitter=1)
+        with cpu_threads(1):
+            return fit(cfg, plan.train, plan.val, num_classes=5, size=32, rt=make_runtime(cfg.run), fold=plan.name,
+                       ckpt_path=tmp_path / out / "fold.pt", log=lambda m: None)
+
+    full = run("full", 3, False)
+    run("cut", 2, False)
+    resumed = run("cut", 3, True)
+    assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in resumed.history]
+    assert _same_state(full.model.state_dict(), resumed.model.state_dict())
+
+
+def test_finetune_resume_skips_finished_folds(builds: dict[str, Path], tmp_path: Path) -> None:
+    cfg = tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1)
+    first = finetune_loso(cfg, log=lambda m: None)
+    again = finetune_loso(tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1,
+                                      run__resume=True), log=lambda m: None)
+    assert first.metrics["confusion"] == again.metrics["confusion"]
+    assert [p["key"] for p in first.predictions] == [p["key"] for p in again.predictions]
+    with pytest.raises(ConfigError, match="--resume"):
+        finetune_loso(cfg, log=lambda m: None)
