@@ -30,7 +30,9 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(PIPELINE)
     with tempfile.TemporaryDirectory() as tmp:
-        data = synthesize("casme2", Path(tmp) / "data", subjects=args.subjects, clips_per_subject=args.clips, seed=args.seed)
+        data = synthesize(
+            "casme2", Path(tmp) / "data", subjects=args.subjects, clips_per_subject=args.clips, seed=args.seed
+        )
         build_dataset(cfg, data.out, Path(tmp) / "out", workers=2)
         rep = alignment_consistency(Path(tmp) / "out", data.ground_truth)
         # baseline: no alignment at all (the true landmarks in raw frame pixels, per subject)
@@ -44,12 +46,16 @@ def main() -> None:
             mean = s.mean(0)
             iod = np.linalg.norm(mean[36:42].mean(0) - mean[42:48].mean(0))
             base.append(np.linalg.norm(s - mean, axis=2).ravel() / iod)
-    print(f"{rep.clips} clips, {len(rep.per_subject)} subjects, crop {cfg.align.crop_size}px, crop IOD {rep.iod_px:.1f}px")
+    print(
+        f"{rep.clips} clips, {len(rep.per_subject)} subjects, crop {cfg.align.crop_size}px, crop IOD {rep.iod_px:.1f}px"
+    )
     print(f"{'subject':<10}{'median deviation / IOD':>24}")
     for s, v in rep.per_subject.items():
         print(f"{s:<10}{100 * v:>23.2f}%")
     print(f"{'all':<10}{100 * rep.median:>23.2f}%   (target <= 2%)")
-    print(f"{'no align':<10}{100 * float(np.median(np.concatenate(base))):>23.2f}%   (raw frame positions, for comparison)")
+    print(
+        f"{'no align':<10}{100 * float(np.median(np.concatenate(base))):>23.2f}%   (raw frame positions, for comparison)"
+    )
 
 
 if __name__ == "__main__":

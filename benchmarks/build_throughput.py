@@ -47,7 +47,9 @@ def naive_per_frame(clips, out_dir: Path, size: int, margin: float) -> int:
                 continue
             box = max(boxes, key=lambda b: b.area)
             m = crop_transform(lmk.landmarks(gray, box), size, margin)
-            crop = cv2.warpAffine(bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            crop = cv2.warpAffine(
+                bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
             cv2.imwrite(str(dst / name), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
             n += 1
     return n
@@ -70,19 +72,29 @@ def main() -> None:
         naive_n = naive_per_frame(clips, tmp / "naive", cfg.align.crop_size, cfg.align.margin)
         naive_s = time.perf_counter() - t
         results = []
-        runs = [(1, "")] + ([(args.workers, " (cold)"), (args.workers, " (warm)")] if args.workers > 1 else [])
+        runs = [(1, "")] + (
+            [(args.workers, " (cold)"), (args.workers, " (warm)")] if args.workers > 1 else []
+        )
         for workers, note in runs:
             t = time.perf_counter()
             s = build_dataset(cfg, tmp / "data", tmp / f"mepipe{workers}", workers=workers, force=True)
             results.append((workers, note, s.frames, time.perf_counter() - t))
-    print(f"{len(clips)} clips, {frames} frames of 640x480 -> {cfg.align.crop_size}x{cfg.align.crop_size} crops")
-    print(f"{'pipeline':<34}{'cores':>6}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'per core':>10}{'vs naive':>10}")
+    print(
+        f"{len(clips)} clips, {frames} frames of 640x480 -> {cfg.align.crop_size}x{cfg.align.crop_size} crops"
+    )
+    print(
+        f"{'pipeline':<34}{'cores':>6}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'per core':>10}{'vs naive':>10}"
+    )
     naive_fps = naive_n / naive_s
-    print(f"{'naive per-frame (detect+lmk+JPEG)':<34}{1:>6}{naive_n:>8}{naive_s:>9.2f}{naive_fps:>10.1f}{naive_fps:>10.1f}{1.0:>9.1f}x")
+    print(
+        f"{'naive per-frame (detect+lmk+JPEG)':<34}{1:>6}{naive_n:>8}{naive_s:>9.2f}{naive_fps:>10.1f}{naive_fps:>10.1f}{1.0:>9.1f}x"
+    )
     for workers, note, n, sec in results:
         fps = n / sec
         name = "mepipe build-dataset" + note
-        print(f"{name:<34}{workers:>6}{n:>8}{sec:>9.2f}{fps:>10.1f}{fps / workers:>10.1f}{fps / naive_fps:>9.1f}x")
+        print(
+            f"{name:<34}{workers:>6}{n:>8}{sec:>9.2f}{fps:>10.1f}{fps / workers:>10.1f}{fps / naive_fps:>9.1f}x"
+        )
     print("mepipe timings include the adapter scan, HDF5 writes, checksums and the manifest; 'cold' also")
     print("includes starting the worker processes (imports + loading the 100 MB landmark model, ~2 s),")
     print("'warm' reuses them as a second build in the same session would.")

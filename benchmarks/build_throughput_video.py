@@ -51,7 +51,9 @@ def naive_per_frame(clips, out_dir: Path, size: int, margin: float) -> int:
                 continue
             box = max(boxes, key=lambda b: b.area)
             m = crop_transform(lmk.landmarks(gray, box), size, margin)
-            crop = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            crop = cv2.warpAffine(
+                rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
             cv2.imwrite(str(dst / f"{i:05d}.jpg"), crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
             n += 1
     return n
@@ -77,19 +79,31 @@ def main() -> None:
         for label, c in (("mepipe build-dataset", cfg), ("mepipe, keyframes: uniform", uniform)):
             for workers in sorted({1, args.workers}):
                 t = time.perf_counter()
-                s = build_dataset(c, tmp / "data", tmp / f"mepipe-{c.keyframes.mode}-{workers}", workers=workers)
+                s = build_dataset(
+                    c, tmp / "data", tmp / f"mepipe-{c.keyframes.mode}-{workers}", workers=workers
+                )
                 results.append((label, workers, s.frames, time.perf_counter() - t))
-    print(f"{len(clips)} mp4 clips (DFEW layout), {naive_n} frames of 640x480 -> "
-          f"{cfg.align.crop_size}x{cfg.align.crop_size} crops")
-    print(f"{'pipeline':<40}{'cores':>6}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'per core':>10}{'vs naive':>10}")
+    print(
+        f"{len(clips)} mp4 clips (DFEW layout), {naive_n} frames of 640x480 -> "
+        f"{cfg.align.crop_size}x{cfg.align.crop_size} crops"
+    )
+    print(
+        f"{'pipeline':<40}{'cores':>6}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'per core':>10}{'vs naive':>10}"
+    )
     naive_fps = naive_n / naive_s
-    print(f"{'naive per-frame (decode+detect+lmk+JPEG)':<40}{1:>6}{naive_n:>8}{naive_s:>9.2f}{naive_fps:>10.1f}"
-          f"{naive_fps:>10.1f}{1.0:>9.1f}x")
+    print(
+        f"{'naive per-frame (decode+detect+lmk+JPEG)':<40}{1:>6}{naive_n:>8}{naive_s:>9.2f}{naive_fps:>10.1f}"
+        f"{naive_fps:>10.1f}{1.0:>9.1f}x"
+    )
     for label, workers, n, sec in results:
         fps = n / sec
-        print(f"{label:<40}{workers:>6}{n:>8}{sec:>9.2f}{fps:>10.1f}{fps / workers:>10.1f}{fps / naive_fps:>9.1f}x")
-    print("(mepipe timings include adapter scan, worker start-up, keyframe estimation unless 'uniform', "
-          "HDF5 writes, checksums, the manifest and the pair table)")
+        print(
+            f"{label:<40}{workers:>6}{n:>8}{sec:>9.2f}{fps:>10.1f}{fps / workers:>10.1f}{fps / naive_fps:>9.1f}x"
+        )
+    print(
+        "(mepipe timings include adapter scan, worker start-up, keyframe estimation unless 'uniform', "
+        "HDF5 writes, checksums, the manifest and the pair table)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,27 +44,48 @@ def stored_clips(build: Path) -> list[ClipOutput]:
             g = f[CLIPS_GROUP][r.key]
             frames = read_frames(g)
             clip = ClipRecord(r.dataset, r.subject, r.clip_id, "video", r.source_path, fps=r.fps)
-            outs.append(ClipOutput(
-                clip=clip, frames=frames, frame_numbers=g["frame_numbers"][()], transforms=g["transform"][()],
-                landmarks_ref=g["landmarks_ref"][()], reference_idx=int(g.attrs["reference_idx"]),
-                face_box=g.attrs["face_box"], faces_found=int(g.attrs["faces_found"]), face_note="",
-                onset_idx=r.onset_idx, apex_idx=r.apex_idx, offset_idx=r.offset_idx,
-                keyframe_source=r.keyframe_source, source_files=[], source_sha256=[], frames_sha256=r.frames_sha256,
-                timestamps_ms=g["timestamps_ms"][()]))
+            outs.append(
+                ClipOutput(
+                    clip=clip,
+                    frames=frames,
+                    frame_numbers=g["frame_numbers"][()],
+                    transforms=g["transform"][()],
+                    landmarks_ref=g["landmarks_ref"][()],
+                    reference_idx=int(g.attrs["reference_idx"]),
+                    face_box=g.attrs["face_box"],
+                    faces_found=int(g.attrs["faces_found"]),
+                    face_note="",
+                    onset_idx=r.onset_idx,
+                    apex_idx=r.apex_idx,
+                    offset_idx=r.offset_idx,
+                    keyframe_source=r.keyframe_source,
+                    source_files=[],
+                    source_sha256=[],
+                    frames_sha256=r.frames_sha256,
+                    timestamps_ms=g["timestamps_ms"][()],
+                )
+            )
     return outs
 
 
 def store(outs: list[ClipOutput], folder: Path, encoding: str, quality: int) -> tuple[int, int]:
     """Write the clips with one encoding; returns (shard file bytes, frame-data bytes)."""
-    w = ShardWriter(folder, {"pipeline": "storage-bench", "frame_encoding": encoding}, max_clips=10**6,
-                    max_bytes=10**12)
+    w = ShardWriter(
+        folder, {"pipeline": "storage-bench", "frame_encoding": encoding}, max_clips=10**6, max_bytes=10**12
+    )
     data = 0
     for o in outs:
         if encoding == "jpeg":
             assert o.frames is not None
             blobs = encode_jpeg(o.frames, quality)
-            o = replace(o, frames=None, frames_jpeg=blobs, frame_shape=tuple(o.frames.shape[1:]),
-                        jpeg_quality=quality, frames_sha256=jpeg_digest(blobs))
+            o = replace(
+                o,
+                frames=None,
+                frames_jpeg=blobs,
+                frame_shape=tuple(o.frames.shape[1:]),
+                jpeg_quality=quality,
+                frames_sha256=jpeg_digest(blobs),
+            )
         data += o.stored_nbytes
         w.add(o)
     w.close()
@@ -101,7 +122,9 @@ def main() -> None:
         tmp = Path(tmp)
         synthesize("dfew", tmp / "data", subjects=args.subjects, clips_per_subject=args.clips, seed=args.seed)
         for size in (224, 112):
-            cfg = load_config(PIPELINE, {"align.crop_size": size, "keyframes.mode": "uniform", "pairs.write": False})
+            cfg = load_config(
+                PIPELINE, {"align.crop_size": size, "keyframes.mode": "uniform", "pairs.write": False}
+            )
             build_dataset(cfg, tmp / "data", tmp / f"raw{size}", workers=2)
             outs = stored_clips(tmp / f"raw{size}")
             frames = sum(o.n_frames for o in outs)
@@ -113,11 +136,23 @@ def main() -> None:
                 raw_bytes = raw_bytes or data_bytes
                 psnr, ms = decode_check(folder, reference)
                 label = "raw uint8" if encoding == "raw" else f"JPEG q={q}"
-                rows.append((size, label, frames, file_bytes / frames, data_bytes / frames, raw_bytes / data_bytes,
-                             psnr, ms))
+                rows.append(
+                    (
+                        size,
+                        label,
+                        frames,
+                        file_bytes / frames,
+                        data_bytes / frames,
+                        raw_bytes / data_bytes,
+                        psnr,
+                        ms,
+                    )
+                )
     print(f"{args.subjects * args.clips} synthetic DFEW clips (seed {args.seed}); bytes per stored frame")
-    print(f"{'crop':>5}  {'encoding':<11}{'frames':>7}{'file B/frame':>14}{'data B/frame':>14}{'x smaller':>10}"
-          f"{'PSNR dB':>9}{'decode ms':>11}")
+    print(
+        f"{'crop':>5}  {'encoding':<11}{'frames':>7}{'file B/frame':>14}{'data B/frame':>14}{'x smaller':>10}"
+        f"{'PSNR dB':>9}{'decode ms':>11}"
+    )
     for size, label, n, fb, db, ratio, psnr, ms in rows:
         print(f"{size:>5}  {label:<11}{n:>7}{fb:>14,.0f}{db:>14,.0f}{ratio:>10.1f}{psnr:>9.1f}{ms:>11.3f}")
 

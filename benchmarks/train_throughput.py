@@ -53,7 +53,7 @@ class StridedPairs(Dataset):
         ci, t, t2 = self.pairs[i]
         c = self.clips[ci]
         f = self.files.get(c.shard) or self.files.setdefault(c.shard, h5py.File(c.shard, "r"))
-        return torch.from_numpy(f["clips"][c.key]["frames"][t:t2 + 1:t2 - t])
+        return torch.from_numpy(f["clips"][c.key]["frames"][t : t2 + 1 : t2 - t])
 
 
 def rate(fn, n_pairs: int) -> float:
@@ -77,7 +77,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="also time the mepipe loader with N workers")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    ap.add_argument("--workdir", type=Path, default=None, help="where to write the shards (default: a temp dir)")
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="where to write the shards (default: a temp dir)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,12 +87,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         t0 = time.perf_counter()
-        build = write_toy_build(work / "macro", subjects=max(args.clips // 6, 1), clips_per_subject=6,
-                                n_frames=args.frames, size=args.size, dataset="toymacro", expression_type="macro",
-                                amplitude=60.0, max_clips=16)
+        build = write_toy_build(
+            work / "macro",
+            subjects=max(args.clips // 6, 1),
+            clips_per_subject=6,
+            n_frames=args.frames,
+            size=args.size,
+            dataset="toymacro",
+            expression_type="macro",
+            amplitude=60.0,
+            max_clips=16,
+        )
         clips, _, _ = load_clips(build)
-        print(f"wrote {len(clips)} clips x {args.frames} frames of {args.size}x{args.size} in "
-              f"{time.perf_counter() - t0:.1f} s -> {build}")
+        print(
+            f"wrote {len(clips)} clips x {args.frames} frames of {args.size}x{args.size} in "
+            f"{time.perf_counter() - t0:.1f} s -> {build}"
+        )
         per_clip = -(-args.pairs // len(clips))
         sampler = PairSampler(clips, delta=(1, 4), pairs_per_clip=per_clip, seed=0)
         pairs = sampler.pairs()[: args.pairs]
@@ -110,6 +122,7 @@ def main() -> None:
                 s.pairs = lambda: pairs  # the same pairs as the baseline  # type: ignore[method-assign]
                 dl = make_loader(PairDataset(clips, args.size), s, batch_size=args.batch, num_workers=workers)
                 return sum(b["frames"].shape[0] for b in dl)
+
             return run
 
         rows = [("naive loader: h5py strided slice per pair (baseline)", rate(naive, n))]
@@ -117,9 +130,17 @@ def main() -> None:
         if args.workers:
             rows.append((f"mepipe loader, {args.workers} workers", rate(mepipe_loader(args.workers), n)))
 
-        cfg = config_from_dict("pretrain", overrides={
-            "data.shards": str(build), "run.out": str(work / "run"), "data.batch_size": args.batch,
-            "model.input_size": n_in, "model.width": args.width, "run.device": args.device})
+        cfg = config_from_dict(
+            "pretrain",
+            overrides={
+                "data.shards": str(build),
+                "run.out": str(work / "run"),
+                "data.batch_size": args.batch,
+                "model.input_size": n_in,
+                "model.width": args.width,
+                "run.device": args.device,
+            },
+        )
         rt = make_runtime(cfg.run)
         torch.manual_seed(0)
         model = rt.prepare_model(PRETRAINERS.get("ma2mi")(cfg.model, cfg.ma2mi))
@@ -144,14 +165,25 @@ def main() -> None:
 
         step_only()  # warm-up (allocator, cudnn autotune)
         n_steps = args.steps * args.batch
-        rows.append((f"model step alone (MA2MI, {n_in}px, width {args.width}, {rt.device})", rate(step_only, n_steps)))
+        rows.append(
+            (f"model step alone (MA2MI, {n_in}px, width {args.width}, {rt.device})", rate(step_only, n_steps))
+        )
 
         def loader_and_step() -> int:
             s = PairSampler(clips, delta=(1, 4), pairs_per_clip=per_clip, seed=1)
-            dl = make_loader(ds, s, batch_size=args.batch, num_workers=args.workers,
-                             pin_memory=rt.device.type == "cuda")
-            rec = train_epoch(model, itertools.islice(dl, args.steps), cfg=cfg, rt=rt, opt=opt, aug_gen=gen,
-                              log=print, epoch=0)
+            dl = make_loader(
+                ds, s, batch_size=args.batch, num_workers=args.workers, pin_memory=rt.device.type == "cuda"
+            )
+            rec = train_epoch(
+                model,
+                itertools.islice(dl, args.steps),
+                cfg=cfg,
+                rt=rt,
+                opt=opt,
+                aug_gen=gen,
+                log=print,
+                epoch=0,
+            )
             sync()
             return int(rec["pairs"])
 
@@ -162,10 +194,14 @@ def main() -> None:
     for name, r in rows:
         print(f"{name:<66} {r:>10.0f} {r / base:>11.1f}x")
     loader, step, both = rows[1][1], rows[-2][1], rows[-1][1]
-    print(f"\nloader alone / model step alone: {loader / step:.1f}x "
-          f"(>1: the loader keeps up); end-to-end / model step alone: {both / step:.2f}")
-    print(f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"numpy {np.__version__}, h5py {h5py.version.version}")
+    print(
+        f"\nloader alone / model step alone: {loader / step:.1f}x "
+        f"(>1: the loader keeps up); end-to-end / model step alone: {both / step:.2f}"
+    )
+    print(
+        f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"numpy {np.__version__}, h5py {h5py.version.version}"
+    )
 
 
 if __name__ == "__main__":

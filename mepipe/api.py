@@ -11,7 +11,21 @@ from mepipe.labels import LabelScheme, load_scheme
 from mepipe.shards import StoredClip, read_clip, read_manifest, verify_build
 
 __all__ = [
-    "ADAPTERS", "BuildSummary", "Fold", "LabelScheme", "PipelineConfig", "StoredClip", "build_dataset",
-    "contact_sheet", "get_adapter", "load_config", "load_scheme", "make_folds", "parse_config", "process_clip",
-    "read_clip", "read_manifest", "verify_build",
+    "ADAPTERS",
+    "BuildSummary",
+    "Fold",
+    "LabelScheme",
+    "PipelineConfig",
+    "StoredClip",
+    "build_dataset",
+    "contact_sheet",
+    "get_adapter",
+    "load_config",
+    "load_scheme",
+    "make_folds",
+    "parse_config",
+    "process_clip",
+    "read_clip",
+    "read_manifest",
+    "verify_build",
 ]

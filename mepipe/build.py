@@ -21,6 +21,7 @@ import platform
 import shutil
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,7 +64,9 @@ def _reference_positions(clip: ClipRecord, numbers: np.ndarray, cfg: PipelineCon
     return list(range(start, min(len(numbers), start + cfg.face.search_frames + 1)))
 
 
-def _find_reference(src: FrameSource, positions: list[int], cfg: PipelineConfig) -> tuple[int, np.ndarray, FaceFit]:
+def _find_reference(
+    src: FrameSource, positions: list[int], cfg: PipelineConfig
+) -> tuple[int, np.ndarray, FaceFit]:
     det = get_detector(cfg.face.detector, cfg.face.upsample)
     lmk = get_landmarker(cfg.face.landmarker)
     last: FaceIssue | None = None
@@ -104,10 +107,14 @@ class Aligned:
 def _moved_note(note: str, numbers: np.ndarray, wanted: int, ref_pos: int) -> str:
     if ref_pos == wanted:
         return note
-    return (note + "; " if note else "") + f"no face on frame {int(numbers[wanted])}, used frame {int(numbers[ref_pos])}"
+    return (
+        note + "; " if note else ""
+    ) + f"no face on frame {int(numbers[wanted])}, used frame {int(numbers[ref_pos])}"
 
 
-def _track_per_frame(raw: list[np.ndarray], ref_pos: int, fit: FaceFit, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+def _track_per_frame(
+    raw: list[np.ndarray], ref_pos: int, fit: FaceFit, cfg: PipelineConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """``per_frame`` mode: landmarks tracked from the reference outwards, smoothed transforms, crops."""
     lmk = get_landmarker(cfg.face.landmarker)
     n, size = len(raw), cfg.align.crop_size
@@ -124,7 +131,9 @@ def _track_per_frame(raw: list[np.ndarray], ref_pos: int, fit: FaceFit, cfg: Pip
     return frames, transforms
 
 
-def _align_random_access(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig) -> Aligned:
+def _align_random_access(
+    src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig
+) -> Aligned:
     """Image folders: find the reference among ``face.search_frames`` frames, then read every frame."""
     size = cfg.align.crop_size
     positions = _reference_positions(clip, numbers, cfg)
@@ -142,7 +151,9 @@ def _align_random_access(src: FrameSource, clip: ClipRecord, numbers: np.ndarray
     return Aligned(frames, numbers, transforms, ref_pos, fit, note, [])
 
 
-def _align_sequential(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig) -> Aligned:
+def _align_sequential(
+    src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig
+) -> Aligned:
     """Videos: decode once, front to back.
 
     Frames before the reference frame are kept raw (up to ``video.buffer_mb``; beyond that they are
@@ -209,8 +220,11 @@ def _align_sequential(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, c
     if fit is None:
         reason = last.reason if last is not None else "no_face"
         what = f"{last}" if last is not None else f"{cfg.face.detector} found no face"
-        raise FaceIssue(reason, f"{what} on frames {int(numbers[start])}..{int(numbers[min(stop_search, n) - 1])} "
-                        f"(searched {min(stop_search, n) - start} frames)")
+        raise FaceIssue(
+            reason,
+            f"{what} on frames {int(numbers[start])}..{int(numbers[min(stop_search, n) - 1])} "
+            f"(searched {min(stop_search, n) - start} frames)",
+        )
     note = _moved_note(fit.note, numbers, start, ref_pos)
     if keep_all:
         frames, transforms = _track_per_frame(raw, ref_pos, fit, cfg)
@@ -229,8 +243,11 @@ def _video_keyframe_issue(clip: ClipRecord, numbers: np.ndarray) -> tuple[str, s
     for label in ("onset", "apex", "offset"):
         v = getattr(clip, label)
         if v is not None and not lo <= v <= hi:
-            return ("keyframe_not_on_disk", f"{label} {v} is outside the video's frames {lo}..{hi} (0-based decoded "
-                    "frame indices); check the annotation or the file")
+            return (
+                "keyframe_not_on_disk",
+                f"{label} {v} is outside the video's frames {lo}..{hi} (0-based decoded "
+                "frame indices); check the annotation or the file",
+            )
     return None
 
 
@@ -247,7 +264,14 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
     cv2.setNumThreads(1)
 
     def issue(reason: str, message: str) -> ClipIssue:
-        return ClipIssue(clip.dataset, clip.clip_id, reason, f"clip {clip.clip_id}: {message}", clip.subject, clip.source_path)
+        return ClipIssue(
+            clip.dataset,
+            clip.clip_id,
+            reason,
+            f"clip {clip.clip_id}: {message}",
+            clip.subject,
+            clip.source_path,
+        )
 
     try:
         src = open_source(clip, decode_threads=cfg.video.decode_threads)
@@ -277,12 +301,18 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
     finally:
         src.close()
     crop_points = apply_transform(al.reference_transform(), al.fit.landmarks)
-    kf = resolve_keyframes(clip, al.numbers, frames=al.frames, crop_points=crop_points, fps=clip.fps, cfg=cfg.keyframes)
+    kf = resolve_keyframes(
+        clip, al.numbers, frames=al.frames, crop_points=crop_points, fps=clip.fps, cfg=cfg.keyframes
+    )
     if kf.note:
         notes.append(kf.note)
     st = cfg.storage
-    keep = keep_indices(t_all, step=st.frame_step, max_frames=st.max_frames,
-                        always=(kf.onset_idx, kf.apex_idx, kf.offset_idx, al.ref_pos))
+    keep = keep_indices(
+        t_all,
+        step=st.frame_step,
+        max_frames=st.max_frames,
+        always=(kf.onset_idx, kf.apex_idx, kf.offset_idx, al.ref_pos),
+    )
     whole = len(keep) == t_all
 
     def sub(arr: np.ndarray) -> np.ndarray:
@@ -310,17 +340,30 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
     b = al.fit.box
     files = list(clip.frame_files) if clip.frame_files else []
     return ClipOutput(
-        clip=clip, frames=None if frames_jpeg is not None else frames, frame_numbers=sub(al.numbers),
-        transforms=transforms, landmarks_ref=al.fit.landmarks, reference_idx=idx(al.ref_pos),
-        face_box=np.array([b.left, b.top, b.right, b.bottom]), faces_found=al.fit.faces_found, face_note=al.note,
-        onset_idx=idx(kf.onset_idx), apex_idx=idx(kf.apex_idx), offset_idx=idx(kf.offset_idx),
+        clip=clip,
+        frames=None if frames_jpeg is not None else frames,
+        frame_numbers=sub(al.numbers),
+        transforms=transforms,
+        landmarks_ref=al.fit.landmarks,
+        reference_idx=idx(al.ref_pos),
+        face_box=np.array([b.left, b.top, b.right, b.bottom]),
+        faces_found=al.fit.faces_found,
+        face_note=al.note,
+        onset_idx=idx(kf.onset_idx),
+        apex_idx=idx(kf.apex_idx),
+        offset_idx=idx(kf.offset_idx),
         keyframe_source=kf.source,
         source_files=[files[i] for i in keep] if files else [],
         source_sha256=[source_sha[i] for i in keep] if source_sha else [],
-        frames_sha256=digest, extra_arrays=extra_arrays, timestamps_ms=sub(timestamps),
-        frames_jpeg=frames_jpeg, frame_shape=tuple(int(v) for v in frames.shape[1:]),  # type: ignore[arg-type]
-        jpeg_quality=st.jpeg_quality if frames_jpeg is not None else 0, source_file_sha256=file_sha,
-        notes="; ".join(notes), extra_attrs=extra_attrs,
+        frames_sha256=digest,
+        extra_arrays=extra_arrays,
+        timestamps_ms=sub(timestamps),
+        frames_jpeg=frames_jpeg,
+        frame_shape=tuple(int(v) for v in frames.shape[1:]),  # type: ignore[arg-type]
+        jpeg_quality=st.jpeg_quality if frames_jpeg is not None else 0,
+        source_file_sha256=file_sha,
+        notes="; ".join(notes),
+        extra_attrs=extra_attrs,
     )
 
 
@@ -330,22 +373,44 @@ def _safe_process(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIss
         return process_clip(clip, cfg)
     except Exception as exc:  # noqa: BLE001  (recorded with its traceback, never swallowed silently)
         tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        return ClipIssue(clip.dataset, clip.clip_id, "error",
-                         f"clip {clip.clip_id}: unexpected {type(exc).__name__}: {exc} ({tb}); please report it",
-                         clip.subject, clip.source_path)
+        return ClipIssue(
+            clip.dataset,
+            clip.clip_id,
+            "error",
+            f"clip {clip.clip_id}: unexpected {type(exc).__name__}: {exc} ({tb}); please report it",
+            clip.subject,
+            clip.source_path,
+        )
 
 
 def ok_row(out: ClipOutput, shard: str) -> ManifestRow:
     c = out.clip
     return ManifestRow(
-        key=c.key, dataset=c.dataset, subject=c.subject, clip_id=c.clip_id, status="ok", shard=shard,
-        message=out.notes, n_frames=out.n_frames,
-        onset=out.source_number(out.onset_idx), apex=out.source_number(out.apex_idx),
-        offset=out.source_number(out.offset_idx), onset_idx=out.onset_idx, apex_idx=out.apex_idx,
-        offset_idx=out.offset_idx, keyframe_source=out.keyframe_source, emotion_raw=c.emotion_raw,
-        aus_raw=c.aus_raw, fps=c.fps, expression_type=c.expression_type, fixes=";".join(c.fixes),
-        reference_frame=out.source_number(out.reference_idx), faces_found=out.faces_found,
-        face_note=out.face_note, frames_sha256=out.frames_sha256, source_path=c.source_path,
+        key=c.key,
+        dataset=c.dataset,
+        subject=c.subject,
+        clip_id=c.clip_id,
+        status="ok",
+        shard=shard,
+        message=out.notes,
+        n_frames=out.n_frames,
+        onset=out.source_number(out.onset_idx),
+        apex=out.source_number(out.apex_idx),
+        offset=out.source_number(out.offset_idx),
+        onset_idx=out.onset_idx,
+        apex_idx=out.apex_idx,
+        offset_idx=out.offset_idx,
+        keyframe_source=out.keyframe_source,
+        emotion_raw=c.emotion_raw,
+        aus_raw=c.aus_raw,
+        fps=c.fps,
+        expression_type=c.expression_type,
+        fixes=";".join(c.fixes),
+        reference_frame=out.source_number(out.reference_idx),
+        faces_found=out.faces_found,
+        face_note=out.face_note,
+        frames_sha256=out.frames_sha256,
+        source_path=c.source_path,
         extra=json.dumps(c.extra, sort_keys=True),
     )
 
@@ -381,7 +446,9 @@ def prepare_out_dir(out: Path, force: bool) -> None:
     """Refuse to overwrite an existing build unless ``force``; then remove its outputs only."""
     if (out / MANIFEST_NAME).exists() or (out / "shards").exists():
         if not force:
-            raise ConfigError(f"{out} already holds a build; choose another --out or pass --force to replace it")
+            raise ConfigError(
+                f"{out} already holds a build; choose another --out or pass --force to replace it"
+            )
         shutil.rmtree(out / "shards", ignore_errors=True)
         (out / MANIFEST_NAME).unlink(missing_ok=True)
         for stale in ("pairs.csv", "pairs.json"):  # they point into the shards being replaced
@@ -422,10 +489,12 @@ def build_dataset(
     write_resolved(cfg, out)
     det, lmk = get_detector(cfg.face.detector, cfg.face.upsample), get_landmarker(cfg.face.landmarker)
     file_attrs = {
-        "pipeline": cfg.name, "config_hash": cfg.hash(),
+        "pipeline": cfg.name,
+        "config_hash": cfg.hash(),
         "backends": json.dumps({"detector": det.name, "landmarker": lmk.name}),
         "model_files": json.dumps({**det.model_files(), **lmk.model_files()}, sort_keys=True),
-        "crop_size": cfg.align.crop_size, "align_mode": cfg.align.mode,
+        "crop_size": cfg.align.crop_size,
+        "align_mode": cfg.align.mode,
         "frame_encoding": cfg.storage.encoding,
     }
     failed = [failed_row(c, i) for c, i in scan.failures]
@@ -437,20 +506,25 @@ def build_dataset(
         pending.clear()
         write_manifest(done + failed, out)
 
-    writer = ShardWriter(out, file_attrs, max_clips=cfg.shards.max_clips, max_bytes=cfg.shards.max_bytes,
-                         on_shard_closed=shard_closed)
+    writer = ShardWriter(
+        out,
+        file_attrs,
+        max_clips=cfg.shards.max_clips,
+        max_bytes=cfg.shards.max_bytes,
+        on_shard_closed=shard_closed,
+    )
     if on_total:
         on_total(len(clips))
     for row in failed:
         if on_clip:
             on_clip(row)
     n_frames = 0
+    by_key = {c.key: c for c in clips}
     jobs = (delayed(_safe_process)(c, cfg) for c in clips)
     try:
         for result in Parallel(n_jobs=workers, return_as="generator")(jobs):
             if isinstance(result, ClipIssue):
-                clip = next(c for c in clips if c.clip_id == result.clip_id and c.dataset == result.dataset)
-                row = failed_row(clip, result)
+                row = failed_row(by_key[f"{result.dataset}/{result.clip_id}"], result)
                 failed.append(row)
             else:
                 shard = writer.add(result)
@@ -467,12 +541,19 @@ def build_dataset(
     write_manifest(done + failed, out)
     seconds = time.perf_counter() - t0
     info = {
-        "mepipe_version": __version__, "pipeline": cfg.name, "config_hash": cfg.hash(),
-        "source": str(Path(root).resolve()), "versions": environment_versions(),
-        "backends": json.loads(file_attrs["backends"]), "model_files": json.loads(file_attrs["model_files"]),
-        "clips_ok": len(done), "clips_failed": len(failed), "frames": n_frames,
-        "seconds": round(seconds, 3), "workers": workers,
-        "failures_by_reason": _count(r.reason for r in failed),
+        "mepipe_version": __version__,
+        "pipeline": cfg.name,
+        "config_hash": cfg.hash(),
+        "source": str(Path(root).resolve()),
+        "versions": environment_versions(),
+        "backends": json.loads(file_attrs["backends"]),
+        "model_files": json.loads(file_attrs["model_files"]),
+        "clips_ok": len(done),
+        "clips_failed": len(failed),
+        "frames": n_frames,
+        "seconds": round(seconds, 3),
+        "workers": workers,
+        "failures_by_reason": dict(sorted(Counter(r.reason for r in failed).items())),
     }
     (out / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
     if cfg.pairs.write:
@@ -481,10 +562,3 @@ def build_dataset(
         write_pair_table(out, cfg.pairs, seed=cfg.pairs.seed if cfg.pairs.seed is not None else cfg.seed)
     shards = sorted(p.name for p in (out / "shards").glob("shard-*.h5"))
     return BuildSummary(out, len(done), len(failed), n_frames, seconds, shards)
-
-
-def _count(items) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for k in items:
-        out[k] = out.get(k, 0) + 1
-    return dict(sorted(out.items()))

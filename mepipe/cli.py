@@ -13,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mepipe.errors import MepipeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training."
+)
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -32,8 +34,14 @@ def friendly(fn):
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -56,16 +64,25 @@ def synth(
     clips_per_subject: int = typer.Option(4, "--clips-per-subject", min=1),
     seed: int = typer.Option(0, "--seed"),
     amplitude: str | None = typer.Option(None, "--amplitude", help="micro or macro (default: per layout)"),
-    faces_dir: Path | None = typer.Option(None, "--faces", help="folder of portrait photos to use as subjects"),
+    faces_dir: Path | None = typer.Option(
+        None, "--faces", help="folder of portrait photos to use as subjects"
+    ),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
     from mepipe.synth import synthesize
 
     with progress_bar() as bar:
         task = bar.add_task(f"synth {layout}", total=None)
-        summary = synthesize(layout, out, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
-                             amplitude=amplitude, faces_dir=faces_dir,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+        summary = synthesize(
+            layout,
+            out,
+            subjects=subjects,
+            clips_per_subject=clips_per_subject,
+            seed=seed,
+            amplitude=amplitude,
+            faces_dir=faces_dir,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     console.print(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {summary.out}")
 
 
@@ -87,9 +104,16 @@ def build_dataset_cmd(
     cfg = load_config(pipeline, parse_overrides(set_))
     with progress_bar() as bar:
         task = bar.add_task(f"build {cfg.name}", total=None)
-        summary = build_dataset(cfg, source, out, workers=workers, force=force, limit=limit,
-                                on_total=lambda n: bar.update(task, total=n),
-                                on_clip=lambda row: bar.advance(task))
+        summary = build_dataset(
+            cfg,
+            source,
+            out,
+            workers=workers,
+            force=force,
+            limit=limit,
+            on_total=lambda n: bar.update(task, total=n),
+            on_clip=lambda row: bar.advance(task),
+        )
     console.print(
         f"{summary.clips_ok} clips ok, {summary.clips_failed} failed, {summary.frames} frames in "
         f"{len(summary.shards)} shard(s), {summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s) -> {out}"
@@ -107,8 +131,10 @@ def verify(out: Path = typer.Argument(..., help="build folder")) -> None:
     rep = verify_build(out)
     for p in rep.problems:
         console.print(f"[red]mismatch:[/] {p}", highlight=False)
-    console.print(f"{rep.clips_checked} clips in {rep.shards_checked} shard(s) checked, "
-                  f"{rep.failed_rows} failed rows listed, {len(rep.problems)} problem(s)")
+    console.print(
+        f"{rep.clips_checked} clips in {rep.shards_checked} shard(s) checked, "
+        f"{rep.failed_rows} failed rows listed, {len(rep.problems)} problem(s)"
+    )
     if not rep.ok:
         raise typer.Exit(1)
 
@@ -117,11 +143,14 @@ def verify(out: Path = typer.Argument(..., help="build folder")) -> None:
 @friendly
 def pairs(
     out: Path = typer.Argument(..., help="build folder"),
-    delta: str | None = typer.Option(None, "--delta", help="offset range A:B, inclusive (default: the build's pairs.delta)"),
+    delta: str | None = typer.Option(
+        None, "--delta", help="offset range A:B, inclusive (default: the build's pairs.delta)"
+    ),
     unit: str | None = typer.Option(None, "--unit", help="frames or ms (default: the build's pairs.unit)"),
     per_clip: int | None = typer.Option(None, "--per-clip", min=1, help="at most N pairs per clip"),
-    bias: float | None = typer.Option(None, "--bias", min=0.0, max=1.0,
-                                         help="probability of drawing t inside onset..offset"),
+    bias: float | None = typer.Option(
+        None, "--bias", min=0.0, max=1.0, help="probability of drawing t inside onset..offset"
+    ),
     seed: int | None = typer.Option(None, "--seed", help="random seed (default: the build's)"),
 ) -> None:
     """(Re)write OUT/pairs.csv: (t, t+delta) frame pairs pointing into the shards (no pixels copied)."""
@@ -132,8 +161,10 @@ def pairs(
     import json
 
     info = json.loads((out / "pairs.json").read_text())
-    console.print(f"wrote {info['pairs']} pairs from {info['clips_with_pairs']}/{info['clips']} clips "
-                  f"(delta {cfg.delta[0]:g}..{cfg.delta[1]:g} {cfg.unit}, seed {used_seed}) -> {path}")
+    console.print(
+        f"wrote {info['pairs']} pairs from {info['clips_with_pairs']}/{info['clips']} clips "
+        f"(delta {cfg.delta[0]:g}..{cfg.delta[1]:g} {cfg.unit}, seed {used_seed}) -> {path}"
+    )
 
 
 @app.command()
@@ -162,11 +193,19 @@ def datasets() -> None:
 @friendly
 def folds(
     out: Path = typer.Argument(..., help="build folder (or its manifest.csv)"),
-    protocol: str = typer.Option("loso", "--protocol", help="loso (one fold per dataset/subject) or lodo (per dataset)"),
-    labels: str | None = typer.Option(None, "--labels", help="label scheme; folds keep only the clips it labels"),
+    protocol: str = typer.Option(
+        "loso", "--protocol", help="loso (one fold per dataset/subject) or lodo (per dataset)"
+    ),
+    labels: str | None = typer.Option(
+        None, "--labels", help="label scheme; folds keep only the clips it labels"
+    ),
     dataset: list[str] = typer.Option([], "--dataset", help="keep only this dataset (repeatable)"),
-    per_dataset: bool = typer.Option(False, "--per-dataset", help="loso: train only on the held-out subject's dataset"),
-    csv_path: Path | None = typer.Option(None, "--out", help="CSV to write (default OUT/folds-<protocol>.csv)"),
+    per_dataset: bool = typer.Option(
+        False, "--per-dataset", help="loso: train only on the held-out subject's dataset"
+    ),
+    csv_path: Path | None = typer.Option(
+        None, "--out", help="CSV to write (default OUT/folds-<protocol>.csv)"
+    ),
 ) -> None:
     """Write leak-checked evaluation folds (one line per fold and clip) from a build's manifest."""
     from mepipe.folds import make_folds, select_rows, write_folds_csv
@@ -184,14 +223,19 @@ def folds(
     path = write_folds_csv(made, rows, csv_path or folder / name, scheme=labels)
     sizes = sorted(len(f.test) for f in made)
     ok = sum(r.status == "ok" for r in rows)
-    console.print(f"{len(made)} {protocol} folds over {len(chosen)} clips ({ok - len(chosen)} ok clips left out by "
-                  f"--labels/--dataset); test side {sizes[0]}..{sizes[-1]} clips -> {path}")
+    console.print(
+        f"{len(made)} {protocol} folds over {len(chosen)} clips ({ok - len(chosen)} ok clips left out by "
+        f"--labels/--dataset); test side {sizes[0]}..{sizes[-1]} clips -> {path}"
+    )
 
 
 # --- mepipe train: MA2MI pre-training and MIACNet fine-tuning (mepipe.train) -----------------------------
 
-train_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="MA2MI pre-training on macro shards; leak-free LOSO fine-tuning of MIACNet.")
+train_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="MA2MI pre-training on macro shards; leak-free LOSO fine-tuning of MIACNet.",
+)
 app.add_typer(train_app, name="train")
 
 
@@ -205,15 +249,21 @@ def _train_overrides(set_: list[str], flags: dict[str, object]) -> dict[str, obj
 @train_app.command("pretrain")
 @friendly
 def train_pretrain(
-    shards: Path = typer.Option(..., "--shards", help="build folder of macro-expression clips (build-dataset --out)"),
+    shards: Path = typer.Option(
+        ..., "--shards", help="build folder of macro-expression clips (build-dataset --out)"
+    ),
     out: Path = typer.Option(..., "--out", help="run folder: config, last.pt, history, pictures"),
     delta: str | None = typer.Option(None, "--delta", help="frame offset range A:B (inclusive), e.g. 1:4"),
-    config: Path | None = typer.Option(None, "--config", help="training YAML (e.g. configs/train-pretrain.yaml)"),
+    config: Path | None = typer.Option(
+        None, "--config", help="training YAML (e.g. configs/train-pretrain.yaml)"
+    ),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N"),
     seed: int | None = typer.Option(None, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUN/last.pt"),
-    set_: list[str] = typer.Option([], "--set", help="override a config key: KEY=VALUE (repeatable), e.g. model.width=32"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override a config key: KEY=VALUE (repeatable), e.g. model.width=32"
+    ),
 ) -> None:
     """MA2MI pre-training: reconstruct the latent of I_t+delta from I_t and a bottlenecked action code.
 
@@ -222,8 +272,15 @@ def train_pretrain(
     from mepipe.train.config import load_train_config
     from mepipe.train.pretrain import pretrain
 
-    flags = {"data.shards": str(shards), "run.out": str(out), "data.delta": delta, "optim.epochs": epochs,
-             "run.device": device, "run.seed": seed, "run.resume": True if resume else None}
+    flags = {
+        "data.shards": str(shards),
+        "run.out": str(out),
+        "data.delta": delta,
+        "optim.epochs": epochs,
+        "run.device": device,
+        "run.seed": seed,
+        "run.resume": True if resume else None,
+    }
     cfg = load_train_config("pretrain", config, _train_overrides(set_, flags))
     res = pretrain(cfg, log=lambda msg: console.print(msg, highlight=False))
     console.print(f"final loss {res.final_loss:.4f}; checkpoint {res.checkpoint} (use with finetune --init)")
@@ -233,14 +290,23 @@ def train_pretrain(
 @friendly
 def train_finetune(
     shards: Path = typer.Option(..., "--shards", help="build folder of micro-expression clips"),
-    out: Path = typer.Option(..., "--out", help="run folder: metrics.json, predictions.csv, confusion.png, folds/"),
-    labels: str | None = typer.Option(None, "--labels", help="label scheme, e.g. casme2_5 (manifests/labels)"),
+    out: Path = typer.Option(
+        ..., "--out", help="run folder: metrics.json, predictions.csv, confusion.png, folds/"
+    ),
+    labels: str | None = typer.Option(
+        None, "--labels", help="label scheme, e.g. casme2_5 (manifests/labels)"
+    ),
     protocol: str | None = typer.Option(None, "--protocol", help="loso (default) or lodo"),
-    init: Path | None = typer.Option(None, "--init", help="MA2MI checkpoint (pretrain RUN/last.pt); default: scratch"),
-    config: Path | None = typer.Option(None, "--config", help="training YAML (e.g. configs/train-finetune.yaml)"),
+    init: Path | None = typer.Option(
+        None, "--init", help="MA2MI checkpoint (pretrain RUN/last.pt); default: scratch"
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="training YAML (e.g. configs/train-finetune.yaml)"
+    ),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="fixed epoch budget per fold"),
-    val_subjects: int | None = typer.Option(None, "--val-subjects", min=0,
-                                            help="training subjects carved out per fold to pick the epoch"),
+    val_subjects: int | None = typer.Option(
+        None, "--val-subjects", min=0, help="training subjects carved out per fold to pick the epoch"
+    ),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N"),
     seed: int | None = typer.Option(None, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="skip finished folds, resume the current one"),
@@ -250,16 +316,56 @@ def train_finetune(
     from mepipe.train.config import load_train_config
     from mepipe.train.finetune import finetune_loso
 
-    flags = {"data.shards": str(shards), "run.out": str(out), "data.labels": labels, "protocol.name": protocol,
-             "init": str(init) if init else None, "optim.epochs": epochs, "protocol.val_subjects": val_subjects,
-             "run.device": device, "run.seed": seed, "run.resume": True if resume else None}
+    flags = {
+        "data.shards": str(shards),
+        "run.out": str(out),
+        "data.labels": labels,
+        "protocol.name": protocol,
+        "init": str(init) if init else None,
+        "optim.epochs": epochs,
+        "protocol.val_subjects": val_subjects,
+        "run.device": device,
+        "run.seed": seed,
+        "run.resume": True if resume else None,
+    }
     cfg = load_train_config("finetune", config, _train_overrides(set_, flags))
     res = finetune_loso(cfg, log=lambda msg: console.print(msg, highlight=False))
     m = res.metrics
-    console.print(f"acc {m['acc']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  ({m['n']} clips, "
-                  f"{m['n_folds']} folds) -> {res.out / 'metrics.json'}")
+    console.print(
+        f"acc {m['acc']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  ({m['n']} clips, "
+        f"{m['n_folds']} folds) -> {res.out / 'metrics.json'}"
+    )
     for name, d in sorted(m["per_dataset"].items()):
-        console.print(f"  {name}: acc {d['acc']:.4f}  UF1 {d['uf1']:.4f}  UAR {d['uar']:.4f}  ({d['n']} clips)")
+        console.print(
+            f"  {name}: acc {d['acc']:.4f}  UF1 {d['uf1']:.4f}  UAR {d['uar']:.4f}  ({d['n']} clips)"
+        )
+
+
+@app.command()
+@friendly
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="run folder (data, shards, runs, results.json)"),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers", min=1),
+) -> None:
+    """The main job on the embedded default: synth -> build -> MA2MI pre-train -> LOSO fine-tune -> table."""
+    import time
+
+    from mepipe.demo import DemoSizes, run_demo
+
+    t0 = time.perf_counter()
+    result = run_demo(
+        out,
+        seed=seed,
+        sizes=DemoSizes(workers=workers),
+        log=lambda msg: console.print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", highlight=False),
+    )
+    print(f"\nLOSO on the synthetic micro-expression set (casme2_5 labels, pooled over folds, seed {seed}):")
+    print(result.table())
+    print(
+        f"\nEverything is under {out}: results.json, micro-contact-sheet.png, runs/*/ (configs, metrics, "
+        "confusion matrices, heat maps, reconstructions)"
+    )
 
 
 def main() -> None:

@@ -83,7 +83,9 @@ class CompositeRule:
             return f"composite {self.name} excludes {key}: {self.exclude[key]}"
         scheme = self.label_scheme()
         if scheme is not None and scheme.label(clip.dataset, clip.emotion_raw) is None:
-            return f"emotion {clip.emotion_raw!r} of {clip.dataset} is not a class of label scheme {scheme.name}"
+            return (
+                f"emotion {clip.emotion_raw!r} of {clip.dataset} is not a class of label scheme {scheme.name}"
+            )
         return None
 
 
@@ -105,21 +107,36 @@ def load_composite(name_or_path: str) -> CompositeRule:
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = manifests_dir() / "composites" / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown composite {name_or_path!r}; available: {', '.join(available_composites())} "
-                          "(or give the path of a composite YAML)")
+        raise ConfigError(
+            f"unknown composite {name_or_path!r}; available: {', '.join(available_composites())} "
+            "(or give the path of a composite YAML)"
+        )
     doc = yaml.safe_load(path.read_text()) or {}
     try:
         members = tuple(
-            Member(str(m["dataset"]), str(m.get("adapter", m["dataset"])), str(m.get("source", m["dataset"])),
-                   dict(m.get("options") or {}), {str(k): str(v) for k, v in (m.get("match") or {}).items()})
+            Member(
+                str(m["dataset"]),
+                str(m.get("adapter", m["dataset"])),
+                str(m.get("source", m["dataset"])),
+                dict(m.get("options") or {}),
+                {str(k): str(v) for k, v in (m.get("match") or {}).items()},
+            )
             for m in doc["members"]
         )
         exclude = {str(e["key"]): str(e["reason"]) for e in doc.get("exclude") or []}
     except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: malformed composite ({exc!r}); every member needs dataset (adapter, source "
-                          "optional) and every exclude entry needs key and reason") from None
-    rule = CompositeRule(str(doc.get("name", path.stem)), doc.get("scheme"), members, exclude,
-                         dict(doc.get("expected") or {}), str(path))
+        raise ConfigError(
+            f"{path}: malformed composite ({exc!r}); every member needs dataset (adapter, source "
+            "optional) and every exclude entry needs key and reason"
+        ) from None
+    rule = CompositeRule(
+        str(doc.get("name", path.stem)),
+        doc.get("scheme"),
+        members,
+        exclude,
+        dict(doc.get("expected") or {}),
+        str(path),
+    )
     rule.label_scheme()  # fail early on an unknown scheme
     return rule
 

@@ -28,7 +28,9 @@ class _Strict(BaseModel):
 class DatasetConfig(_Strict):
     """Which dataset adapter reads the source, and its options."""
 
-    adapter: str = Field(description="registered dataset adapter name, e.g. casme2 (`mepipe datasets` lists them)")
+    adapter: str = Field(
+        description="registered dataset adapter name, e.g. casme2 (`mepipe datasets` lists them)"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="adapter options")
     source: str | None = Field(default=None, description="dataset root; usually given with --source")
 
@@ -36,26 +38,39 @@ class DatasetConfig(_Strict):
 class FaceConfig(_Strict):
     """Face detection and landmarks on the clip's reference frame."""
 
-    detector: str = Field(default="dlib-hog", description="registered face detector (mepipe.face.backends.DETECTORS)")
+    detector: str = Field(
+        default="dlib-hog", description="registered face detector (mepipe.face.backends.DETECTORS)"
+    )
     landmarker: str = Field(default="dlib-68", description="registered 68-point landmarker (LANDMARKERS)")
     reference: Literal["onset", "first", "apex"] = Field(
-        default="onset", description="frame the face is detected and landmarked on (once per clip)")
-    search_frames: int = Field(default=10, ge=0, description="later frames tried when the reference has no face")
+        default="onset", description="frame the face is detected and landmarked on (once per clip)"
+    )
+    search_frames: int = Field(
+        default=10, ge=0, description="later frames tried when the reference has no face"
+    )
     detect_max_side: int = Field(default=400, ge=64, description="detect on a copy downscaled to this side")
-    upsample: int = Field(default=0, ge=0, le=2, description="detector upsampling passes (finds smaller faces, slower)")
+    upsample: int = Field(
+        default=0, ge=0, le=2, description="detector upsampling passes (finds smaller faces, slower)"
+    )
     min_face: int = Field(default=48, ge=8, description="smallest face box side accepted, source pixels")
     multiple_faces: Literal["largest", "fail"] = Field(
-        default="largest", description="several faces: keep the largest (noted in the manifest) or fail the clip")
+        default="largest",
+        description="several faces: keep the largest (noted in the manifest) or fail the clip",
+    )
 
 
 class AlignConfig(_Strict):
     """Similarity alignment onto the canonical 68-point template and cropping."""
 
     crop_size: int = Field(default=224, ge=32, le=1024, description="side of the square crops, pixels")
-    margin: float = Field(default=0.3, ge=0.0, le=1.0, description="space around the landmarks, fraction of their width")
+    margin: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="space around the landmarks, fraction of their width"
+    )
     mode: Literal["clip", "per_frame"] = Field(
-        default="clip", description="clip: one transform for every frame; per_frame: landmarks tracked on every "
-        "frame, transforms smoothed over time")
+        default="clip",
+        description="clip: one transform for every frame; per_frame: landmarks tracked on every "
+        "frame, transforms smoothed over time",
+    )
     smoothing: int = Field(default=9, ge=1, description="per_frame: moving-average window over frames (odd)")
 
 
@@ -69,16 +84,24 @@ class ShardConfig(_Strict):
 class VideoConfig(_Strict):
     """How video files are decoded (image-folder clips ignore this section)."""
 
-    decode_threads: int = Field(default=1, ge=0, description="decoder threads per worker (0: decord's automatic)")
+    decode_threads: int = Field(
+        default=1, ge=0, description="decoder threads per worker (0: decord's automatic)"
+    )
     search_frames: int | None = Field(
-        default=None, ge=0,
-        description="later frames tried when the reference frame has no face; null: until a face is found")
+        default=None,
+        ge=0,
+        description="later frames tried when the reference frame has no face; null: until a face is found",
+    )
     buffer_mb: int = Field(
-        default=512, ge=0,
-        description="raw frames kept while looking for the reference; beyond this the start is decoded again")
+        default=512,
+        ge=0,
+        description="raw frames kept while looking for the reference; beyond this the start is decoded again",
+    )
     on_decode_error: Literal["fail", "truncate"] = Field(
-        default="fail", description="a frame that cannot be decoded fails the clip, or ends it there (kept if "
-        "at least 2 frames decoded)")
+        default="fail",
+        description="a frame that cannot be decoded fails the clip, or ends it there (kept if "
+        "at least 2 frames decoded)",
+    )
 
 
 class KeyframeConfig(_Strict):
@@ -87,23 +110,38 @@ class KeyframeConfig(_Strict):
     mode: Literal["annotated", "estimate", "uniform"] = Field(
         default="annotated",
         description="annotated: use annotations, estimate what is missing; estimate: always estimate; "
-        "uniform: first/middle/last frame (clip-labelled data)")
+        "uniform: first/middle/last frame (clip-labelled data)",
+    )
     regions: tuple[Literal["brows", "eyes", "nose", "mouth"], ...] = ("brows", "eyes", "nose", "mouth")
-    region_radius: float = Field(default=0.35, gt=0.0, le=2.0,
-                                 description="radius of the disc around each region landmark, x inter-ocular distance")
-    analysis_size: int = Field(default=112, ge=32, le=512, description="crops are resized to this side for the estimate")
+    region_radius: float = Field(
+        default=0.35,
+        gt=0.0,
+        le=2.0,
+        description="radius of the disc around each region landmark, x inter-ocular distance",
+    )
+    analysis_size: int = Field(
+        default=112, ge=32, le=512, description="crops are resized to this side for the estimate"
+    )
     smooth_ms: float = Field(default=30.0, ge=0.0, description="Gaussian sigma of the temporal smoothing, ms")
-    noise_k: float = Field(default=3.0, ge=0.0, description="onset/offset threshold: floor + noise_k * noise sigma ...")
-    rise: float = Field(default=0.1, ge=0.0, lt=1.0, description="... or floor + rise * (peak - floor), the larger")
+    noise_k: float = Field(
+        default=3.0, ge=0.0, description="onset/offset threshold: floor + noise_k * noise sigma ..."
+    )
+    rise: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="... or floor + rise * (peak - floor), the larger"
+    )
 
 
 class StorageConfig(_Strict):
     """How aligned frames are stored in the shards, and which frames are kept."""
 
-    encoding: Literal["raw", "jpeg"] = Field(default="raw", description="raw uint8 arrays, or JPEG bytes inside HDF5")
+    encoding: Literal["raw", "jpeg"] = Field(
+        default="raw", description="raw uint8 arrays, or JPEG bytes inside HDF5"
+    )
     jpeg_quality: int = Field(default=95, ge=1, le=100, description="JPEG quality when encoding is jpeg")
     frame_step: int = Field(default=1, ge=1, description="keep every k-th frame (keyframes are always kept)")
-    max_frames: int = Field(default=0, ge=0, description="keep at most N frames per clip, evenly spread; 0: no cap")
+    max_frames: int = Field(
+        default=0, ge=0, description="keep at most N frames per clip, evenly spread; 0: no cap"
+    )
 
 
 class PairsConfig(_Strict):
@@ -111,10 +149,16 @@ class PairsConfig(_Strict):
 
     write: bool = Field(default=False, description="write OUT/pairs.csv at the end of the build")
     delta: tuple[float, float] = Field(default=(1.0, 4.0), description="delta range [a, b], inclusive")
-    unit: Literal["frames", "ms"] = Field(default="frames", description="unit of delta (ms handles mixed frame rates)")
+    unit: Literal["frames", "ms"] = Field(
+        default="frames", description="unit of delta (ms handles mixed frame rates)"
+    )
     per_clip: int = Field(default=16, ge=1, description="at most this many pairs per clip")
-    expressive_bias: float = Field(default=0.0, ge=0.0, le=1.0,
-                                   description="probability that t is drawn from onset..offset instead of the whole clip")
+    expressive_bias: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="probability that t is drawn from onset..offset instead of the whole clip",
+    )
     seed: int | None = Field(default=None, description="null: the pipeline's seed")
 
     @model_validator(mode="after")
@@ -141,7 +185,9 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _check_version(self) -> PipelineConfig:
         if self.version != CONFIG_VERSION:
-            raise ValueError(f"pipeline version {self.version} is not supported; this mepipe reads version {CONFIG_VERSION}")
+            raise ValueError(
+                f"pipeline version {self.version} is not supported; this mepipe reads version {CONFIG_VERSION}"
+            )
         return self
 
     def resolved(self) -> dict[str, Any]:
@@ -215,7 +261,9 @@ def reference_markdown() -> str:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             lines.append(f"| **`{name}`** | section | | {(ann.__doc__ or '').strip()} |")
             for sub, f in ann.model_fields.items():
-                lines.append(f"| `{name}.{sub}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |")
+                lines.append(
+                    f"| `{name}.{sub}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |"
+                )
         else:
             lines.append(f"| `{name}` | {_type_name(ann)} | {_default(field)} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
@@ -230,7 +278,9 @@ def _default(f: Any) -> str:
     if f.is_required():
         return "required"
     value = f.get_default(call_default_factory=True)
-    return f"`{json.dumps(value.model_dump() if isinstance(value, BaseModel) else value)}`".replace("|", "\\|")
+    return f"`{json.dumps(value.model_dump() if isinstance(value, BaseModel) else value)}`".replace(
+        "|", "\\|"
+    )
 
 
 def write_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:

@@ -115,7 +115,9 @@ def check_folds(folds: Sequence[Fold], rows: Sequence[ManifestRow], protocol: Pr
             raise FoldLeakError(f"fold {f.name}: subject(s) {sorted(both)} on both train and test sides")
         groups = {group_of(by_key[k]) for k in f.test}
         if groups != {f.held_out}:
-            raise FoldLeakError(f"fold {f.name}: test side holds {sorted(groups)}, expected only {f.held_out}")
+            raise FoldLeakError(
+                f"fold {f.name}: test side holds {sorted(groups)}, expected only {f.held_out}"
+            )
         if protocol == "lodo" and f.held_out in {by_key[k].dataset for k in f.train}:
             raise FoldLeakError(f"fold {f.name}: dataset {f.held_out} on both sides")
 
@@ -124,7 +126,10 @@ FOLD_COLUMNS = ("fold", "held_out", "split", "key", "dataset", "subject", "emoti
 
 
 def write_folds_csv(
-    folds: Sequence[Fold], rows: Sequence[ManifestRow], path: str | Path, scheme: LabelScheme | str | None = None
+    folds: Sequence[Fold],
+    rows: Sequence[ManifestRow],
+    path: str | Path,
+    scheme: LabelScheme | str | None = None,
 ) -> Path:
     """Write the folds in long form: one line per (fold, clip) with ``split`` = ``train`` or ``test``.
 
@@ -143,6 +148,17 @@ def write_folds_csv(
                 for k in keys:
                     r = by_key[k]
                     idx = sch.label(r.dataset, r.emotion_raw) if sch is not None else None
-                    w.writerow([fold.name, fold.held_out, split, k, r.dataset, r.subject, r.emotion_raw,
-                                "" if idx is None else idx, "" if idx is None or sch is None else sch.classes[idx]])
+                    w.writerow(
+                        [
+                            fold.name,
+                            fold.held_out,
+                            split,
+                            k,
+                            r.dataset,
+                            r.subject,
+                            r.emotion_raw,
+                            "" if idx is None else idx,
+                            "" if idx is None or sch is None else sch.classes[idx],
+                        ]
+                    )
     return path

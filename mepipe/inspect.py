@@ -45,7 +45,13 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
     bad = [r for r in rows if r.status != "ok"]
     width = LABEL_W + 3 * TILE
     header = np.full((30, width, 3), 255, np.uint8)
-    _text(header, [f"{out_dir.name}: {len(ok)} ok, {len(bad)} failed   (onset | apex | |apex-onset|)"], 6, 20, 0.5)
+    _text(
+        header,
+        [f"{out_dir.name}: {len(ok)} ok, {len(bad)} failed   (onset | apex | |apex-onset|)"],
+        6,
+        20,
+        0.5,
+    )
     parts = [header]
     handles: dict[str, object] = {}
     try:
@@ -57,11 +63,21 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
             m_on = m if m.ndim == 2 else m[r.onset_idx]
             pts = apply_transform(m_on, g["landmarks_ref"][()])
             row = np.full((TILE, width, 3), 255, np.uint8)
-            _text(row, [r.key, f"{r.emotion_raw}  AU {r.aus_raw}", f"T={r.n_frames} on/apex/off idx",
-                        f"{r.onset_idx}/{r.apex_idx}/{r.offset_idx} ({r.keyframe_source})", r.face_note], 6, 20)
-            row[:, LABEL_W:LABEL_W + TILE] = _tile(on, pts)
-            row[:, LABEL_W + TILE:LABEL_W + 2 * TILE] = _tile(ap, pts)
-            row[:, LABEL_W + 2 * TILE:] = _diff_tile(on, ap)
+            _text(
+                row,
+                [
+                    r.key,
+                    f"{r.emotion_raw}  AU {r.aus_raw}",
+                    f"T={r.n_frames} on/apex/off idx",
+                    f"{r.onset_idx}/{r.apex_idx}/{r.offset_idx} ({r.keyframe_source})",
+                    r.face_note,
+                ],
+                6,
+                20,
+            )
+            row[:, LABEL_W : LABEL_W + TILE] = _tile(on, pts)
+            row[:, LABEL_W + TILE : LABEL_W + 2 * TILE] = _tile(ap, pts)
+            row[:, LABEL_W + 2 * TILE :] = _diff_tile(on, ap)
             parts.append(row)
     finally:
         for h in handles.values():

@@ -140,7 +140,9 @@ def _fit_affine(a: np.ndarray, d: np.ndarray, keep: float = 0.7) -> np.ndarray:
     return coef
 
 
-def motion_energy(frames: np.ndarray, crop_points: np.ndarray, cfg: KeyframeConfig | None = None) -> np.ndarray:
+def motion_energy(
+    frames: np.ndarray, crop_points: np.ndarray, cfg: KeyframeConfig | None = None
+) -> np.ndarray:
     """Raw (unsmoothed) motion energy of every frame relative to the first one.
 
     Args:
@@ -233,7 +235,7 @@ def estimate_from_curve(
     if n == 0:
         raise ValueError("empty motion-energy curve")
     sm = smooth_curve(e, fps, cfg.smooth_ms)
-    apex = lo + int(np.argmax(sm[lo:hi + 1]))
+    apex = lo + int(np.argmax(sm[lo : hi + 1]))
     floor = float(np.percentile(sm, 10))
     d = np.diff(e)
     sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0) if n > 2 else 0.0
@@ -298,7 +300,9 @@ def resolve_keyframes(
         raise ValueError(f"clip {clip.clip_id}: no frames")
     if cfg.mode == "uniform":
         return Keyframes(0, (n - 1) // 2, n - 1, "uniform")
-    given_word = "annotated" if clip.keyframe_source in ("annotated", "apex_missing", "") else clip.keyframe_source
+    given_word = (
+        "annotated" if clip.keyframe_source in ("annotated", "apex_missing", "") else clip.keyframe_source
+    )
     if cfg.mode == "estimate":
         on = ap = off = None
     else:
@@ -331,8 +335,10 @@ def resolve_keyframes(
         off, origin["offset"] = max(est.offset, ap), "estimated"
     note = ""
     if est.snr < 2 * max(cfg.noise_k, 1.0):
-        note = (f"keyframes: weak facial motion (snr {est.snr:.1f}); the estimated keyframes are unreliable, "
-                "consider keyframes.mode=uniform for this dataset")
+        note = (
+            f"keyframes: weak facial motion (snr {est.snr:.1f}); the estimated keyframes are unreliable, "
+            "consider keyframes.mode=uniform for this dataset"
+        )
     return Keyframes(on, ap, off, _source_word(origin), est.smooth.astype(np.float32), est.snr, note)
 
 

@@ -98,9 +98,18 @@ def load_timelines(out_dir: str | Path, rows: Sequence[ManifestRow] | None = Non
             for r in shard_rows:
                 g = f[CLIPS_GROUP].get(r.key)
                 if g is None:
-                    raise ShardError(f"clip {r.key} listed in the manifest is missing from {shard}; run `mepipe verify`")
-                found[r.key] = ClipTimeline(r.key, shard, g["frame_numbers"][()].astype(np.int64), timestamps_ms(g),
-                                            r.onset_idx, r.apex_idx, r.offset_idx)
+                    raise ShardError(
+                        f"clip {r.key} listed in the manifest is missing from {shard}; run `mepipe verify`"
+                    )
+                found[r.key] = ClipTimeline(
+                    r.key,
+                    shard,
+                    g["frame_numbers"][()].astype(np.int64),
+                    timestamps_ms(g),
+                    r.onset_idx,
+                    r.apex_idx,
+                    r.offset_idx,
+                )
     return [found[r.key] for r in rows if r.key in found]
 
 
@@ -178,7 +187,12 @@ def sample_clip_pairs(
                 break
             chosen.setdefault(int(code), None)
     if len(chosen) < k:
-        rest = [int(i) * n + int(j) for i in cand for j in range(lo[i], hi[i] + 1) if int(i) * n + int(j) not in chosen]
+        rest = [
+            int(i) * n + int(j)
+            for i in cand
+            for j in range(lo[i], hi[i] + 1)
+            if int(i) * n + int(j) not in chosen
+        ]
         take = rng.choice(len(rest), size=k - len(chosen), replace=False)
         for q in sorted(take.tolist()):
             chosen.setdefault(rest[q], None)
@@ -217,8 +231,14 @@ def sample_pairs(
     dfs: list[np.ndarray] = []
     dms: list[np.ndarray] = []
     for c in clips:
-        p = sample_clip_pairs(c, _clip_rng(seed, epoch, c.key), delta=delta, unit=unit, per_clip=per_clip,
-                              expressive_bias=expressive_bias)
+        p = sample_clip_pairs(
+            c,
+            _clip_rng(seed, epoch, c.key),
+            delta=delta,
+            unit=unit,
+            per_clip=per_clip,
+            expressive_bias=expressive_bias,
+        )
         if not len(p):
             continue
         keys += [c.key] * len(p)
@@ -231,11 +251,17 @@ def sample_pairs(
     def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    return pd.DataFrame({
-        "key": pd.Series(keys, dtype=object), "shard": pd.Series(shards, dtype=object),
-        "t_idx": cat(ts, np.int64), "t2_idx": cat(t2s, np.int64),
-        "delta_frames": cat(dfs, np.int64), "delta_ms": np.round(cat(dms, np.float64), 3),
-    }, columns=list(PAIR_COLUMNS))
+    return pd.DataFrame(
+        {
+            "key": pd.Series(keys, dtype=object),
+            "shard": pd.Series(shards, dtype=object),
+            "t_idx": cat(ts, np.int64),
+            "t2_idx": cat(t2s, np.int64),
+            "delta_frames": cat(dfs, np.int64),
+            "delta_ms": np.round(cat(dms, np.float64), 3),
+        },
+        columns=list(PAIR_COLUMNS),
+    )
 
 
 def write_pair_table(out_dir: str | Path, cfg: PairsConfig, *, seed: int) -> Path:
@@ -246,17 +272,30 @@ def write_pair_table(out_dir: str | Path, cfg: PairsConfig, *, seed: int) -> Pat
     out = Path(out_dir)
     rows = read_manifest(out)
     clips = load_timelines(out, rows)
-    table = sample_pairs(clips, delta=cfg.delta, unit=cfg.unit, per_clip=cfg.per_clip,
-                         expressive_bias=cfg.expressive_bias, seed=seed, epoch=0)
+    table = sample_pairs(
+        clips,
+        delta=cfg.delta,
+        unit=cfg.unit,
+        per_clip=cfg.per_clip,
+        expressive_bias=cfg.expressive_bias,
+        seed=seed,
+        epoch=0,
+    )
     path = out / PAIRS_NAME
     tmp = path.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)
     os.replace(tmp, path)
     with_pairs = int(table["key"].nunique()) if len(table) else 0
     info = {
-        "delta": list(cfg.delta), "unit": cfg.unit, "per_clip": cfg.per_clip,
-        "expressive_bias": cfg.expressive_bias, "seed": seed, "epoch": 0,
-        "clips": len(clips), "clips_with_pairs": with_pairs, "pairs": len(table),
+        "delta": list(cfg.delta),
+        "unit": cfg.unit,
+        "per_clip": cfg.per_clip,
+        "expressive_bias": cfg.expressive_bias,
+        "seed": seed,
+        "epoch": 0,
+        "clips": len(clips),
+        "clips_with_pairs": with_pairs,
+        "pairs": len(table),
         "delta_frames_mean": float(table["delta_frames"].mean()) if len(table) else None,
         "delta_ms_mean": float(table["delta_ms"].mean()) if len(table) else None,
     }
@@ -271,8 +310,17 @@ def read_pair_table(out_dir: str | Path) -> pd.DataFrame:
     path = Path(out_dir) / PAIRS_NAME
     if not path.is_file():
         raise ShardError(f"{path} not found; write it with `mepipe pairs {Path(out_dir)}`")
-    return pd.read_csv(path, dtype={"key": str, "shard": str, "t_idx": np.int64, "t2_idx": np.int64,
-                                    "delta_frames": np.int64, "delta_ms": np.float64})
+    return pd.read_csv(
+        path,
+        dtype={
+            "key": str,
+            "shard": str,
+            "t_idx": np.int64,
+            "t2_idx": np.int64,
+            "delta_frames": np.int64,
+            "delta_ms": np.float64,
+        },
+    )
 
 
 def pair_settings(
@@ -299,14 +347,22 @@ def pair_settings(
         base = dict(doc.get("pairs") or {})
         pipeline_seed = int(doc.get("seed", 0))
     elif not (out / "manifest.csv").is_file():
-        raise ShardError(f"{out} is not a build folder (no manifest.csv); pass the --out folder of build-dataset")
+        raise ShardError(
+            f"{out} is not a build folder (no manifest.csv); pass the --out folder of build-dataset"
+        )
     if isinstance(delta, str):
         try:
             a, _, b = delta.partition(":")
             delta = (float(a), float(b or a))
         except ValueError:
             raise ConfigError(f"--delta {delta!r}: expected A:B with numbers, e.g. 1:4 or 30:140") from None
-    for k, v in (("delta", delta), ("unit", unit), ("per_clip", per_clip), ("expressive_bias", bias), ("seed", seed)):
+    for k, v in (
+        ("delta", delta),
+        ("unit", unit),
+        ("per_clip", per_clip),
+        ("expressive_bias", bias),
+        ("seed", seed),
+    ):
         if v is not None:
             base[k] = list(v) if k == "delta" else v
     try:

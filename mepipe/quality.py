@@ -63,5 +63,9 @@ def alignment_consistency(build_dir: str | Path, ground_truth: str | Path) -> Al
         iods.append(iod)
     if not devs:
         raise ValueError(f"{build_dir}: no subject has two built clips matching {ground_truth}")
-    return AlignmentReport(per_subject, float(np.median(np.concatenate(devs))), sum(len(p) for p in mapped.values()),
-                           float(np.mean(iods)))
+    return AlignmentReport(
+        per_subject,
+        float(np.median(np.concatenate(devs))),
+        sum(len(p) for p in mapped.values()),
+        float(np.mean(iods)),
+    )

@@ -111,7 +111,9 @@ class ImageFolderSource(FrameSource):
             raise FrameReadError("unreadable_frame", f"{path}: cannot be read ({exc.strerror})") from None
         self._sha[i] = hashlib.sha256(data).hexdigest()
         if path.suffix.lower() in (".jpg", ".jpeg") and is_truncated_jpeg(data):
-            raise FrameReadError("corrupt_frame", f"{path}: truncated JPEG (no end marker); re-extract this frame")
+            raise FrameReadError(
+                "corrupt_frame", f"{path}: truncated JPEG (no end marker); re-extract this frame"
+            )
         import cv2  # lazily: mepipe.datasets (and so label schemes, folds, training) must import without OpenCV
 
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -181,24 +183,28 @@ class VideoSource(FrameSource):
             raise FrameReadError(
                 "unreadable_video",
                 f"{self.path}: cannot be opened as a video ({_first_line(exc)}); the file is corrupt, "
-                "truncated or not a video; re-copy it from the archive") from None
+                "truncated or not a video; re-copy it from the archive",
+            ) from None
         self.n_file_frames = n_file
         if n_file == 0:
             raise FrameReadError("no_frames", f"{self.path}: the container holds no video frames")
         wanted = list(clip.frame_numbers) or list(range(n_file))
         if wanted != list(range(wanted[0], wanted[0] + len(wanted))) or wanted[0] < 0:
-            raise ValueError(f"{self.path}: video frame_numbers must be a contiguous ascending range, got "
-                             f"{wanted[0]}..{wanted[-1]} ({len(wanted)} numbers)")
+            raise ValueError(
+                f"{self.path}: video frame_numbers must be a contiguous ascending range, got "
+                f"{wanted[0]}..{wanted[-1]} ({len(wanted)} numbers)"
+            )
         if wanted[-1] >= n_file:
             raise FrameReadError(
                 "keyframe_not_on_disk",
                 f"{self.path}: frames {wanted[0]}..{wanted[-1]} requested but the file has {n_file} "
-                f"(0..{n_file - 1}); check the annotation or the file")
+                f"(0..{n_file - 1}); check the annotation or the file",
+            )
         self.frame_numbers = wanted
         fps = float(self._vr.get_avg_fps() or 0.0)
         self.fps = fps if np.isfinite(fps) and fps > 0 else float(clip.fps)
         pts = np.asarray(self._vr.get_frame_timestamp(list(range(n_file))), dtype=np.float64)
-        self._ts = pts[wanted[0]:wanted[-1] + 1, 0] * 1000.0
+        self._ts = pts[wanted[0] : wanted[-1] + 1, 0] * 1000.0
         note = variable_rate_note(pts[:, 0] * 1000.0)
         if note:
             self.notes.append(note)
@@ -210,8 +216,11 @@ class VideoSource(FrameSource):
         try:
             frame = self._vr[number].asnumpy()
         except Exception as exc:  # noqa: BLE001
-            raise FrameReadError("corrupt_video", f"{self.path}: frame {number} cannot be decoded "
-                                 f"({_first_line(exc)}); re-copy the file from the archive") from None
+            raise FrameReadError(
+                "corrupt_video",
+                f"{self.path}: frame {number} cannot be decoded "
+                f"({_first_line(exc)}); re-copy the file from the archive",
+            ) from None
         self._next = None
         return _as_rgb(frame)
 
@@ -249,9 +258,11 @@ class VideoSource(FrameSource):
             yield i + k, frame
         if good < stop:
             raise FrameReadError(
-                "corrupt_video", f"{self.path}: frame {self.frame_numbers[good]} cannot be decoded ({why}); the "
+                "corrupt_video",
+                f"{self.path}: frame {self.frame_numbers[good]} cannot be decoded ({why}); the "
                 f"file is damaged or truncated (only the first {good} of {len(self)} frames decode); re-copy it "
-                "from the archive")
+                "from the archive",
+            )
 
     def _seek(self, vr, pos: int) -> None:
         number = self.frame_numbers[pos]
@@ -289,8 +300,10 @@ class VideoSource(FrameSource):
             except Exception:  # noqa: BLE001  (av.error.*: stop at the first frame that fails)
                 pass
         else:
-            self.notes.append("decord's read-ahead makes the exact failing frame uncertain; install PyAV (av) "
-                              "for a deterministic result")
+            self.notes.append(
+                "decord's read-ahead makes the exact failing frame uncertain; install PyAV (av) "
+                "for a deterministic result"
+            )
             try:
                 vr = _decord().VideoReader(str(self.path), ctx=_decord().cpu(0), num_threads=self._threads)
                 self._seek(vr, 0)
@@ -327,8 +340,10 @@ def variable_rate_note(ts_ms: np.ndarray, tolerance: float = 0.1) -> str:
     med = float(np.median(d))
     if med <= 0 or (d.max() - d.min()) <= tolerance * med:
         return ""
-    return (f"variable frame rate: frame intervals {d.min():.1f}..{d.max():.1f} ms (median {med:.1f}); "
-            "fps is the container average, timestamps_ms holds the real times")
+    return (
+        f"variable frame rate: frame intervals {d.min():.1f}..{d.max():.1f} ms (median {med:.1f}); "
+        "fps is the container average, timestamps_ms holds the real times"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,8 +10,17 @@ import pytest
 import skimage.data
 from openpyxl import Workbook
 
-CASME2_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-                 "Action Units", "Estimated Emotion"]
+CASME2_HEADER = [
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+]
 
 
 def face_canvas(dx: float = 0.0, dy: float = 0.0, size=(640, 480)) -> np.ndarray:
@@ -22,7 +31,7 @@ def face_canvas(dx: float = 0.0, dy: float = 0.0, size=(640, 480)) -> np.ndarray
     w, h = size
     canvas = np.full((h, w, 3), 90, np.uint8)
     x0, y0 = 100, 20
-    canvas[y0:y0 + 440, x0:x0 + 440] = img
+    canvas[y0 : y0 + 440, x0 : x0 + 440] = img
     m = np.float32([[1, 0, dx], [0, 1, dy]])
     return cv2.warpAffine(canvas, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
@@ -59,13 +68,16 @@ def casme2_root(tmp_path: Path) -> Path:
     write_frames(frames / "sub02" / "EP06_01", [k for k in range(30, 40) if k != 33])
     write_frames(frames / "sub02" / "EP07_04", range(60, 70))
     write_frames(frames / "sub03" / "EP09_02", range(1, 5))
-    write_casme2_sheet(root / "CASME2-coding-20140508.xlsx", [
-        [1, "EP02_01f", None, 46, 51, 57, None, "4+7", "disgust"],
-        [1, "EP03_02", None, 100, "/", 109, None, "12", "happiness"],
-        [2, "EP05_03f", None, 8, 13, 19, None, "R12", "happiness"],
-        [2, "EP06_01", None, 30, 35, 39, None, "1+2", "surprise"],
-        [2, "EP07_04", None, 60, 75, 69, None, "14", "repression"],
-        [3, "EP01_01", None, 5, 8, 12, None, "4", "others"],
-        [3, "EP09_02", None, "x", 3, 4, None, "4", "others"],
-    ])
+    write_casme2_sheet(
+        root / "CASME2-coding-20140508.xlsx",
+        [
+            [1, "EP02_01f", None, 46, 51, 57, None, "4+7", "disgust"],
+            [1, "EP03_02", None, 100, "/", 109, None, "12", "happiness"],
+            [2, "EP05_03f", None, 8, 13, 19, None, "R12", "happiness"],
+            [2, "EP06_01", None, 30, 35, 39, None, "1+2", "surprise"],
+            [2, "EP07_04", None, 60, 75, 69, None, "14", "repression"],
+            [3, "EP01_01", None, 5, 8, 12, None, "4", "others"],
+            [3, "EP09_02", None, "x", 3, 4, None, "4", "others"],
+        ],
+    )
     return root

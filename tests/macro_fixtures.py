@@ -24,8 +24,15 @@ def raised_cosine(n: int, onset: int, apex: int, offset: int) -> np.ndarray:
     return out
 
 
-def face_frame(size: tuple[int, int] = (320, 240), face: int = 200, *, smile: float = 0.0, dx: float = 0.0,
-               dy: float = 0.0, visible: bool = True) -> np.ndarray:
+def face_frame(
+    size: tuple[int, int] = (320, 240),
+    face: int = 200,
+    *,
+    smile: float = 0.0,
+    dx: float = 0.0,
+    dy: float = 0.0,
+    visible: bool = True,
+) -> np.ndarray:
     """``(H, W, 3) uint8 RGB``: the astronaut's face (``face`` px square) on a grey canvas.
 
     ``smile`` (0..1) pulls the mouth corners outwards and up by up to 3 % of ``face`` (a local warp,
@@ -48,7 +55,7 @@ def face_frame(size: tuple[int, int] = (320, 240), face: int = 200, *, smile: fl
             my += -0.5 * amp * g
         img = cv2.remap(img, xx - mx, yy - my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     x0, y0 = (w - face) // 2, (h - face) // 2
-    canvas[y0:y0 + face, x0:x0 + face] = img
+    canvas[y0 : y0 + face, x0 : x0 + face] = img
     if dx or dy:
         m = np.float32([[1, 0, dx], [0, 1, dy]])
         canvas = cv2.warpAffine(canvas, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
@@ -67,8 +74,14 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0, fourcc:
     return path
 
 
-def write_h264(path: Path, frames: list[np.ndarray], *, times_ms: list[int] | None = None, grey: bool = False,
-               faststart: bool = False) -> Path:
+def write_h264(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    times_ms: list[int] | None = None,
+    grey: bool = False,
+    faststart: bool = False,
+) -> Path:
     """Write H.264 with PyAV: ``times_ms`` gives each frame's presentation time (variable frame
     rate); ``grey`` stores a luma-only (``gray``) stream; ``faststart`` puts the index first."""
     import av
@@ -93,10 +106,27 @@ def write_h264(path: Path, frames: list[np.ndarray], *, times_ms: list[int] | No
     return path
 
 
-def expression_clip(n: int = 24, onset: int = 5, apex: int = 12, offset: int = 20, *, drift: float = 0.0,
-                    size: tuple[int, int] = (320, 240), face: int = 200, visible_from: int = 0) -> list[np.ndarray]:
+def expression_clip(
+    n: int = 24,
+    onset: int = 5,
+    apex: int = 12,
+    offset: int = 20,
+    *,
+    drift: float = 0.0,
+    size: tuple[int, int] = (320, 240),
+    face: int = 200,
+    visible_from: int = 0,
+) -> list[np.ndarray]:
     """Frames of one clip with a smile following a raised cosine and a slow horizontal head drift of
     up to ``drift`` px; frames before ``visible_from`` show no face."""
     a = raised_cosine(n, onset, apex, offset)
-    return [face_frame(size, face, smile=float(a[k]), dx=drift * np.sin(np.pi * k / max(n - 1, 1)),
-                       visible=k >= visible_from) for k in range(n)]
+    return [
+        face_frame(
+            size,
+            face,
+            smile=float(a[k]),
+            dx=drift * np.sin(np.pi * k / max(n - 1, 1)),
+            visible=k >= visible_from,
+        )
+        for k in range(n)
+    ]

@@ -20,8 +20,13 @@ PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "casme2.yaml"
 
 
 def _cfg(**over):
-    data = {"name": "t", "dataset": {"adapter": "casme2"}, "face": {"min_face": 60},
-            "align": {"crop_size": 96}, "shards": {"max_clips": 2}}
+    data = {
+        "name": "t",
+        "dataset": {"adapter": "casme2"},
+        "face": {"min_face": 60},
+        "align": {"crop_size": 96},
+        "shards": {"max_clips": 2},
+    }
     for k, v in over.items():
         data[k] = {**data.get(k, {}), **v}
     return parse_config(data)
@@ -31,13 +36,20 @@ def _cfg(**over):
 def built(casme2_root: Path, tmp_path: Path):
     # add a clip with no face and one with a truncated JPEG; both must become failed rows
     frames = casme2_root / "CASME2_RAW_selected"
-    write_frames(frames / "sub04" / "EP01_05", range(1, 7), frame_fn=lambda dx, dy: np.full((480, 640, 3), 120, np.uint8))
+    write_frames(
+        frames / "sub04" / "EP01_05",
+        range(1, 7),
+        frame_fn=lambda dx, dy: np.full((480, 640, 3), 120, np.uint8),
+    )
     write_frames(frames / "sub04" / "EP02_02", range(10, 16))
     jpg = frames / "sub04" / "EP02_02" / "img13.jpg"
     jpg.write_bytes(jpg.read_bytes()[:3000])
     sheet = casme2_root / "CASME2-coding-20140508.xlsx"
     rows = pd.read_excel(sheet).values.tolist()
-    rows += [[4, "EP01_05", None, 1, 3, 6, None, "4", "others"], [4, "EP02_02", None, 10, 12, 15, None, "9", "disgust"]]
+    rows += [
+        [4, "EP01_05", None, 1, 3, 6, None, "4", "others"],
+        [4, "EP02_02", None, 10, 12, 15, None, "9", "disgust"],
+    ]
     write_casme2_sheet(sheet, [[None if (isinstance(v, float) and v != v) else v for v in r] for r in rows])
     out = tmp_path / "out"
     summary = build_dataset(_cfg(), casme2_root, out, workers=1)
@@ -49,9 +61,12 @@ def test_build_writes_shards_manifest_and_records_failures(built):
     assert (summary.clips_ok, summary.clips_failed) == (3, 6)
     rows = {r.clip_id: r for r in read_manifest(out)}
     assert {k: r.reason for k, r in rows.items() if r.status == "failed"} == {
-        "sub02/EP06_01": "missing_frames", "sub02/EP07_04": "apex_outside_clip",
-        "sub03/EP01_01": "missing_folder", "sub03/EP09_02": "bad_value",
-        "sub04/EP01_05": "no_face", "sub04/EP02_02": "corrupt_frame",
+        "sub02/EP06_01": "missing_frames",
+        "sub02/EP07_04": "apex_outside_clip",
+        "sub03/EP01_01": "missing_folder",
+        "sub03/EP09_02": "bad_value",
+        "sub04/EP01_05": "no_face",
+        "sub04/EP02_02": "corrupt_frame",
     }
     assert "img13.jpg" in rows["sub04/EP02_02"].message
     # max_clips=2 -> 3 ok clips roll over into two shards, no temporary file left
@@ -62,7 +77,10 @@ def test_build_writes_shards_manifest_and_records_failures(built):
     assert (good.n_frames, good.onset_idx, good.apex_idx, good.offset_idx) == (12, 0, 5, 11)
     slash = rows["sub01/EP03_02"]
     # apex '/' is estimated from the motion: frames 104 and 109 are shifted most (1.2 px) from frame 100
-    assert slash.keyframe_source == "onset=annotated,apex=estimated,offset=annotated" and slash.apex_idx in (4, 9)
+    assert slash.keyframe_source == "onset=annotated,apex=estimated,offset=annotated" and slash.apex_idx in (
+        4,
+        9,
+    )
 
 
 def test_shards_read_back_with_plain_h5py(built):
@@ -157,8 +175,21 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path: Path):
 def test_cli_build_inspect_and_exit_codes(casme2_root: Path, tmp_path: Path):
     runner = CliRunner()
     out = tmp_path / "cli"
-    res = runner.invoke(app, ["build-dataset", str(PIPELINE), "--source", str(casme2_root), "--out", str(out),
-                              "--set", "align.crop_size=64", "--set", "face.min_face=60"])
+    res = runner.invoke(
+        app,
+        [
+            "build-dataset",
+            str(PIPELINE),
+            "--source",
+            str(casme2_root),
+            "--out",
+            str(out),
+            "--set",
+            "align.crop_size=64",
+            "--set",
+            "face.min_face=60",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "3 clips ok, 4 failed" in res.output
     res = runner.invoke(app, ["inspect", str(out), "--sheet", str(tmp_path / "sheet.png")])
@@ -167,5 +198,8 @@ def test_cli_build_inspect_and_exit_codes(casme2_root: Path, tmp_path: Path):
 
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet is not None and sheet.shape[0] > 3 * 160 and sheet.shape[1] == 260 + 3 * 160
-    res = runner.invoke(app, ["build-dataset", str(PIPELINE), "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app,
+        ["build-dataset", str(PIPELINE), "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+    )
     assert res.exit_code == 2 and "does not exist" in res.output

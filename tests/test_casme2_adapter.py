@@ -11,8 +11,17 @@ from tests.conftest import write_casme2_sheet
 
 def test_sheet_has_the_real_casme2_columns(casme2_root: Path):
     df = pd.read_excel(casme2_root / "CASME2-coding-20140508.xlsx")
-    assert list(df.columns) == ["Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame",
-                                "Unnamed: 6", "Action Units", "Estimated Emotion"]
+    assert list(df.columns) == [
+        "Subject",
+        "Filename",
+        "Unnamed: 2",
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        "Unnamed: 6",
+        "Action Units",
+        "Estimated Emotion",
+    ]
 
 
 def test_frames_sort_numerically(tmp_path: Path):
@@ -54,7 +63,9 @@ def test_scan_yields_clips_and_typed_issues(casme2_root: Path):
 
 
 def test_interval_restricts_frames(casme2_root: Path, tmp_path: Path):
-    write_casme2_sheet(casme2_root / "CASME2-coding-20140508.xlsx", [[1, "EP02_01f", None, 48, 50, 53, None, "4", "others"]])
+    write_casme2_sheet(
+        casme2_root / "CASME2-coding-20140508.xlsx", [[1, "EP02_01f", None, 48, 50, 53, None, "4", "others"]]
+    )
     (clip,) = get_adapter("casme2", casme2_root).scan().clips
     assert clip.frame_numbers == (48, 49, 50, 51, 52, 53)
     assert clip.frame_files[0] == "img48.jpg"
@@ -77,7 +88,9 @@ def test_wrong_or_missing_annotation_names_file_and_fix(casme2_root: Path):
         get_adapter("casme2", casme2_root).scan()
     bad = casme2_root / "CASME2-coding-20140508.xlsx"
     pd.DataFrame({"Subject": [1], "Filename": ["EP02_01f"], "Onset": [46]}).to_excel(bad, index=False)
-    with pytest.raises(AnnotationError, match=r"lacks column\(s\) \['OnsetFrame'.*header row 1|header row 1 lacks"):
+    with pytest.raises(
+        AnnotationError, match=r"lacks column\(s\) \['OnsetFrame'.*header row 1|header row 1 lacks"
+    ):
         get_adapter("casme2", casme2_root).scan()
 
 

@@ -16,7 +16,9 @@ from mepipe.cli import app
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo-macro.yaml"
 
-synth = pytest.importorskip("mepipe.synth", reason="the synthetic data generator (mepipe.synth) is not available")
+synth = pytest.importorskip(
+    "mepipe.synth", reason="the synthetic data generator (mepipe.synth) is not available"
+)
 if "dfew" not in synth.LAYOUTS:
     pytest.skip("mepipe.synth has no 'dfew' layout yet", allow_module_level=True)
 
@@ -25,11 +27,36 @@ if "dfew" not in synth.LAYOUTS:
 def macro_build(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("e2e_macro")
     runner = CliRunner()
-    res = runner.invoke(app, ["synth", "--layout", "dfew", "--out", str(tmp / "data"), "--subjects", "2",
-                              "--clips-per-subject", "2", "--seed", "5"])
+    res = runner.invoke(
+        app,
+        [
+            "synth",
+            "--layout",
+            "dfew",
+            "--out",
+            str(tmp / "data"),
+            "--subjects",
+            "2",
+            "--clips-per-subject",
+            "2",
+            "--seed",
+            "5",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["build-dataset", str(PIPELINE), "--source", str(tmp / "data"), "--out",
-                              str(tmp / "out"), "--set", "align.crop_size=96"])
+    res = runner.invoke(
+        app,
+        [
+            "build-dataset",
+            str(PIPELINE),
+            "--source",
+            str(tmp / "data"),
+            "--out",
+            str(tmp / "out"),
+            "--set",
+            "align.crop_size=96",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return tmp
 
@@ -42,7 +69,10 @@ def _csv(path: Path) -> list[dict]:
 def test_macro_clips_build_with_estimated_keyframes(macro_build: Path):
     rows = _csv(macro_build / "out" / "manifest.csv")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), [r["message"] for r in rows]
-    truth = {c["clip_id"]: c for c in json.loads((macro_build / "data" / "synth_ground_truth.json").read_text())["clips"]}
+    truth = {
+        c["clip_id"]: c
+        for c in json.loads((macro_build / "data" / "synth_ground_truth.json").read_text())["clips"]
+    }
     for r in rows:
         t = truth[r["clip_id"]]
         assert r["keyframe_source"] == "estimated" and float(r["fps"]) == pytest.approx(25.0)
@@ -62,7 +92,9 @@ def test_pairs_read_back_with_plain_h5py(macro_build: Path):
     files: dict[str, h5py.File] = {}
     try:
         for p in pairs:
-            f = files.get(p["shard"]) or files.setdefault(p["shard"], h5py.File(out / "shards" / p["shard"], "r"))
+            f = files.get(p["shard"]) or files.setdefault(
+                p["shard"], h5py.File(out / "shards" / p["shard"], "r")
+            )
             g = f["clips"][p["key"]]
             t, t2 = int(p["t_idx"]), int(p["t2_idx"])
             assert 0 <= t < t2 < g["frames"].shape[0] == int(rows[p["key"]]["n_frames"])

@@ -24,11 +24,36 @@ def _rows(build: Path) -> list[dict]:
 def micro_build(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     runner = CliRunner()
-    res = runner.invoke(app, ["synth", "--layout", "casme2", "--out", str(tmp / "data"), "--subjects", "2",
-                              "--clips-per-subject", "3", "--seed", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "synth",
+            "--layout",
+            "casme2",
+            "--out",
+            str(tmp / "data"),
+            "--subjects",
+            "2",
+            "--clips-per-subject",
+            "3",
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["build-dataset", str(PIPELINE), "--source", str(tmp / "data"), "--out",
-                              str(tmp / "out"), "--workers", "2"])
+    res = runner.invoke(
+        app,
+        [
+            "build-dataset",
+            str(PIPELINE),
+            "--source",
+            str(tmp / "data"),
+            "--out",
+            str(tmp / "out"),
+            "--workers",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return tmp
 
@@ -41,7 +66,10 @@ def test_every_synthetic_clip_builds_and_verifies(micro_build: Path):
 
 
 def test_plain_h5py_reads_keyframes_that_match_ground_truth(micro_build: Path):
-    gt = {c["clip_id"]: c for c in json.loads((micro_build / "data" / "synth_ground_truth.json").read_text())["clips"]}
+    gt = {
+        c["clip_id"]: c
+        for c in json.loads((micro_build / "data" / "synth_ground_truth.json").read_text())["clips"]
+    }
     for r in _rows(micro_build):
         truth = gt[r["clip_id"]]
         with h5py.File(micro_build / "out" / "shards" / r["shard"], "r") as f:

@@ -63,6 +63,8 @@ def test_smoothing_keeps_constant_and_damps_jitter():
     const = np.stack([base] * 7)
     assert np.allclose(smooth_transforms(const, 5), const)
     rng = np.random.default_rng(1)
-    jitter = np.stack([similarity_from_params(np.array([0.0, 0.0, 10 + rng.normal(0, 2), 5.0])) for _ in range(50)])
+    jitter = np.stack(
+        [similarity_from_params(np.array([0.0, 0.0, 10 + rng.normal(0, 2), 5.0])) for _ in range(50)]
+    )
     sm = smooth_transforms(jitter, 9)
     assert sm[:, 0, 2].std() < jitter[:, 0, 2].std() / 2

@@ -15,7 +15,9 @@ from mepipe.records import ClipRecord
 from tests.macro_fixtures import expression_clip, raised_cosine
 
 
-@pytest.mark.parametrize(("fps", "n", "keys", "tol"), [(30.0, 60, (12, 24, 44), 1), (200.0, 200, (30, 95, 170), 3)])
+@pytest.mark.parametrize(
+    ("fps", "n", "keys", "tol"), [(30.0, 60, (12, 24, 44), 1), (200.0, 200, (30, 95, 170), 3)]
+)
 def test_apex_of_noisy_bumps(fps, n, keys, tol):
     errors, onsets = [], []
     for seed in range(12):
@@ -50,7 +52,9 @@ def test_smoothing_is_in_milliseconds():
 def _aligned(frames: list[np.ndarray], size: int = 112) -> tuple[np.ndarray, np.ndarray]:
     from mepipe.config import AlignConfig, FaceConfig
 
-    fit = locate_face(to_gray(frames[0]), get_detector("dlib-hog"), get_landmarker("dlib-68"), FaceConfig(min_face=40))
+    fit = locate_face(
+        to_gray(frames[0]), get_detector("dlib-hog"), get_landmarker("dlib-68"), FaceConfig(min_face=40)
+    )
     m = clip_transform(fit, AlignConfig(crop_size=size))
     crops = np.stack([warp_to_crop(f, m, size) for f in frames])
     return crops, apply_transform(m, fit.landmarks)
@@ -67,8 +71,15 @@ def test_motion_energy_sees_the_expression_not_the_head_drift():
 
 
 def _clip(**kw) -> ClipRecord:
-    base = dict(dataset="d", subject="s", clip_id="c", source_kind="images", source_path="/x",
-                frame_numbers=tuple(range(100, 130)), fps=30.0)
+    base = dict(
+        dataset="d",
+        subject="s",
+        clip_id="c",
+        source_kind="images",
+        source_path="/x",
+        frame_numbers=tuple(range(100, 130)),
+        fps=30.0,
+    )
     return ClipRecord(**{**base, **kw})
 
 

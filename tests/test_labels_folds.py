@@ -17,8 +17,20 @@ from mepipe.labels import available_schemes, load_scheme
 from mepipe.records import ManifestRow
 from mepipe.shards.manifest import write_manifest
 
-SCHEMES = ("casme2_5", "casme2_3", "samm_5", "mmew_7", "mmew_6", "mmew_5", "smic_3", "megc2019_3",
-           "casme3_7", "casme3_4", "casme3_3", "dfew_7")
+SCHEMES = (
+    "casme2_5",
+    "casme2_3",
+    "samm_5",
+    "mmew_7",
+    "mmew_6",
+    "mmew_5",
+    "smic_3",
+    "megc2019_3",
+    "casme3_7",
+    "casme3_4",
+    "casme3_3",
+    "dfew_7",
+)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -26,10 +38,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def row(dataset: str, subject: str, clip: str, emotion: str, status: str = "ok", extra: str = "{}") -> ManifestRow:
+def row(
+    dataset: str, subject: str, clip: str, emotion: str, status: str = "ok", extra: str = "{}"
+) -> ManifestRow:
     clip_id = f"{subject}/{clip}"
-    return ManifestRow(key=f"{dataset}/{clip_id}", dataset=dataset, subject=subject, clip_id=clip_id, status=status,
-                       emotion_raw=emotion, extra=extra)
+    return ManifestRow(
+        key=f"{dataset}/{clip_id}",
+        dataset=dataset,
+        subject=subject,
+        clip_id=clip_id,
+        status=status,
+        emotion_raw=emotion,
+        extra=extra,
+    )
 
 
 # ---------------------------------------------------------------------------------------- label schemes
@@ -46,7 +67,11 @@ def test_megc2019_scheme_follows_the_published_grouping():
     neg, pos, sur = (s.classes.index(c) for c in ("negative", "positive", "surprise"))
     for raw in ("Anger", "Contempt", "Disgust", "Fear", "Sadness"):
         assert s.label("samm", raw) == neg
-    assert (s.label("samm", "Happiness"), s.label("samm", "Surprise"), s.label("samm", "Other")) == (pos, sur, None)
+    assert (s.label("samm", "Happiness"), s.label("samm", "Surprise"), s.label("samm", "Other")) == (
+        pos,
+        sur,
+        None,
+    )
     assert s.label("casme2", "repression") == s.label("casme2", "disgust") == neg
     # CASME II fear/sadness and others are not in the 442-clip list
     assert s.label("casme2", "fear") is s.label("casme2", "sadness") is s.label("casme2", "others") is None
@@ -55,9 +80,12 @@ def test_megc2019_scheme_follows_the_published_grouping():
 
 
 def test_other_schemes_spot_checks():
-    assert load_scheme("casme2_3").label("casme2", "fear") == 0          # MMNet grouping keeps fear
+    assert load_scheme("casme2_3").label("casme2", "fear") == 0  # MMNet grouping keeps fear
     assert load_scheme("samm_5").label("samm", "Others") == load_scheme("samm_5").label("samm", "Other")
-    assert load_scheme("mmew_6").label("mmew", "others") is None and load_scheme("mmew_7").label("mmew", "others") == 6
+    assert (
+        load_scheme("mmew_6").label("mmew", "others") is None
+        and load_scheme("mmew_7").label("mmew", "others") == 6
+    )
     assert load_scheme("casme3_3").label("casme3_a", "others") is None
     assert load_scheme("casme3_4").label("casme3_a", "others") == 3
     dfew = load_scheme("dfew_7")
@@ -76,21 +104,24 @@ def test_megc2019_rule_records_the_published_counts():
     for cls, n in exp["classes"].items():
         assert n == sum(d[cls] for d in exp["datasets"].values())
     assert exp["subjects"] == 68 == sum(d["subjects"] for d in exp["datasets"].values())
-    assert (exp["datasets"]["casme2"]["negative"], exp["datasets"]["samm"]["negative"],
-            exp["datasets"]["smic"]["negative"]) == (88, 92, 70)
+    assert (
+        exp["datasets"]["casme2"]["negative"],
+        exp["datasets"]["samm"]["negative"],
+        exp["datasets"]["smic"]["negative"],
+    ) == (88, 92, 70)
 
 
 def test_megc2019_rule_on_manifest_rows():
     rule = load_composite("megc2019")
     rows = [
         row("casme2", "sub01", "EP02_01f", "happiness"),
-        row("casme2", "sub04", "EP12_01f", "repression"),               # excluded by name
-        row("casme2", "sub05", "EP01_01", "fear"),                      # not a megc2019_3 class
+        row("casme2", "sub04", "EP12_01f", "repression"),  # excluded by name
+        row("casme2", "sub05", "EP01_01", "fear"),  # not a megc2019_3 class
         row("samm", "006", "006_1_2", "Anger"),
         row("samm", "006", "006_1_3", "Other"),
         row("smic", "s01", "s1_ne_01", "negative", extra='{"variant": "HS"}'),
         row("smic", "s01", "s1_ne_02", "negative", extra='{"variant": "VIS"}'),  # not SMIC-HS
-        row("casme_sq", "s15", "anger1_1", "negative"),                # not a member
+        row("casme_sq", "s15", "anger1_1", "negative"),  # not a member
     ]
     res = resolve(rule, rows)
     assert [r.key for r in res.kept] == ["casme2/sub01/EP02_01f", "samm/006/006_1_2", "smic/s01/s1_ne_01"]
@@ -106,10 +137,20 @@ def test_megc2019_rule_on_manifest_rows():
 
 def test_composite_rule_that_matches_reports_nothing(tmp_path):
     path = tmp_path / "two.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "two", "scheme": "smic_3", "members": [{"dataset": "smic"}],
-        "expected": {"total": 2, "classes": {"negative": 1, "surprise": 1}, "datasets": {"smic": {"subjects": 2}}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "two",
+                "scheme": "smic_3",
+                "members": [{"dataset": "smic"}],
+                "expected": {
+                    "total": 2,
+                    "classes": {"negative": 1, "surprise": 1},
+                    "datasets": {"smic": {"subjects": 2}},
+                },
+            }
+        )
+    )
     rule = load_composite(str(path))
     kept = resolve(rule, [row("smic", "s01", "a", "negative"), row("smic", "s02", "b", "surprise")]).kept
     assert check_composite(rule, kept) == []
@@ -119,9 +160,11 @@ def test_composite_rule_that_matches_reports_nothing(tmp_path):
 def composite_rows() -> list[ManifestRow]:
     """Two datasets that both have a subject called ``01`` (they must stay different subjects)."""
     rows = []
-    for ds, subjects, emotions in (("casme3_c", ("01", "02"), ("", "")),
-                                   ("casme2", ("sub01", "sub02", "sub03"), ("happiness", "fear")),
-                                   ("samm", ("01", "006"), ("Anger", "Other"))):
+    for ds, subjects, emotions in (
+        ("casme3_c", ("01", "02"), ("", "")),
+        ("casme2", ("sub01", "sub02", "sub03"), ("happiness", "fear")),
+        ("samm", ("01", "006"), ("Anger", "Other")),
+    ):
         for s, (k, e) in itertools.product(subjects, enumerate(emotions)):
             rows.append(row(ds, s, f"c{k}", e))
     rows.append(row("casme2", "sub09", "bad", "happiness", status="failed"))
@@ -168,18 +211,26 @@ def test_check_folds_catches_a_leak():
 def test_folds_csv_and_cli(tmp_path):
     rows = composite_rows()
     write_manifest(rows, tmp_path)
-    path = write_folds_csv(make_folds(rows, "loso", scheme="casme2_5"), rows, tmp_path / "f.csv", scheme="casme2_5")
+    path = write_folds_csv(
+        make_folds(rows, "loso", scheme="casme2_5"), rows, tmp_path / "f.csv", scheme="casme2_5"
+    )
     lines = list(read_csv(path))
     test = [ln for ln in lines if ln["split"] == "test"]
-    assert len(test) == 3 and {ln["class"] for ln in test} == {"happiness"} and {ln["label"] for ln in test} == {"0"}
+    assert (
+        len(test) == 3
+        and {ln["class"] for ln in test} == {"happiness"}
+        and {ln["label"] for ln in test} == {"0"}
+    )
 
     runner = CliRunner()
     res = runner.invoke(app, ["folds", str(tmp_path), "--protocol", "lodo"])
     assert res.exit_code == 0, res.output
     out = Path(tmp_path / "folds-lodo.csv")
     assert {ln["fold"] for ln in read_csv(out)} == {"lodo-casme2", "lodo-casme3_c", "lodo-samm"}
-    res = runner.invoke(app, ["folds", str(tmp_path / "manifest.csv"), "--labels", "samm_5", "--out",
-                              str(tmp_path / "samm.csv")])
+    res = runner.invoke(
+        app,
+        ["folds", str(tmp_path / "manifest.csv"), "--labels", "samm_5", "--out", str(tmp_path / "samm.csv")],
+    )
     assert res.exit_code == 0, res.output
     assert {ln["dataset"] for ln in read_csv(tmp_path / "samm.csv")} == {"samm"}
     res = runner.invoke(app, ["folds", str(tmp_path), "--protocol", "kfold"])

@@ -22,11 +22,16 @@ def touch(path: Path, data: bytes = b"x") -> Path:
     return path
 
 
-def write_dfew_splits(root: Path, folds: dict[int, tuple[list[tuple[int, int]], list[tuple[int, int]]]]) -> None:
+def write_dfew_splits(
+    root: Path, folds: dict[int, tuple[list[tuple[int, int]], list[tuple[int, int]]]]
+) -> None:
     for k, (train, test) in folds.items():
         for split, rows in (("train", train), ("test", test)):
             lines = ["video_name,label"] + [f"{v},{lab}" for v, lab in rows]
-            touch(root / "EmoLabel_DataSplit" / f"{split}(single-labeled)" / f"set_{k}.csv", ("\n".join(lines) + "\n").encode())
+            touch(
+                root / "EmoLabel_DataSplit" / f"{split}(single-labeled)" / f"set_{k}.csv",
+                ("\n".join(lines) + "\n").encode(),
+            )
 
 
 @pytest.fixture
@@ -36,11 +41,14 @@ def dfew_root(tmp_path: Path) -> Path:
         touch(root / "Clip" / "original" / f"{v:05d}.mp4")
         for f in (1, 2, 3):
             touch(root / "Clip" / "jpg_256" / f"{v:05d}" / f"{v:05d}_{f:05d}.jpg")
-    write_dfew_splits(root, {
-        1: ([(1, 1), (2, 7)], [(3, 4), (4, 2)]),       # 4 is listed but not on disk
-        2: ([(3, 4), (4, 2)], [(1, 1), (2, 7)]),
-        3: ([(1, 1), (3, 5), (5, 9)], [(2, 7)]),         # 3 relabelled 5 (conflict); label 9 is invalid
-    })
+    write_dfew_splits(
+        root,
+        {
+            1: ([(1, 1), (2, 7)], [(3, 4), (4, 2)]),  # 4 is listed but not on disk
+            2: ([(3, 4), (4, 2)], [(1, 1), (2, 7)]),
+            3: ([(1, 1), (3, 5), (5, 9)], [(2, 7)]),  # 3 relabelled 5 (conflict); label 9 is invalid
+        },
+    )
     return root
 
 
@@ -90,7 +98,10 @@ def test_ferv39k_lists(tmp_path: Path):
     clips = {c.clip_id: c for c in scan.clips}
     assert sorted(clips) == ["Action/Happy/0001", "Action/Sad/0002", "Crime/Angry/0003", "Crime/Fear/0009"]
     assert clips["Crime/Angry/0003"].extra == {"split": "test", "scene": "Crime"}
-    assert clips["Action/Happy/0001"].emotion_raw == "Happy" and clips["Action/Happy/0001"].frame_numbers == (1, 2)
+    assert clips["Action/Happy/0001"].emotion_raw == "Happy" and clips["Action/Happy/0001"].frame_numbers == (
+        1,
+        2,
+    )
     assert clips["Crime/Fear/0009"].source_kind == "video"
     assert sorted(i.reason for _, i in scan.failures) == ["bad_value", "missing_file"]
 
@@ -108,7 +119,10 @@ def test_mafw_lists_and_forms(tmp_path: Path):
     scan = get_adapter("mafw", root).scan()
     clips = {c.clip_id: c for c in scan.clips}
     assert sorted(clips) == ["00001", "00002"] and clips["00001"].source_kind == "video"
-    assert clips["00002"].emotion_raw == "helplessness" and clips["00002"].extra == {"set_1": "test", "set_2": "train"}
+    assert clips["00002"].emotion_raw == "helplessness" and clips["00002"].extra == {
+        "set_1": "test",
+        "set_2": "train",
+    }
     assert [i.reason for _, i in scan.failures] == ["missing_file"]
     frames = get_adapter("mafw", root, form="frames").scan()
     assert {c.source_kind for c in frames.clips} == {"images"}
@@ -138,8 +152,14 @@ def test_ckplus_scan_and_build(tmp_path: Path):
     assert c.keyframe_source == "sequence" and clips["S005/002"].emotion_raw == ""
     assert [(i.clip_id, i.reason) for _, i in scan.failures] == [("S010/001", "bad_value")]
     assert [c.clip_id for c in get_adapter("ckplus", root, labelled_only=True).scan().clips] == ["S005/001"]
-    cfg = parse_config({"name": "ck", "dataset": {"adapter": "ckplus", "options": {"labelled_only": True}},
-                        "face": {"min_face": 40}, "align": {"crop_size": 48}})
+    cfg = parse_config(
+        {
+            "name": "ck",
+            "dataset": {"adapter": "ckplus", "options": {"labelled_only": True}},
+            "face": {"min_face": 40},
+            "align": {"crop_size": 48},
+        }
+    )
     out = tmp_path / "out"
     build_dataset(cfg, root, out)
     rows = [r for r in read_manifest(out) if r.status == "ok"]
@@ -157,22 +177,35 @@ def test_folder_adapter_tree_and_csv(tmp_path: Path):
     tree = get_adapter("folder", root, label_from_parent=True).scan()
     clips = {c.clip_id: c for c in tree.clips}
     assert sorted(clips) == ["Train_AFEW/Angry/000046", "Train_AFEW/Happy/000101", "frames/clipA"]
-    assert clips["Train_AFEW/Angry/000046"].emotion_raw == "Angry" and clips["frames/clipA"].source_kind == "images"
-    touch(root / "list.csv", (
-        b"path,label,subject,onset,apex,offset,split\n"
-        b"Train_AFEW/Angry/000046.avi,angry,p1,,,,train\n"
-        b"Train_AFEW/Happy/000101,happy,p2,3,7,12,test\n"
-        b"frames/clipA,neutral,,1,,2,train\n"
-        b"missing.mp4,sad,p3,,,,train\n"
-        b"frames/clipA,neutral,,,,,train\n"
-        b"frames/clipA2,neutral,,x,,,train\n"
-    ))
+    assert (
+        clips["Train_AFEW/Angry/000046"].emotion_raw == "Angry"
+        and clips["frames/clipA"].source_kind == "images"
+    )
+    touch(
+        root / "list.csv",
+        (
+            b"path,label,subject,onset,apex,offset,split\n"
+            b"Train_AFEW/Angry/000046.avi,angry,p1,,,,train\n"
+            b"Train_AFEW/Happy/000101,happy,p2,3,7,12,test\n"
+            b"frames/clipA,neutral,,1,,2,train\n"
+            b"missing.mp4,sad,p3,,,,train\n"
+            b"frames/clipA,neutral,,,,,train\n"
+            b"frames/clipA2,neutral,,x,,,train\n"
+        ),
+    )
     touch(root / "frames" / "clipA2" / "0001.jpg")
     scan = get_adapter("folder", root, csv="list.csv", dataset_name="afew").scan()
     clips = {c.clip_id: c for c in scan.clips}
     assert sorted(clips) == ["Train_AFEW/Angry/000046", "Train_AFEW/Happy/000101", "frames/clipA"]
     h = clips["Train_AFEW/Happy/000101"]
-    assert (h.dataset, h.subject, h.emotion_raw, h.onset, h.apex, h.offset) == ("afew", "p2", "happy", 3, 7, 12)
+    assert (h.dataset, h.subject, h.emotion_raw, h.onset, h.apex, h.offset) == (
+        "afew",
+        "p2",
+        "happy",
+        3,
+        7,
+        12,
+    )
     assert h.extra == {"split": "test"} and h.source_kind == "video"
     assert clips["frames/clipA"].subject == "frames/clipA" and clips["frames/clipA"].onset == 1
     assert sorted(i.reason for _, i in scan.failures) == ["bad_value", "duplicate_clip", "missing_file"]

@@ -33,7 +33,11 @@ def test_deterministic_by_seed_and_order_independent():
     a = sample_pairs(CLIPS, seed=7)
     b = sample_pairs(list(reversed(CLIPS)), seed=7)
     key_sorted = ["key", "t_idx", "t2_idx"]
-    assert a.sort_values(key_sorted).reset_index(drop=True).equals(b.sort_values(key_sorted).reset_index(drop=True))
+    assert (
+        a.sort_values(key_sorted)
+        .reset_index(drop=True)
+        .equals(b.sort_values(key_sorted).reset_index(drop=True))
+    )
     assert a.equals(sample_pairs(CLIPS, seed=7))
     assert not a.equals(sample_pairs(CLIPS, seed=8))
     assert not a.equals(sample_pairs(CLIPS, seed=7, epoch=1))  # fresh pairs each epoch, same shards

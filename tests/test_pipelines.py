@@ -13,8 +13,21 @@ PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 
 def test_there_is_a_pipeline_per_dataset():
     names = {p.stem for p in PIPELINES}
-    assert {"casme2", "samm", "smic", "mmew", "casme_sq", "casme3_a", "dfew", "ferv39k", "mafw", "ckplus",
-            "demo-micro", "demo-macro", "megc2019"} <= names
+    assert {
+        "casme2",
+        "samm",
+        "smic",
+        "mmew",
+        "casme_sq",
+        "casme3_a",
+        "dfew",
+        "ferv39k",
+        "mafw",
+        "ckplus",
+        "demo-micro",
+        "demo-macro",
+        "megc2019",
+    } <= names
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)

@@ -21,18 +21,38 @@ from mepipe.synth.faces import detect_faces, find_face
 from mepipe.synth.fields import AnchorField, field_at, move_points
 
 CASME2_COLUMNS = [
-    "Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame", "Unnamed: 6",
-    "Action Units", "Estimated Emotion",
+    "Subject",
+    "Filename",
+    "Unnamed: 2",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Unnamed: 6",
+    "Action Units",
+    "Estimated Emotion",
 ]
 SAMM_COLUMNS = [
-    "Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration", "Micro",
-    "Action Units", "Estimated Emotion", "Objective Classes", "Notes",
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+    "Notes",
 ]
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -52,7 +72,9 @@ def _pose(clip: dict, t: int) -> np.ndarray:
 def casme2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("casme2")
     calls: list[tuple[int, int]] = []
-    summary = synthesize("casme2", out, subjects=2, clips_per_subject=3, seed=0, progress=lambda d, n: calls.append((d, n)))
+    summary = synthesize(
+        "casme2", out, subjects=2, clips_per_subject=3, seed=0, progress=lambda d, n: calls.append((d, n))
+    )
     assert summary.n_clips == 6 and calls[-1] == (6, 6)
     assert summary.ground_truth == out / "synth_ground_truth.json"
     return out, read_ground_truth(out)
@@ -107,7 +129,9 @@ def test_casme2_expression_visible_only_in_au_regions(casme2: tuple[Path, dict])
         t_on, t_ap = clip["onset"] - clip["first_frame"], clip["apex"] - clip["first_frame"]
         # undo the head motion and the gain change between the two frames with the ground truth
         warp = _pose(clip, t_on) @ np.linalg.inv(_pose(clip, t_ap))
-        apex = cv2.warpAffine(apex, warp[:2], (640, 480), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        apex = cv2.warpAffine(
+            apex, warp[:2], (640, 480), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+        )
         apex *= clip["gain"][t_on] / clip["gain"][t_ap]
         diff = np.abs(apex - onset).mean(-1)
         au_mask = np.zeros(diff.shape, np.uint8)
@@ -115,7 +139,7 @@ def test_casme2_expression_visible_only_in_au_regions(casme2: tuple[Path, dict])
             cv2.circle(au_mask, (round(a["x"]), round(a["y"])), round(1.5 * a["sigma_px"]), 1, -1)
         face = np.zeros(diff.shape, np.uint8)
         x0, y0, x1, y1 = lm.bounding_box(np.array(clip["landmarks_onset"]))
-        face[int(y0) - 20:int(y1) + 20, int(x0) - 20:int(x1) + 20] = 1
+        face[int(y0) - 20 : int(y1) + 20, int(x0) - 20 : int(x1) + 20] = 1
         inside, outside = diff[au_mask > 0].mean(), diff[(face > 0) & (au_mask == 0)].mean()
         assert inside > 2.5, (clip["clip_id"], clip["aus_written"], inside)
         assert inside > 1.8 * outside, (clip["clip_id"], clip["aus_written"], inside, outside)
@@ -196,7 +220,16 @@ def test_samm_layout_and_header_on_row_13(tmp_path: Path) -> None:
     df = pd.read_excel(out / "SAMM_Micro_FACS_Codes_v2.xlsx", header=12)
     assert list(df.columns) == SAMM_COLUMNS and len(df) == 2
     assert df["Subject"].tolist() == [6, 6]
-    assert set(df["Estimated Emotion"]) <= {"Anger", "Contempt", "Happiness", "Surprise", "Other", "Disgust", "Fear", "Sadness"}
+    assert set(df["Estimated Emotion"]) <= {
+        "Anger",
+        "Contempt",
+        "Happiness",
+        "Surprise",
+        "Other",
+        "Disgust",
+        "Fear",
+        "Sadness",
+    }
     for clip, (_, row) in zip(gt["clips"], df.iterrows(), strict=True):
         folder = out / "SAMM" / "006" / row["Filename"]
         assert folder == out / clip["path"]
@@ -242,7 +275,10 @@ def test_dfew_videos_and_splits(tmp_path: Path) -> None:
         assert not {subj[v] for v, _ in rows["train"]} & {subj[v] for v, _ in rows["test"]}
     for clip in gt["clips"]:
         path = out / clip["path"]
-        assert path.parent == out / "Clip" / "original" and path.name == f"{clip['native']['video_name']:05d}.mp4"
+        assert (
+            path.parent == out / "Clip" / "original"
+            and path.name == f"{clip['native']['video_name']:05d}.mp4"
+        )
         assert 1 <= int(clip["label"]) <= 7
         cap = cv2.VideoCapture(str(path))
         frames = []
@@ -292,7 +328,7 @@ def test_intensity_profile() -> None:
     a = intensity_profile(frames, 46, 70, 100)
     assert a[0] == 0.0 and a[70 - 46] == 1.0 and a[-1] == pytest.approx(0.0, abs=1e-12)
     assert a[58 - 46] == pytest.approx(0.5) and a[85 - 46] == pytest.approx(0.5)
-    assert np.all(np.diff(a[: 70 - 46 + 1]) > 0) and np.all(np.diff(a[70 - 46:]) < 0)
+    assert np.all(np.diff(a[: 70 - 46 + 1]) > 0) and np.all(np.diff(a[70 - 46 :]) < 0)
 
 
 def test_move_points_inverts_the_backward_warp() -> None:

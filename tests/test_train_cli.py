@@ -30,8 +30,16 @@ def _sets(kind: str) -> list[str]:
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli")
     return {
-        "macro": write_toy_build(root / "macro", subjects=2, clips_per_subject=2, n_frames=12, size=32,
-                                 dataset="toymacro", expression_type="macro", amplitude=60),
+        "macro": write_toy_build(
+            root / "macro",
+            subjects=2,
+            clips_per_subject=2,
+            n_frames=12,
+            size=32,
+            dataset="toymacro",
+            expression_type="macro",
+            amplitude=60,
+        ),
         "micro": write_toy_build(root / "micro", subjects=3, clips_per_subject=2, n_frames=6, size=32),
     }
 
@@ -41,8 +49,22 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
     cfg_file = tmp_path / "pre.yaml"
     cfg_file.write_text(yaml.safe_dump({"optim": {"epochs": 1}, "run": {"pictures": 2}}))
     pre = tmp_path / "pre"
-    r = runner.invoke(app, ["train", "pretrain", "--shards", str(builds["macro"]), "--out", str(pre),
-                            "--delta", "2:3", "--config", str(cfg_file), *_sets("pretrain")])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "pretrain",
+            "--shards",
+            str(builds["macro"]),
+            "--out",
+            str(pre),
+            "--delta",
+            "2:3",
+            "--config",
+            str(cfg_file),
+            *_sets("pretrain"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     resolved = yaml.safe_load((pre / "train.resolved.yaml").read_text())
     assert resolved["data"]["delta"] == [2, 3] and resolved["optim"]["epochs"] == 1
@@ -52,9 +74,28 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
         assert img is not None and img.shape[0] == 2 * 112  # one 112-px row per sample
 
     ft = tmp_path / "ft"
-    r = runner.invoke(app, ["train", "finetune", "--shards", str(builds["micro"]), "--labels", "casme2_5",
-                            "--protocol", "loso", "--init", str(pre / "last.pt"), "--out", str(ft), "--epochs", "1",
-                            "--set", "run.pictures=3", *_sets("finetune")])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "finetune",
+            "--shards",
+            str(builds["micro"]),
+            "--labels",
+            "casme2_5",
+            "--protocol",
+            "loso",
+            "--init",
+            str(pre / "last.pt"),
+            "--out",
+            str(ft),
+            "--epochs",
+            "1",
+            "--set",
+            "run.pictures=3",
+            *_sets("finetune"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "UF1" in r.output
     m = json.loads((ft / "metrics.json").read_text())
@@ -68,12 +109,45 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
 
 def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    r = runner.invoke(app, ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(tmp_path / "x"),
-                            "--set", "optim.nope=1"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "finetune",
+            "--shards",
+            str(builds["micro"]),
+            "--out",
+            str(tmp_path / "x"),
+            "--set",
+            "optim.nope=1",
+        ],
+    )
     assert r.exit_code == 2 and "optim.nope" in r.output
-    r = runner.invoke(app, ["train", "pretrain", "--shards", str(builds["macro"]), "--out", str(tmp_path / "y"),
-                            "--delta", "5:2"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "pretrain",
+            "--shards",
+            str(builds["macro"]),
+            "--out",
+            str(tmp_path / "y"),
+            "--delta",
+            "5:2",
+        ],
+    )
     assert r.exit_code == 2 and "data.delta" in r.output
-    r = runner.invoke(app, ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(tmp_path / "z"),
-                            "--init", str(tmp_path / "missing.pt")])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "finetune",
+            "--shards",
+            str(builds["micro"]),
+            "--out",
+            str(tmp_path / "z"),
+            "--init",
+            str(tmp_path / "missing.pt"),
+        ],
+    )
     assert r.exit_code == 2 and "missing.pt" in r.output

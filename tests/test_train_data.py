@@ -28,8 +28,14 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_toy_build(tmp_path_factory.mktemp("data") / "micro", subjects=2, clips_per_subject=3, n_frames=9,
-                           size=32, max_clips=4)
+    return write_toy_build(
+        tmp_path_factory.mktemp("data") / "micro",
+        subjects=2,
+        clips_per_subject=3,
+        n_frames=9,
+        size=32,
+        max_clips=4,
+    )
 
 
 def _clips(lengths: list[int]) -> list[ClipInfo]:
@@ -72,8 +78,12 @@ def test_sampler_shards_across_ranks() -> None:
 
 
 def test_keyframe_pairs_jitter_stays_inside_and_ordered() -> None:
-    clips = [ClipInfo("d/a", "x", "d", "s", 6, 0, 5), ClipInfo("d/b", "x", "d", "s", 9, 3, 3),
-             ClipInfo("d/c", "x", "d", "s", 4, -1, -1), ClipInfo("d/e", "x", "d", "s", 1, 0, 0)]
+    clips = [
+        ClipInfo("d/a", "x", "d", "s", 6, 0, 5),
+        ClipInfo("d/b", "x", "d", "s", 9, 3, 3),
+        ClipInfo("d/c", "x", "d", "s", 4, -1, -1),
+        ClipInfo("d/e", "x", "d", "s", 1, 0, 0),
+    ]
     assert keyframe_pairs(clips, 0, None)[:3] == [(0, 0, 5), (1, 3, 4), (2, 0, 2)]
     for e in range(50):
         for ci, on, ap in keyframe_pairs(clips, 3, epoch_rng(0, e)):
@@ -99,7 +109,9 @@ def test_dataset_reads_the_right_frames_lazily(build: Path) -> None:
 
 
 def test_loader_batches_and_label_scheme_drops_clips(build: Path) -> None:
-    scheme = LabelScheme("toy", ("happiness", "disgust"), {"casme2": {"happiness": "happiness", "disgust": "disgust"}})
+    scheme = LabelScheme(
+        "toy", ("happiness", "disgust"), {"casme2": {"happiness": "happiness", "disgust": "disgust"}}
+    )
     clips, _, dropped = load_clips(build, label_fn=lambda r: scheme.label(r.dataset, r.emotion_raw))
     assert dropped["label"] == 6 - len(clips) and {c.label for c in clips} <= {0, 1} and clips
     sampler = PairSampler(clips, mode="keyframes", seed=0)
@@ -110,8 +122,12 @@ def test_loader_batches_and_label_scheme_drops_clips(build: Path) -> None:
 
 def test_loader_with_worker_process(build: Path) -> None:
     clips, _, _ = load_clips(build)
-    loader = make_loader(PairDataset(clips, 32), PairSampler(clips, pairs_per_clip=2, seed=0, shuffle=False),
-                         batch_size=4, num_workers=1)
+    loader = make_loader(
+        PairDataset(clips, 32),
+        PairSampler(clips, pairs_per_clip=2, seed=0, shuffle=False),
+        batch_size=4,
+        num_workers=1,
+    )
     assert sum(b["frames"].shape[0] for b in loader) == 12
 
 
@@ -137,7 +153,9 @@ def test_prepare_pairs_resizes_and_normalises() -> None:
 
 def test_jpeg_shards_read_through_the_same_function(tmp_path: Path) -> None:
     pytest.importorskip("cv2")
-    build = write_toy_build(tmp_path / "jpeg", subjects=1, clips_per_subject=2, n_frames=5, size=32, jpeg_quality=95)
+    build = write_toy_build(
+        tmp_path / "jpeg", subjects=1, clips_per_subject=2, n_frames=5, size=32, jpeg_quality=95
+    )
     raw = write_toy_build(tmp_path / "raw", subjects=1, clips_per_subject=2, n_frames=5, size=32)
     cj, _, _ = load_clips(build)
     cr, _, _ = load_clips(raw)
@@ -163,8 +181,10 @@ def test_pair_table_mode(build: Path, tmp_path: Path) -> None:
     lines += [f"{c.key},{Path(c.shard).name},1,{1 + d},{d},{d * 5.0}" for c in clips for d in (1, 2)]
     (build / "pairs.csv").write_text("\n".join(lines) + "\n")
     try:
-        res = pretrain(tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1),
-                       log=lambda m: None)
+        res = pretrain(
+            tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1),
+            log=lambda m: None,
+        )
     finally:
         (build / "pairs.csv").unlink()
     assert res.history[0]["pairs"] == 2 * len(clips)

@@ -27,8 +27,13 @@ def _flat_grads(model: torch.nn.Module) -> torch.Tensor:
 
 
 def _worker(rank: int, port: int, macro: str, micro: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     import torch.distributed as dist
     import torch.nn.functional as F
@@ -59,24 +64,45 @@ def _worker(rank: int, port: int, macro: str, micro: str, out: str) -> None:
     grad_is_mean = torch.allclose(g_ddp, torch.stack(gathered).mean(0), atol=1e-6, rtol=1e-4)
     # 2. a whole pre-training and fine-tuning run: every rank ends with the same weights / predictions
     pre = pretrain(tiny_config("pretrain", macro, f"{out}/pre", optim__epochs=2), log=lambda m: None)
-    ft = finetune_loso(tiny_config("finetune", micro, f"{out}/ft", optim__epochs=2), scheme=load_scheme("casme2_5"),
-                       log=lambda m: None)
-    torch.save({"grads_differ": grads_differ, "grad_is_mean": grad_is_mean, "state": pre.model.state_dict(),
-                "history": pre.history, "predictions": ft.predictions}, f"{out}/rank{rank}.pt")
+    ft = finetune_loso(
+        tiny_config("finetune", micro, f"{out}/ft", optim__epochs=2),
+        scheme=load_scheme("casme2_5"),
+        log=lambda m: None,
+    )
+    torch.save(
+        {
+            "grads_differ": grads_differ,
+            "grad_is_mean": grad_is_mean,
+            "state": pre.model.state_dict(),
+            "history": pre.history,
+            "predictions": ft.predictions,
+        },
+        f"{out}/rank{rank}.pt",
+    )
     cleanup()
 
 
 def test_ddp_two_processes_gloo(tmp_path: Path) -> None:
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
-    macro = write_toy_build(tmp_path / "macro", subjects=2, clips_per_subject=3, n_frames=10, size=32,
-                            dataset="toymacro", expression_type="macro", amplitude=60)
+    macro = write_toy_build(
+        tmp_path / "macro",
+        subjects=2,
+        clips_per_subject=3,
+        n_frames=10,
+        size=32,
+        dataset="toymacro",
+        expression_type="macro",
+        amplitude=60,
+    )
     micro = write_toy_build(tmp_path / "micro", subjects=3, clips_per_subject=2, n_frames=6, size=32)
     mp.spawn(_worker, args=(_free_port(), str(macro), str(micro), str(tmp_path)), nprocs=WORLD, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD))
     assert r0["grads_differ"] and r0["grad_is_mean"] and r1["grad_is_mean"]
     assert r0["state"].keys() == r1["state"].keys()
-    assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])  # identical weights on both ranks
+    assert all(
+        torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"]
+    )  # identical weights on both ranks
     assert [h["loss"] for h in r0["history"]] == [h["loss"] for h in r1["history"]]
     # each rank saw half of the pairs; the logged count is the global one
     assert r0["history"][0]["pairs"] == 2 * 3 * 4

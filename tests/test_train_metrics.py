@@ -31,8 +31,12 @@ def test_class_missing_in_one_fold_is_scored_on_the_pooled_predictions() -> None
     assert m["uf1"] == pytest.approx((2 / 3 + 2 / 5 + 1 / 2) / 3)
     assert m["uar"] == pytest.approx(0.5)
     # averaging per-fold scores instead would give another number; the pooled one is what we report
-    per_fold_f1 = np.mean([classification_metrics(fold1_y, fold1_p, ["x", "y", "z"])["uf1"],
-                           classification_metrics(fold2_y, fold2_p, ["x", "y", "z"])["uf1"]])
+    per_fold_f1 = np.mean(
+        [
+            classification_metrics(fold1_y, fold1_p, ["x", "y", "z"])["uf1"],
+            classification_metrics(fold2_y, fold2_p, ["x", "y", "z"])["uf1"],
+        ]
+    )
     assert per_fold_f1 != pytest.approx(m["uf1"])
 
 

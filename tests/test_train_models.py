@@ -36,8 +36,9 @@ def test_every_registered_model_shapes(name: str, size: int) -> None:
     assert (out.position is None) == (name in ("miacnet-nopos", "single-branch"))
 
 
-@pytest.mark.parametrize("kw", [dict(fusion="gate"), dict(head="mean"), dict(pos_input="patch"),
-                                dict(action_input="stack")])
+@pytest.mark.parametrize(
+    "kw", [dict(fusion="gate"), dict(head="mean"), dict(pos_input="patch"), dict(action_input="stack")]
+)
 def test_miacnet_options(kw: dict) -> None:
     model = build_model(ModelConfig(input_size=64, width=4, pos_heads=2, **kw), num_classes=3)
     assert model(torch.randn(2, 2, 3, 64, 64)).shape == (2, 3)
@@ -50,8 +51,10 @@ def test_single_branch_sees_both_frames_stacked() -> None:
 
 @pytest.mark.parametrize("target", ["latent", "pixel"])
 def test_ma2mi_outputs(target: str) -> None:
-    m = PRETRAINERS.get("ma2mi")(ModelConfig(input_size=64, width=4, pos_heads=2),
-                                 MA2MIConfig(target=target, pixel_size=16, bottleneck=2))
+    m = PRETRAINERS.get("ma2mi")(
+        ModelConfig(input_size=64, width=4, pos_heads=2),
+        MA2MIConfig(target=target, pixel_size=16, bottleneck=2),
+    )
     out = m(torch.randn(3, 2, 3, 64, 64))
     assert out.loss.ndim == 0 and out.recon is not None and out.recon.shape == (3, 3, 16, 16)
     assert m.squeeze[0].out_channels == 2  # the bottleneck: k channels

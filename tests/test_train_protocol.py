@@ -28,8 +28,9 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_toy_build(tmp_path_factory.mktemp("proto") / "micro", subjects=4, clips_per_subject=3, n_frames=6,
-                           size=32)
+    return write_toy_build(
+        tmp_path_factory.mktemp("proto") / "micro", subjects=4, clips_per_subject=3, n_frames=6, size=32
+    )
 
 
 def _clips(build: Path):
@@ -103,7 +104,9 @@ def test_evaluation_runs_once_per_fold(build: Path) -> None:
     plan = plan_folds(clips)[0]
     rt = make_runtime(cfg.run)
     with cpu_threads(1):
-        fitted = fit(cfg, plan.train, plan.val, num_classes=5, size=32, rt=rt, fold=plan.name, log=lambda m: None)
+        fitted = fit(
+            cfg, plan.train, plan.val, num_classes=5, size=32, rt=rt, fold=plan.name, log=lambda m: None
+        )
     classes = list(load_scheme("casme2_5").classes)
     preds = evaluate_held_out(fitted.model, plan.test, size=32, cfg=cfg, rt=rt, classes=classes)
     assert len(preds.rows) == 3

@@ -27,8 +27,16 @@ def _one_thread():
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("resume")
     return {
-        "macro": write_toy_build(root / "macro", subjects=2, clips_per_subject=2, n_frames=10, size=32,
-                                 dataset="toymacro", expression_type="macro", amplitude=60),
+        "macro": write_toy_build(
+            root / "macro",
+            subjects=2,
+            clips_per_subject=2,
+            n_frames=10,
+            size=32,
+            dataset="toymacro",
+            expression_type="macro",
+            amplitude=60,
+        ),
         "micro": write_toy_build(root / "micro", subjects=3, clips_per_subject=3, n_frames=6, size=32),
     }
 
@@ -42,7 +50,9 @@ def _losses(history: list[dict]) -> list[tuple]:
 
 
 def test_pretrain_checkpoint_contents(builds: dict[str, Path], tmp_path: Path) -> None:
-    res = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None)
+    res = pretrain(
+        tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None
+    )
     ck = load_checkpoint(res.checkpoint, "pretrain")
     assert ck["epoch"] == 1 and ck["kind"] == "pretrain"
     assert {"model", "optimizer", "scheduler", "rng", "config", "history"} <= set(ck)
@@ -51,22 +61,32 @@ def test_pretrain_checkpoint_contents(builds: dict[str, Path], tmp_path: Path) -
     assert any(k.startswith("target_enc.") for k in ck["model"])  # the EMA target is saved too
     assert (tmp_path / "run" / "train.resolved.yaml").is_file()
     with pytest.raises(ConfigError, match="--resume"):
-        pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None)
+        pretrain(
+            tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None
+        )
 
 
 def test_pretrain_is_deterministic_by_seed(builds: dict[str, Path], tmp_path: Path) -> None:
-    runs = [pretrain(tiny_config("pretrain", builds["macro"], tmp_path / f"r{i}", run__seed=s), log=lambda m: None)
-            for i, s in enumerate([7, 7, 8])]
+    runs = [
+        pretrain(
+            tiny_config("pretrain", builds["macro"], tmp_path / f"r{i}", run__seed=s), log=lambda m: None
+        )
+        for i, s in enumerate([7, 7, 8])
+    ]
     assert _same_state(runs[0].model.state_dict(), runs[1].model.state_dict())
     assert _losses(runs[0].history) == _losses(runs[1].history)
     assert not _same_state(runs[0].model.state_dict(), runs[2].model.state_dict())
 
 
 def test_pretrain_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path], tmp_path: Path) -> None:
-    full = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "full", optim__epochs=2), log=lambda m: None)
+    full = pretrain(
+        tiny_config("pretrain", builds["macro"], tmp_path / "full", optim__epochs=2), log=lambda m: None
+    )
     pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=1), log=lambda m: None)
-    resumed = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=2, run__resume=True),
-                       log=lambda m: None)
+    resumed = pretrain(
+        tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=2, run__resume=True),
+        log=lambda m: None,
+    )
     assert _losses(full.history) == _losses(resumed.history)
     assert _same_state(full.model.state_dict(), resumed.model.state_dict())
     a = load_checkpoint(tmp_path / "full" / "last.pt")
@@ -76,17 +96,34 @@ def test_pretrain_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
-def test_finetune_fold_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path], tmp_path: Path) -> None:
+def test_finetune_fold_resume_reproduces_the_uninterrupted_run(
+    builds: dict[str, Path], tmp_path: Path
+) -> None:
     scheme = load_scheme("casme2_5")
     clips, _, _ = load_clips(builds["micro"], label_fn=lambda r: scheme.label(r.dataset, r.emotion_raw))
     plan = plan_folds(clips)[0]
 
     def run(out: str, epochs: int, resume: bool):
-        cfg = tiny_config("finetune", builds["micro"], tmp_path / out, optim__epochs=epochs, run__resume=resume,
-                          data__jitter=1)
+        cfg = tiny_config(
+            "finetune",
+            builds["micro"],
+            tmp_path / out,
+            optim__epochs=epochs,
+            run__resume=resume,
+            data__jitter=1,
+        )
         with cpu_threads(1):
-            return fit(cfg, plan.train, plan.val, num_classes=5, size=32, rt=make_runtime(cfg.run), fold=plan.name,
-                       ckpt_path=tmp_path / out / "fold.pt", log=lambda m: None)
+            return fit(
+                cfg,
+                plan.train,
+                plan.val,
+                num_classes=5,
+                size=32,
+                rt=make_runtime(cfg.run),
+                fold=plan.name,
+                ckpt_path=tmp_path / out / "fold.pt",
+                log=lambda m: None,
+            )
 
     full = run("full", 3, False)
     run("cut", 2, False)
@@ -98,8 +135,10 @@ def test_finetune_fold_resume_reproduces_the_uninterrupted_run(builds: dict[str,
 def test_finetune_resume_skips_finished_folds(builds: dict[str, Path], tmp_path: Path) -> None:
     cfg = tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1)
     first = finetune_loso(cfg, log=lambda m: None)
-    again = finetune_loso(tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1,
-                                      run__resume=True), log=lambda m: None)
+    again = finetune_loso(
+        tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1, run__resume=True),
+        log=lambda m: None,
+    )
     assert first.metrics["confusion"] == again.metrics["confusion"]
     assert [p["key"] for p in first.predictions] == [p["key"] for p in again.predictions]
     with pytest.raises(ConfigError, match="--resume"):

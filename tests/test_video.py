@@ -24,8 +24,13 @@ pytest.importorskip("decord")
 
 
 def _cfg(**over) -> object:
-    data = {"name": "v", "dataset": {"adapter": "folder", "options": {}}, "face": {"min_face": 40, "reference": "first"},
-            "align": {"crop_size": 64}, "keyframes": {"mode": "estimate", "analysis_size": 64}}
+    data = {
+        "name": "v",
+        "dataset": {"adapter": "folder", "options": {}},
+        "face": {"min_face": 40, "reference": "first"},
+        "align": {"crop_size": 64},
+        "keyframes": {"mode": "estimate", "analysis_size": 64},
+    }
     for k, v in over.items():
         data[k] = {**data.get(k, {}), **v}
     return parse_config(data)
@@ -38,7 +43,7 @@ def _damaged(path: Path) -> Path:
     data = bytearray(src.read_bytes())
     m = data.find(b"mdat")
     pos = m + int((len(data) - m) * 0.7)
-    data[pos:pos + 400] = np.random.default_rng(0).bytes(400)
+    data[pos : pos + 400] = np.random.default_rng(0).bytes(400)
     src.unlink()
     path.write_bytes(bytes(data))
     return path
@@ -80,22 +85,33 @@ def test_video_source_reads_sequentially_with_container_timing(videos: Path):
     frames = [f for _, f in src.iter_range(0, 24)]
     assert frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
     assert np.array_equal(src.read(23), frames[23])  # an indexed read gives the same pixels
-    part = ClipRecord("folder", "s", "part", "video", str(videos / "good.mp4"), frame_numbers=tuple(range(10, 15)))
+    part = ClipRecord(
+        "folder", "s", "part", "video", str(videos / "good.mp4"), frame_numbers=tuple(range(10, 15))
+    )
     sub = open_source(part)
     got = [f for _, f in sub.iter_range(0, 5)]
     assert len(got) == 5 and np.array_equal(got[0], frames[10])
     with pytest.raises(ValueError, match="contiguous"):
-        open_source(ClipRecord("folder", "s", "x", "video", str(videos / "good.mp4"), frame_numbers=(20, 21, 30)))
+        open_source(
+            ClipRecord("folder", "s", "x", "video", str(videos / "good.mp4"), frame_numbers=(20, 21, 30))
+        )
     with pytest.raises(FrameReadError) as err:
-        open_source(ClipRecord("folder", "s", "x", "video", str(videos / "good.mp4"), frame_numbers=(22, 23, 24)))
+        open_source(
+            ClipRecord("folder", "s", "x", "video", str(videos / "good.mp4"), frame_numbers=(22, 23, 24))
+        )
     assert err.value.reason == "keyframe_not_on_disk"
 
 
 def test_bad_videos_become_rows_with_reasons(built: Path):
     rows = {r.clip_id: r for r in read_manifest(built)}
     failed = {k: r.reason for k, r in rows.items() if r.status == "failed"}
-    assert failed == {"no_face": "no_face", "empty": "empty_video", "garbage": "unreadable_video",
-                      "truncated": "unreadable_video", "damaged": "corrupt_video"}
+    assert failed == {
+        "no_face": "no_face",
+        "empty": "empty_video",
+        "garbage": "unreadable_video",
+        "truncated": "unreadable_video",
+        "damaged": "corrupt_video",
+    }
     assert "searched 12 frames" in rows["no_face"].message and "zero-length" in rows["empty"].message
     assert "frame 9" in rows["damaged"].message
     ok = {k for k, r in rows.items() if r.status == "ok"}
@@ -139,7 +155,9 @@ def test_pairs_written_and_verified(built: Path):
     vfr = pairs[pairs.key == "folder/vfr"]
     assert set(vfr.delta_ms.round()) <= {20.0, 60.0, 80.0, 100.0, 140.0, 160.0}
     assert verify_build(built).ok
-    res = CliRunner().invoke(app, ["pairs", str(built), "--delta", "50:130", "--unit", "ms", "--per-clip", "3"])
+    res = CliRunner().invoke(
+        app, ["pairs", str(built), "--delta", "50:130", "--unit", "ms", "--per-clip", "3"]
+    )
     assert res.exit_code == 0, res.output
     again = pd.read_csv(built / "pairs.csv")
     assert again.delta_ms.between(40, 140).all() and (again.groupby("key").size() <= 3).all()
@@ -159,8 +177,10 @@ def test_jpeg_storage_subsampling_and_truncation(videos: Path, tmp_path: Path):
     for name in ("good.mp4", "damaged.mp4"):
         (src / name).write_bytes((videos / name).read_bytes())
     out = tmp_path / "jpeg"
-    cfg = _cfg(storage={"encoding": "jpeg", "jpeg_quality": 90, "frame_step": 4},
-               video={"on_decode_error": "truncate"})
+    cfg = _cfg(
+        storage={"encoding": "jpeg", "jpeg_quality": 90, "frame_step": 4},
+        video={"on_decode_error": "truncate"},
+    )
     build_dataset(cfg, src, out)
     rows = {r.clip_id: r for r in read_manifest(out)}
     good, dmg = rows["good"], rows["damaged"]
@@ -168,7 +188,11 @@ def test_jpeg_storage_subsampling_and_truncation(videos: Path, tmp_path: Path):
     with h5py.File(out / "shards" / good.shard, "r") as f:
         assert f.attrs["schema_version"] == 2 and f.attrs["frame_encoding"] == "jpeg"
         g = f["clips"][good.key]
-        assert "frames" not in g and g.attrs["frame_encoding"] == "jpeg" and tuple(g.attrs["frame_shape"]) == (64, 64, 3)
+        assert (
+            "frames" not in g
+            and g.attrs["frame_encoding"] == "jpeg"
+            and tuple(g.attrs["frame_shape"]) == (64, 64, 3)
+        )
         numbers = g["frame_numbers"][()]
         # every 4th frame, plus the keyframes and the reference frame, which always survive
         assert set(range(0, 24, 4)) <= set(numbers.tolist())

@@ -131,9 +131,7 @@ def validate_image_clip(clip: ClipRecord, *, require_contiguous: bool = True) ->
                 f"{where}: apex {ap} is outside onset..offset {on}..{off}; add an annotation fix",
             )
         if not lo <= ap <= hi:
-            return issue(
-                "apex_outside_clip", f"{where}: apex {ap} is outside the frames on disk {lo}..{hi}"
-            )
+            return issue("apex_outside_clip", f"{where}: apex {ap} is outside the frames on disk {lo}..{hi}")
     for label, v in (("onset", on), ("offset", off)):
         if v is not None and not lo <= v <= hi:
             return issue(

@@ -17,6 +17,7 @@ Quirks handled here (see ``../shared/reference/datasets.md`` section 2):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mepipe.datasets.base import (
     DatasetAdapter,
@@ -26,7 +27,7 @@ from mepipe.datasets.base import (
     restrict_to_interval,
     validate_image_clip,
 )
-from mepipe.datasets.fixes import apply_fixes
+from mepipe.datasets.common import fixed_row_values
 from mepipe.datasets.sheets import cell_int, cell_str, find_annotation, read_sheet
 from mepipe.records import ClipIssue, ClipRecord
 
@@ -37,8 +38,19 @@ CODING_FILES = (
     "CASME2_label_Ver_2.xls",
 )
 FRAME_DIRS = ("CASME2_RAW_selected", "CASME2-RAW", "CASME2_RAW", "Cropped")
-COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
+COLUMNS = (
+    "Subject",
+    "Filename",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+)
 FPS = 200.0
+#: Cells meaning "no apex" in ``ApexFrame`` (the sheet writes ``/``). Narrower than
+#: :data:`~mepipe.datasets.common.MISSING_MARKS` on purpose: an apex of ``-1`` is reported, not dropped.
+APEX_MISSING = ("/", "", "-")
 
 
 def subject_id(value: object) -> str:
@@ -47,6 +59,11 @@ def subject_id(value: object) -> str:
     if text.lower().startswith("sub"):
         text = text[3:]
     return f"sub{int(float(text)):02d}"
+
+
+def keyframe(v: Any, column: str, *, missing_ok: bool) -> int | None:
+    """A CASME II keyframe cell; only the apex may be missing (:data:`APEX_MISSING`)."""
+    return cell_int(v, column, missing=APEX_MISSING if missing_ok else None)
 
 
 @register_adapter("casme2")
@@ -72,45 +89,80 @@ class Casme2Adapter(DatasetAdapter):
                 subject = subject_id(row["Subject"])
             except ValueError:
                 out.failures.append(
-                    (None, ClipIssue(self.name, f"row{excel_row}", "bad_subject",
-                                     f"{sheet} row {excel_row}: Subject {row['Subject']!r} is not a subject number; fix the sheet",
-                                     file=str(sheet), row=excel_row))
+                    (
+                        None,
+                        ClipIssue(
+                            self.name,
+                            f"row{excel_row}",
+                            "bad_subject",
+                            f"{sheet} row {excel_row}: Subject {row['Subject']!r} is not a subject number; fix the sheet",
+                            file=str(sheet),
+                            row=excel_row,
+                        ),
+                    )
                 )
                 continue
             filename = cell_str(row["Filename"])
             clip_id = f"{subject}/{filename}"
-            values = {
-                "onset": row["OnsetFrame"], "apex": row["ApexFrame"], "offset": row["OffsetFrame"],
-                "emotion": row["Estimated Emotion"], "aus": row["Action Units"],
-            }
-            values, fix_ids = apply_fixes(self.name, subject, filename, values, self.options.get("fixes"))
-            if values.get("drop"):
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                excel_row,
+                subject,
+                filename,
+                clip_id,
+                {
+                    "onset": row["OnsetFrame"],
+                    "apex": row["ApexFrame"],
+                    "offset": row["OffsetFrame"],
+                    "emotion": row["Estimated Emotion"],
+                    "aus": row["Action Units"],
+                },
+                ("OnsetFrame", "ApexFrame", "OffsetFrame"),
+                self.options.get("fixes"),
+                parse=keyframe,
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = cell_int(values["onset"], "OnsetFrame")
-                offset = cell_int(values["offset"], "OffsetFrame")
-                apex = cell_int(values["apex"], "ApexFrame", missing=("/", "", "-"))
-            except ValueError as exc:
-                out.failures.append(
-                    (None, ClipIssue(self.name, clip_id, "bad_value", f"{sheet} row {excel_row}: {exc}",
-                                     subject, str(sheet), excel_row))
-                )
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
             folder = frames_root / subject / filename
             files, numbers = list_frames(folder) if folder.is_dir() else ([], [])
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images",
-                source_path=str(folder), frame_files=tuple(files), frame_numbers=tuple(numbers),
-                onset=onset, apex=apex, offset=offset,
-                keyframe_source="annotated" if apex is not None else "apex_missing",
-                emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]), fps=FPS,
-                expression_type="micro", fixes=fix_ids, extra={"row": str(excel_row)},
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=str(folder),
+                frame_files=tuple(files),
+                frame_numbers=tuple(numbers),
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
+                emotion_raw=fixed.emotion,
+                aus_raw=fixed.aus,
+                fps=FPS,
+                expression_type="micro",
+                fixes=fixed.fixes,
+                extra={"row": str(excel_row)},
             )
             if not folder.is_dir():
                 out.failures.append(
-                    (clip, ClipIssue(self.name, clip_id, "missing_folder",
-                                     f"{sheet} row {excel_row}: frame folder {folder} does not exist; "
-                                     "check --source and the subject/filename", subject, str(sheet), excel_row))
+                    (
+                        clip,
+                        ClipIssue(
+                            self.name,
+                            clip_id,
+                            "missing_folder",
+                            f"{sheet} row {excel_row}: frame folder {folder} does not exist; "
+                            "check --source and the subject/filename",
+                            subject,
+                            str(sheet),
+                            excel_row,
+                        ),
+                    )
                 )
                 continue
             issue = validate_image_clip(clip)

@@ -35,20 +35,25 @@ from mepipe.datasets.common import (
     digits_of,
     disambiguate,
     finish_clip,
-    frame_value,
+    fixed_row_values,
     pick_dir,
     read_rows,
     row_issue,
     subfolders_by_lower_name,
 )
-from mepipe.datasets.fixes import apply_fixes
 from mepipe.datasets.sheets import cell_str, find_annotation
 from mepipe.errors import ConfigError
-from mepipe.records import ClipRecord
+from mepipe.records import ClipIssue, ClipRecord
 
 FPS = 30.0
 A_FILES = ("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "CAS(ME)3_part_A_v2.xls", "CAS(ME)3_part_A_v2.xlsx")
-A_FRAME_DIRS = ("part_A/data/part_A_split/part_A", "data/part_A_split/part_A", "part_A_split/part_A", "part_A", ".")
+A_FRAME_DIRS = (
+    "part_A/data/part_A_split/part_A",
+    "data/part_A_split/part_A",
+    "part_A_split/part_A",
+    "part_A",
+    ".",
+)
 A_COLUMNS = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "emotion")
 A_OPTIONAL = ("Objective class", "Expression type")
 A_TYPES = {"micro-expression": "micro", "macro-expression": "macro"}
@@ -82,10 +87,17 @@ class Casme3AAdapter(DatasetAdapter):
     def scan(self) -> ScanResult:
         types = str(self.options.get("types", "all"))
         if types not in ("all", "micro", "macro"):
-            raise ConfigError(f"casme3_a: types {types!r} must be all, micro or macro; fix dataset.options.types")
+            raise ConfigError(
+                f"casme3_a: types {types!r} must be all, micro or macro; fix dataset.options.types"
+            )
         sheet = find_annotation(self.root, self.options.get("annotation"), A_FILES, self.name)
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), A_FRAME_DIRS, what="CAS(ME)^3 part A",
-                               accept=_has_sp_folders)
+        frames_root = pick_dir(
+            self.root,
+            self.options.get("frames_dir"),
+            A_FRAME_DIRS,
+            what="CAS(ME)^3 part A",
+            accept=_has_sp_folders,
+        )
         # spNo. vs spNO.: look subject folders up by lower-case name.
         subject_dirs = subfolders_by_lower_name(frames_root)
         rows = list(read_rows(sheet, A_COLUMNS, A_OPTIONAL))
@@ -96,35 +108,54 @@ class Casme3AAdapter(DatasetAdapter):
             try:
                 keyed.append((row_no, row, subject_a(row["Subject"])))
             except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_subject",
-                                                     f"{exc}; fix the Subject cell")))
+                out.failures.append(
+                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the Subject cell"))
+                )
         names = disambiguate((s, cell_str(r["Filename"])) for _, r, s in keyed)
         for (row_no, row, subject), name in zip(keyed, names, strict=True):
             folder_name = cell_str(row["Filename"])
             etype = cell_str(row["Expression type"])  # only in the v2 .xls copy
             kind = A_TYPES.get(etype.lower()) if etype else "micro"
             if kind is None:
-                out.failures.append((None, row_issue(
-                    self.name, sheet, row_no, "bad_value",
-                    f"Expression type {etype!r} is not Micro-expression or Macro-expression; fix the cell",
-                    clip_id=f"{subject}/{name}", subject=subject)))
+                out.failures.append(
+                    (
+                        None,
+                        row_issue(
+                            self.name,
+                            sheet,
+                            row_no,
+                            "bad_value",
+                            f"Expression type {etype!r} is not Micro-expression or Macro-expression; fix the cell",
+                            clip_id=f"{subject}/{name}",
+                            subject=subject,
+                        ),
+                    )
+                )
                 continue
             if types != "all" and kind != types:
                 continue  # excluded by dataset.options.types
             clip_id = f"{subject}/{name}"
-            values = {"onset": row["Onset"], "apex": row["Apex"], "offset": row["Offset"],
-                      "emotion": row["emotion"], "aus": row["AU"]}
-            values, fix_ids = apply_fixes(self.name, subject, name, values, self.options.get("fixes"))
-            if values.get("drop"):
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                row_no,
+                subject,
+                name,
+                clip_id,  # fixes are keyed by the disambiguated name
+                {
+                    "onset": row["Onset"],
+                    "apex": row["Apex"],
+                    "offset": row["Offset"],
+                    "emotion": row["emotion"],
+                    "aus": row["AU"],
+                },
+                ("Onset", "Apex", "Offset"),
+                self.options.get("fixes"),
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = frame_value(values["onset"], "Onset", missing_ok=False)
-                offset = frame_value(values["offset"], "Offset", missing_ok=False)
-                apex = frame_value(values["apex"], "Apex", missing_ok=True)
-            except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"{exc}; fix the cell or add a fix to manifests/fixes/casme3_a.yaml",
-                                                     clip_id=clip_id, subject=subject)))
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
             subject_dir = subject_dirs.get(subject.lower(), frames_root / subject)
             extra = {"row": str(row_no), "folder": folder_name}
@@ -133,11 +164,21 @@ class Casme3AAdapter(DatasetAdapter):
             if cell_str(row["Objective class"]):
                 extra["objective_class"] = cell_str(row["Objective class"])
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images",
-                source_path=str(subject_dir / folder_name / "color"), onset=onset, apex=apex, offset=offset,
-                keyframe_source="annotated" if apex is not None else "apex_missing",
-                emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]), fps=FPS,
-                expression_type=kind, fixes=fix_ids, extra=extra,
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=str(subject_dir / folder_name / "color"),
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
+                emotion_raw=fixed.emotion,
+                aus_raw=fixed.aus,
+                fps=FPS,
+                expression_type=kind,
+                fixes=fixed.fixes,
+                extra=extra,
             )
             clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
             if issue is not None:
@@ -161,38 +202,61 @@ class Casme3CAdapter(DatasetAdapter):
 
     def scan(self) -> ScanResult:
         sheet = find_annotation(self.root, self.options.get("annotation"), C_FILES, self.name)
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), C_FRAME_DIRS, what="CAS(ME)^3 part C")
+        frames_root = pick_dir(
+            self.root, self.options.get("frames_dir"), C_FRAME_DIRS, what="CAS(ME)^3 part C"
+        )
         frames = FrameLister()
         out = ScanResult()
         for row_no, row in read_rows(sheet, C_COLUMNS):
             try:
                 subject = f"{digits_of(row['sub']):02d}"  # folder names are zero-padded: ME_C/01/
             except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_subject",
-                                                     f"{exc}; fix the sub cell")))
+                out.failures.append(
+                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the sub cell"))
+                )
                 continue
             count = cell_str(row["count"])
             clip_id = f"{subject}/{count}"
             # AUs are written with commas (``4,7``); keep them verbatim, mapping is a later concern.
-            values = {"onset": row["onset"], "apex": None, "offset": row["offset"], "emotion": "", "aus": row["au"]}
-            values, fix_ids = apply_fixes(self.name, subject, count, values, self.options.get("fixes"))
-            if values.get("drop"):
+            # No apex or emotion column: the apex stays missing unless a fix sets it.
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                row_no,
+                subject,
+                count,
+                clip_id,
+                {
+                    "onset": row["onset"],
+                    "apex": None,
+                    "offset": row["offset"],
+                    "emotion": "",
+                    "aus": row["au"],
+                },
+                ("onset", "apex", "offset"),
+                self.options.get("fixes"),
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = frame_value(values["onset"], "onset", missing_ok=False)
-                offset = frame_value(values["offset"], "offset", missing_ok=False)
-                apex = frame_value(values["apex"], "apex", missing_ok=True)
-            except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"{exc}; fix the cell or add a fix to manifests/fixes/casme3_c.yaml",
-                                                     clip_id=clip_id, subject=subject)))
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images",
-                source_path=str(frames_root / subject / count / "color"), onset=onset, apex=apex, offset=offset,
-                keyframe_source="apex_missing" if apex is None else "annotated",
-                emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]), fps=FPS,
-                expression_type="micro", fixes=fix_ids, extra={"row": str(row_no)},
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=str(frames_root / subject / count / "color"),
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source="apex_missing" if fixed.apex is None else "annotated",
+                emotion_raw=fixed.emotion,
+                aus_raw=fixed.aus,
+                fps=FPS,
+                expression_type="micro",
+                fixes=fixed.fixes,
+                extra={"row": str(row_no)},
             )
             clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
             if issue is not None:

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import FrameLister, digits_of, finish_clip, pick_dir, row_issue
-from mepipe.datasets.fixes import apply_fixes
+from mepipe.datasets.common import FrameLister, digits_of, finish_clip, fixed_row_values, pick_dir, row_issue
 from mepipe.datasets.sheets import cell_int, cell_str, find_annotation, is_blank, read_table
 from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipRecord
+from mepipe.records import ClipIssue, ClipRecord
 
 CODING_FILES = ("CAS(ME)^2code_final.xlsx", "CAS(ME)2code_final.xlsx", "code_final.xlsx")
 FRAME_DIRS = ("rawpic", "CASME_sq/rawpic", "rawpic_crop")
@@ -50,7 +49,9 @@ def _sheet(path: Path, name: str, position: int) -> str | int:
     try:
         names = pd.ExcelFile(path).sheet_names
     except Exception as exc:
-        raise AnnotationError(f"{path}: cannot be read as a workbook ({exc}); re-copy it from the archive") from exc
+        raise AnnotationError(
+            f"{path}: cannot be read as a workbook ({exc}); re-copy it from the archive"
+        ) from exc
     if name in names:
         return name
     if len(names) > position:
@@ -74,8 +75,10 @@ def _subject_codes(path: Path) -> dict[int, int]:
         except ValueError:
             if i == 1:  # a header line in a re-saved copy
                 continue
-            raise AnnotationError(f"{path} sheet {SUBJECT_SHEET!r} row {i}: {cells[:3]} is not "
-                                  "(name, folder code, subject number); fix the row") from None
+            raise AnnotationError(
+                f"{path} sheet {SUBJECT_SHEET!r} row {i}: {cells[:3]} is not "
+                "(name, folder code, subject number); fix the row"
+            ) from None
     return out
 
 
@@ -93,7 +96,10 @@ def _video_codes(path: Path) -> dict[str, str]:
     return out
 
 
-def _int_or_unknown(v: Any, column: str) -> int | None:
+def _keyframe(v: Any, column: str, *, missing_ok: bool) -> int | None:
+    """The onset must be a number; apex/offset ``0`` (or a mark in :data:`UNKNOWN`) mean unknown."""
+    if not missing_ok:
+        return cell_int(v, column)
     value = cell_int(v, column, missing=UNKNOWN)
     return None if value == 0 else value
 
@@ -115,7 +121,9 @@ class CasmeSqAdapter(DatasetAdapter):
     def scan(self) -> ScanResult:
         types = str(self.options.get("types", "all"))
         if types not in ("all", "micro", "macro"):
-            raise ConfigError(f"casme_sq: types {types!r} must be all, micro or macro; fix dataset.options.types")
+            raise ConfigError(
+                f"casme_sq: types {types!r} must be all, micro or macro; fix dataset.options.types"
+            )
         sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
         subjects, videos = _subject_codes(sheet), _video_codes(sheet)
         frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="CAS(ME)^2 rawpic")
@@ -132,16 +140,30 @@ class CasmeSqAdapter(DatasetAdapter):
             self._row(out, frames, sheet, frames_root, subjects, videos, types, i, row)
         return out
 
-    def _row(self, out: ScanResult, frames: FrameLister, sheet: Path, frames_root: Path, subjects: dict[int, int],
-             videos: dict[str, str], types: str, row_no: int, row: dict[str, Any]) -> None:
+    def _row(
+        self,
+        out: ScanResult,
+        frames: FrameLister,
+        sheet: Path,
+        frames_root: Path,
+        subjects: dict[int, int],
+        videos: dict[str, str],
+        types: str,
+        row_no: int,
+        row: dict[str, Any],
+    ) -> None:
         def fail(reason: str, text: str, clip_id: str = "", subject: str = "") -> None:
-            out.failures.append((None, row_issue(self.name, sheet, row_no, reason, text, clip_id=clip_id,
-                                                 subject=subject)))
+            out.failures.append(
+                (None, row_issue(self.name, sheet, row_no, reason, text, clip_id=clip_id, subject=subject))
+            )
 
         kind = TYPES.get(cell_str(row["type"]).lower())
         if kind is None:
-            fail("bad_value", f"expression type {row['type']!r} is not micro-expression or macro-expression; "
-                 "fix the 8th column")
+            fail(
+                "bad_value",
+                f"expression type {row['type']!r} is not micro-expression or macro-expression; "
+                "fix the 8th column",
+            )
             return
         if types != "all" and kind != types:
             return  # excluded by the pipeline's dataset.options.types
@@ -159,34 +181,74 @@ class CasmeSqAdapter(DatasetAdapter):
         clip_id = f"{subject}/{video}"
         stimulus = video.split("_")[0].lower()
         if stimulus not in videos:
-            fail("bad_value", f"video {video!r}: stimulus {stimulus!r} is not listed in sheet {VIDEO_SHEET!r}",
-                 clip_id, subject)
+            fail(
+                "bad_value",
+                f"video {video!r}: stimulus {stimulus!r} is not listed in sheet {VIDEO_SHEET!r}",
+                clip_id,
+                subject,
+            )
             return
-        values = {"onset": row["onset"], "apex": row["apex"], "offset": row["offset"],
-                  "emotion": row["emotion"], "aus": row["aus"]}
-        values, fix_ids = apply_fixes(self.name, subject, video, values, self.options.get("fixes"))
-        if values.get("drop"):
+        fixed = fixed_row_values(
+            self.name,
+            sheet,
+            row_no,
+            subject,
+            video,
+            clip_id,
+            {
+                "onset": row["onset"],
+                "apex": row["apex"],
+                "offset": row["offset"],
+                "emotion": row["emotion"],
+                "aus": row["aus"],
+            },
+            ("onset (3rd column)", "apex (4th column)", "offset (5th column)"),
+            self.options.get("fixes"),
+            optional=("apex", "offset"),
+            parse=_keyframe,
+        )
+        if fixed is None:  # dropped by a fix
             return
-        try:
-            onset = cell_int(values["onset"], "onset (3rd column)")
-            apex = _int_or_unknown(values["apex"], "apex (4th column)")
-            offset = _int_or_unknown(values["offset"], "offset (5th column)")
-        except ValueError as exc:
-            fail("bad_value", f"{exc}; fix the cell or add a fix to manifests/fixes/casme_sq.yaml", clip_id, subject)
+        if isinstance(fixed, ClipIssue):
+            out.failures.append((None, fixed))
             return
-        if offset is None and apex is None:
-            fail("bad_value", "offset is 0 (unknown) and there is no apex, so the interval has no end; "
-                 "add a fix with the offset", clip_id, subject)
+        if fixed.offset is None and fixed.apex is None:
+            fail(
+                "bad_value",
+                "offset is 0 (unknown) and there is no apex, so the interval has no end; "
+                "add a fix with the offset",
+                clip_id,
+                subject,
+            )
             return
         folder = self._video_folder(frames_root, code, videos[stimulus])
-        source = "annotated" if apex is not None else "apex_missing"
+        source = "annotated" if fixed.apex is not None else "apex_missing"
         clip = ClipRecord(
-            dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images", source_path=str(folder),
-            onset=onset, apex=apex, offset=offset, keyframe_source=source, emotion_raw=cell_str(values["emotion"]),
-            aus_raw=cell_str(values["aus"]), fps=FPS, expression_type=kind, fixes=fix_ids,
-            extra={"row": str(row_no), "subject_number": str(number), "video_code": videos[stimulus],
-                   "self_report": cell_str(row["self_report"]),
-                   **({"offset": "unknown (0 in the sheet); clip cut at the apex"} if offset is None else {})},
+            dataset=self.name,
+            subject=subject,
+            clip_id=clip_id,
+            source_kind="images",
+            source_path=str(folder),
+            onset=fixed.onset,
+            apex=fixed.apex,
+            offset=fixed.offset,
+            keyframe_source=source,
+            emotion_raw=fixed.emotion,
+            aus_raw=fixed.aus,
+            fps=FPS,
+            expression_type=kind,
+            fixes=fixed.fixes,
+            extra={
+                "row": str(row_no),
+                "subject_number": str(number),
+                "video_code": videos[stimulus],
+                "self_report": cell_str(row["self_report"]),
+                **(
+                    {"offset": "unknown (0 in the sheet); clip cut at the apex"}
+                    if fixed.offset is None
+                    else {}
+                ),
+            },
         )
         clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True)
         if issue is not None:

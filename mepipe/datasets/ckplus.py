@@ -25,7 +25,11 @@ from mepipe.datasets.macro import frames_record
 from mepipe.errors import ConfigError
 from mepipe.records import ClipIssue
 
-IMAGE_DIRS = ("cohn-kanade-images", "CK+/cohn-kanade-images", "extended-cohn-kanade-images/cohn-kanade-images")
+IMAGE_DIRS = (
+    "cohn-kanade-images",
+    "CK+/cohn-kanade-images",
+    "extended-cohn-kanade-images/cohn-kanade-images",
+)
 EMOTION_DIRS = ("Emotion", "Emotion_labels/Emotion", "CK+/Emotion")
 
 
@@ -78,13 +82,26 @@ class CkPlusAdapter(DatasetAdapter):
                     try:
                         label, peak = read_emotion(label_file)
                     except ValueError as exc:
-                        out.failures.append((None, ClipIssue(self.name, cid, "bad_value", f"{exc}; fix the file",
-                                                             subject, str(label_file))))
+                        out.failures.append(
+                            (
+                                None,
+                                ClipIssue(
+                                    self.name,
+                                    cid,
+                                    "bad_value",
+                                    f"{exc}; fix the file",
+                                    subject,
+                                    str(label_file),
+                                ),
+                            )
+                        )
                         continue
                 if labelled_only and label_file is None:
                     continue
                 extra = {"labelled": "1" if label_file else "0"}
-                clip, issue = frames_record(self.name, cid, subject, seq_dir, emotion_raw=label, fps=fps, extra=extra)
+                clip, issue = frames_record(
+                    self.name, cid, subject, seq_dir, emotion_raw=label, fps=fps, extra=extra
+                )
                 if issue is not None:
                     out.failures.append((clip, issue))
                     continue
@@ -104,6 +121,8 @@ class CkPlusAdapter(DatasetAdapter):
             if (self.root / str(name)).is_dir():
                 return self.root / str(name)
         if required or wanted:
-            raise ConfigError(f"ckplus: no {option.replace('_dir', '')} folder under {self.root}; expected one of "
-                              f"{[wanted] if wanted else list(defaults)} (dataset.options.{option})")
+            raise ConfigError(
+                f"ckplus: no {option.replace('_dir', '')} folder under {self.root}; expected one of "
+                f"{[wanted] if wanted else list(defaults)} (dataset.options.{option})"
+            )
         return None

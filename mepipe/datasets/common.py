@@ -8,12 +8,13 @@ onset/apex/offset are compared with those numbers directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mepipe.datasets.base import list_frames, validate_image_clip
+from mepipe.datasets.fixes import apply_fixes
 from mepipe.datasets.sheets import cell_int, cell_str, is_blank, read_table
 from mepipe.errors import AnnotationError, ConfigError
 from mepipe.records import ClipIssue, ClipRecord
@@ -22,8 +23,13 @@ from mepipe.records import ClipIssue, ClipRecord
 #: SAMM-LV writes ``-1``; a blank cell is also missing).
 MISSING_MARKS = ("/", "-", "-1", "", "nan", "NaN", "N/A", "n/a")
 
+#: The annotated keyframes of a row, in time order.
+KEYFRAMES = ("onset", "apex", "offset")
 
-def find_header_row(path: Path, required: Sequence[str], *, sheet: str | int = 0, search_rows: int = 40) -> int:
+
+def find_header_row(
+    path: Path, required: Sequence[str], *, sheet: str | int = 0, search_rows: int = 40
+) -> int:
     """1-based Excel row of the first row (among the first ``search_rows``) holding all ``required`` names.
 
     Used for sheets whose header is preceded by a prose block whose length differs between file
@@ -88,6 +94,98 @@ def frame_value(v: Any, column: str, *, missing_ok: bool) -> int | None:
     return cell_int(v, column)
 
 
+class KeyframeParser(Protocol):
+    """Reads one keyframe cell as a frame number (``None`` = not annotated, only when ``missing_ok``).
+
+    Raises ``ValueError`` naming ``column`` when the cell is not a frame number; :func:`frame_value`
+    is the usual one.
+    """
+
+    def __call__(self, v: Any, column: str, *, missing_ok: bool) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """An annotation row's keyframes and labels after the fix table (see :func:`fixed_row_values`).
+
+    Attributes:
+        onset, apex, offset: source frame numbers; ``None`` where the keyframe is not annotated
+            (only possible for the keyframes the adapter declares optional).
+        emotion, aus: the emotion and AU cells as clean strings (``''`` when blank).
+        fixes: ids of the fixes applied to the row (recorded in the manifest's ``fixes`` column).
+    """
+
+    onset: int | None
+    apex: int | None
+    offset: int | None
+    emotion: str
+    aus: str
+    fixes: tuple[str, ...]
+
+
+def fixed_row_values(
+    dataset: str,
+    sheet: Path,
+    row: int,
+    subject: str,
+    filename: str,
+    clip_id: str,
+    cells: Mapping[str, Any],
+    columns: tuple[str, str, str],
+    fixes_path: str | None = None,
+    *,
+    optional: Collection[str] = ("apex",),
+    parse: KeyframeParser = frame_value,
+) -> RowValues | ClipIssue | None:
+    """Apply the fix table to one annotation row and read its keyframes.
+
+    Args:
+        dataset: adapter name; selects ``manifests/fixes/<dataset>.yaml`` and is named in the message.
+        sheet, row: the annotation file and its 1-based Excel row (for the failure message).
+        subject, filename: the fix key (canonical subject id, the annotation's clip/file name).
+        clip_id: the clip id a failure is reported under.
+        cells: the row's raw ``onset``, ``apex``, ``offset``, ``emotion`` and ``aus`` values.
+        columns: the sheet's column names of onset, apex and offset, in that order (for messages).
+        fixes_path: an alternative fix table (``dataset.options.fixes``), else the checked-in one.
+        optional: the keyframes that may be missing (``None``); the others must hold a number.
+        parse: reads one keyframe cell (default :func:`frame_value`). The required keyframes are
+            read first, then the optional ones, each in onset/apex/offset order, so the first bad
+            cell in that order is the one reported.
+
+    Returns:
+        ``None`` when a fix drops the row; a ``bad_value`` :class:`ClipIssue` naming the file, the
+        row, the cell and the fix when a keyframe cell is not a frame number; else the
+        :class:`RowValues` (emotion and AUs also taken after the fixes).
+    """
+    values, fix_ids = apply_fixes(dataset, subject, filename, dict(cells), fixes_path)
+    if values.get("drop"):
+        return None
+    names = dict(zip(KEYFRAMES, columns, strict=True))
+    try:
+        frame = {
+            k: parse(values[k], names[k], missing_ok=k in optional)
+            for k in sorted(KEYFRAMES, key=lambda k: k in optional)
+        }
+    except ValueError as exc:
+        return row_issue(
+            dataset,
+            sheet,
+            row,
+            "bad_value",
+            f"{exc}; fix the cell or add a fix to manifests/fixes/{dataset}.yaml",
+            clip_id=clip_id,
+            subject=subject,
+        )
+    return RowValues(
+        frame["onset"],
+        frame["apex"],
+        frame["offset"],
+        cell_str(values["emotion"]),
+        cell_str(values["aus"]),
+        fix_ids,
+    )
+
+
 def pick_dir(
     root: Path,
     wanted: object,
@@ -140,10 +238,19 @@ class FrameLister:
 
 
 def row_issue(
-    dataset: str, sheet: Path | None, row: int | None, reason: str, text: str, *, clip_id: str = "", subject: str = ""
+    dataset: str,
+    sheet: Path | None,
+    row: int | None,
+    reason: str,
+    text: str,
+    *,
+    clip_id: str = "",
+    subject: str = "",
 ) -> ClipIssue:
     """A failure for an annotation row, its message prefixed with ``<file> row <n>:``."""
-    where = f"{sheet} row {row}: " if sheet is not None and row is not None else (f"{sheet}: " if sheet else "")
+    where = (
+        f"{sheet} row {row}: " if sheet is not None and row is not None else (f"{sheet}: " if sheet else "")
+    )
     return ClipIssue(dataset, clip_id or f"row{row}", reason, where + text, subject, str(sheet or ""), row)
 
 
@@ -172,8 +279,12 @@ def finish_clip(
         return c, ClipIssue(c.dataset, c.clip_id, reason, where + text, c.subject, str(sheet or folder), row)
 
     if not folder.is_dir():
-        return fail(clip, "missing_folder", f"frame folder {folder} does not exist; check --source, the "
-                    "subject/filename in the sheet, and dataset.options.frames_dir")
+        return fail(
+            clip,
+            "missing_folder",
+            f"frame folder {folder} does not exist; check --source, the "
+            "subject/filename in the sheet, and dataset.options.frames_dir",
+        )
     try:
         files, numbers = frames(folder)
     except ValueError as exc:
@@ -186,7 +297,9 @@ def finish_clip(
     end = clip.offset if clip.offset is not None else (clip.apex if end_at_apex else None)
     hi = end if end is not None else numbers[-1]
     keep = [i for i, k in enumerate(numbers) if lo <= k <= hi]
-    cut = replace(full, frame_files=tuple(files[i] for i in keep), frame_numbers=tuple(numbers[i] for i in keep))
+    cut = replace(
+        full, frame_files=tuple(files[i] for i in keep), frame_numbers=tuple(numbers[i] for i in keep)
+    )
     issue = validate_image_clip(cut, require_contiguous=True)
     if issue is not None:
         return fail(cut, issue.reason, issue.message)

@@ -41,23 +41,38 @@ def _members(options: dict[str, Any], rule: CompositeRule | None) -> list[Member
     listed = options.get("datasets")
     if listed is None:
         if rule is None:
-            raise ConfigError("composite: set dataset.options.rule (e.g. megc2019) or dataset.options.datasets "
-                              "(a list of {adapter, source, options})")
+            raise ConfigError(
+                "composite: set dataset.options.rule (e.g. megc2019) or dataset.options.datasets "
+                "(a list of {adapter, source, options})"
+            )
         return list(rule.members)
     if not isinstance(listed, list) or not listed:
-        raise ConfigError("composite: dataset.options.datasets must be a non-empty list of {adapter, source, options}")
+        raise ConfigError(
+            "composite: dataset.options.datasets must be a non-empty list of {adapter, source, options}"
+        )
     out = []
     for i, m in enumerate(listed, start=1):
         if not isinstance(m, dict) or "adapter" not in m:
-            raise ConfigError(f"composite: dataset.options.datasets item {i} needs an 'adapter' key (got {m!r})")
+            raise ConfigError(
+                f"composite: dataset.options.datasets item {i} needs an 'adapter' key (got {m!r})"
+            )
         bad = sorted(set(m) - {"adapter", "source", "options", "dataset"})
         if bad:
-            raise ConfigError(f"composite: dataset.options.datasets item {i} has unknown key(s) {bad}; "
-                              "allowed: adapter, source, options")
+            raise ConfigError(
+                f"composite: dataset.options.datasets item {i} has unknown key(s) {bad}; "
+                "allowed: adapter, source, options"
+            )
         adapter = str(m["adapter"])
         base = next((r for r in (rule.members if rule else ()) if r.adapter == adapter), None)
-        out.append(Member(adapter, adapter, str(m.get("source", base.source if base else adapter)),
-                          dict(m.get("options") or (base.options if base else {})), base.match if base else {}))
+        out.append(
+            Member(
+                adapter,
+                adapter,
+                str(m.get("source", base.source if base else adapter)),
+                dict(m.get("options") or (base.options if base else {})),
+                base.match if base else {},
+            )
+        )
     return out
 
 
@@ -92,21 +107,32 @@ class CompositeAdapter(DatasetAdapter):
         seen: dict[str, str] = {}
         for c in out.clips:
             if c.key in seen:
-                raise ConfigError(f"composite: two members produce the clip key {c.key}; list each dataset "
-                                  "(and each SMIC variant) once")
+                raise ConfigError(
+                    f"composite: two members produce the clip key {c.key}; list each dataset "
+                    "(and each SMIC variant) once"
+                )
             seen[c.key] = c.source_path
         if rule is None:
             return out
         res = resolve(rule, out.clips)
         out.clips = res.kept
         for clip, why in res.excluded:
-            out.failures.append((clip, ClipIssue(clip.dataset, clip.clip_id, "excluded_by_composite", why,
-                                                 clip.subject, rule.path)))
+            out.failures.append(
+                (
+                    clip,
+                    ClipIssue(
+                        clip.dataset, clip.clip_id, "excluded_by_composite", why, clip.subject, rule.path
+                    ),
+                )
+            )
         problems = check_composite(rule, res.kept) if check != "off" else []
         if problems:
-            text = (f"composite {rule.name} resolved to clips that do not match its expected counts "
-                    f"({rule.path}): " + "; ".join(problems)
-                    + ". Check the coding-file versions and the failed rows of the members")
+            text = (
+                f"composite {rule.name} resolved to clips that do not match its expected counts "
+                f"({rule.path}): "
+                + "; ".join(problems)
+                + ". Check the coding-file versions and the failed rows of the members"
+            )
             if check == "raise":
                 raise ConfigError(text)
             warnings.warn(text, CompositeMismatchWarning, stacklevel=2)

@@ -71,13 +71,16 @@ class DfewAdapter(DatasetAdapter):
         if not present:
             raise AnnotationError(
                 f"dfew: no split file under {self.root / SPLIT_DIR}; expected e.g. {files[0][2]}. "
-                "Copy EmoLabel_DataSplit from the DFEW archive into the dataset root")
+                "Copy EmoLabel_DataSplit from the DFEW archive into the dataset root"
+            )
         for split, fold, path in present:
             rows = read_delimited(path, sep=",", header=True)
             first = next(rows, None)
             if first is None or [c.lower() for c in first[1][:2]] != ["video_name", "label"]:
-                raise AnnotationError(f"{path}: expected the header 'video_name,label', found {first and first[1]}; "
-                                      "is this the split file as distributed?")
+                raise AnnotationError(
+                    f"{path}: expected the header 'video_name,label', found {first and first[1]}; "
+                    "is this the split file as distributed?"
+                )
             for line, cells in rows:
                 try:
                     number = clip_number(cells[0])
@@ -85,19 +88,39 @@ class DfewAdapter(DatasetAdapter):
                     if label not in LABELS:
                         raise ValueError(f"label {cells[1]!r} is not 1..7")
                 except (ValueError, IndexError) as exc:
-                    out.failures.append((None, ClipIssue(self.name, f"row{line}", "bad_value",
-                                                         f"{path} line {line}: {exc}; fix or remove the row",
-                                                         file=str(path), row=line)))
+                    out.failures.append(
+                        (
+                            None,
+                            ClipIssue(
+                                self.name,
+                                f"row{line}",
+                                "bad_value",
+                                f"{path} line {line}: {exc}; fix or remove the row",
+                                file=str(path),
+                                row=line,
+                            ),
+                        )
+                    )
                     continue
                 if number in labels and labels[number][0] != label:
                     if number not in conflicted:
                         conflicted.add(number)
                         prev = labels[number]
-                        out.failures.append((None, ClipIssue(
-                            self.name, f"{number:05d}", "label_conflict",
-                            f"clip {number:05d} is labelled {prev[0]} in {prev[1]} line {prev[2]} but {label} in "
-                            f"{path} line {line}; the split files disagree, fix one of them",
-                            f"{number:05d}", str(path), line)))
+                        out.failures.append(
+                            (
+                                None,
+                                ClipIssue(
+                                    self.name,
+                                    f"{number:05d}",
+                                    "label_conflict",
+                                    f"clip {number:05d} is labelled {prev[0]} in {prev[1]} line {prev[2]} but {label} in "
+                                    f"{path} line {line}; the split files disagree, fix one of them",
+                                    f"{number:05d}",
+                                    str(path),
+                                    line,
+                                ),
+                            )
+                        )
                     continue
                 labels.setdefault(number, (label, path, line))
                 member.setdefault(number, {})[f"set_{fold}"] = split
@@ -110,11 +133,17 @@ class DfewAdapter(DatasetAdapter):
             if form == "video":
                 video = find_video(clip_root, cid)
                 if video is None:
-                    out.failures.append((None, missing_source(self.name, cid, cid, f"no {clip_root}/{cid}.mp4", path, line)))
+                    out.failures.append(
+                        (None, missing_source(self.name, cid, cid, f"no {clip_root}/{cid}.mp4", path, line))
+                    )
                     continue
-                out.clips.append(video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra))
+                out.clips.append(
+                    video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
+                )
             else:
-                clip, issue = frames_record(self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra)
+                clip, issue = frames_record(
+                    self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra
+                )
                 if issue is not None:
                     out.failures.append((clip, issue))
                 else:
@@ -131,7 +160,11 @@ class DfewAdapter(DatasetAdapter):
             if not folder.is_dir():
                 raise ConfigError(f"dfew: clip_dir {folder} does not exist (dataset.options.clip_dir)")
             if form == "auto":
-                form = "video" if any(find_video(folder, p.stem) for p in list(folder.iterdir())[:20]) else "frames"
+                form = (
+                    "video"
+                    if any(find_video(folder, p.stem) for p in list(folder.iterdir())[:20])
+                    else "frames"
+                )
             return form, folder
         candidates = [("video", d) for d in VIDEO_DIRS] + [("frames", d) for d in FRAME_DIRS]
         for kind, d in candidates:
@@ -139,4 +172,5 @@ class DfewAdapter(DatasetAdapter):
                 return kind, self.root / d
         raise ConfigError(
             f"dfew: no clip folder under {self.root}; expected one of {list(VIDEO_DIRS)} (videos) or "
-            f"{list(FRAME_DIRS)} (frames), or set dataset.options.clip_dir")
+            f"{list(FRAME_DIRS)} (frames), or set dataset.options.clip_dir"
+        )

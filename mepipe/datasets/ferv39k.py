@@ -43,47 +43,85 @@ class Ferv39kAdapter(DatasetAdapter):
 
     def scan(self) -> ScanResult:
         setup = str(self.options.get("setup", "All_scenes"))
-        names = list(self.options.get("lists") or (f"train_{setup.split('_')[0]}.csv", f"test_{setup.split('_')[0]}.csv"))
+        names = list(
+            self.options.get("lists")
+            or (f"train_{setup.split('_')[0]}.csv", f"test_{setup.split('_')[0]}.csv")
+        )
         clip_root = self._clip_root()
         fps = float(self.options.get("fps", 30.0))
         out = ScanResult()
         seen: dict[str, tuple[str, str]] = {}
         lists = [self.root / SETUP_DIR / setup / n for n in names]
         if not any(p.is_file() for p in lists):
-            raise AnnotationError(f"ferv39k: none of {[str(p) for p in lists]} exists; copy 4_setups from the "
-                                  "FERV39k archive, or set dataset.options.setup / lists")
+            raise AnnotationError(
+                f"ferv39k: none of {[str(p) for p in lists]} exists; copy 4_setups from the "
+                "FERV39k archive, or set dataset.options.setup / lists"
+            )
         for path in lists:
             if not path.is_file():
                 continue
             split = path.stem.split("_")[0]
             for line, cells in read_delimited(path, sep=None, header=False):
                 if len(cells) != 2:
-                    out.failures.append((None, ClipIssue(self.name, f"row{line}", "bad_value",
-                                                         f"{path} line {line}: expected '<path> <Label>', got {cells}",
-                                                         file=str(path), row=line)))
+                    out.failures.append(
+                        (
+                            None,
+                            ClipIssue(
+                                self.name,
+                                f"row{line}",
+                                "bad_value",
+                                f"{path} line {line}: expected '<path> <Label>', got {cells}",
+                                file=str(path),
+                                row=line,
+                            ),
+                        )
+                    )
                     continue
                 rel, label = cells
                 rel_path = PurePosixPath(rel.replace("\\", "/").strip("/"))
                 cid = str(rel_path.with_suffix("")) if is_video_file(rel) else str(rel_path)
                 if cid in seen:
                     if seen[cid][0] != label:
-                        out.failures.append((None, ClipIssue(
-                            self.name, cid, "label_conflict",
-                            f"{path} line {line}: clip {cid} is listed again with label {label} "
-                            f"(was {seen[cid][0]} in {seen[cid][1]}); fix the list", cid, str(path), line)))
+                        out.failures.append(
+                            (
+                                None,
+                                ClipIssue(
+                                    self.name,
+                                    cid,
+                                    "label_conflict",
+                                    f"{path} line {line}: clip {cid} is listed again with label {label} "
+                                    f"(was {seen[cid][0]} in {seen[cid][1]}); fix the list",
+                                    cid,
+                                    str(path),
+                                    line,
+                                ),
+                            )
+                        )
                     continue
                 seen[cid] = (label, f"{path.name} line {line}")
                 extra = {"split": split, "scene": rel_path.parts[0] if len(rel_path.parts) > 1 else ""}
                 target = clip_root / rel_path
-                video = target if is_video_file(rel) and target.is_file() else find_video(target.parent, target.name)
+                video = (
+                    target
+                    if is_video_file(rel) and target.is_file()
+                    else find_video(target.parent, target.name)
+                )
                 if video is not None:
-                    out.clips.append(video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra))
+                    out.clips.append(
+                        video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
+                    )
                     continue
                 if not target.is_dir():
-                    out.failures.append((None, missing_source(self.name, cid, cid, f"no folder or video {target}",
-                                                              path, line)))
+                    out.failures.append(
+                        (
+                            None,
+                            missing_source(self.name, cid, cid, f"no folder or video {target}", path, line),
+                        )
+                    )
                     continue
-                clip, issue = frames_record(self.name, cid, cid, target, emotion_raw=label, fps=fps, extra=extra)
+                clip, issue = frames_record(
+                    self.name, cid, cid, target, emotion_raw=label, fps=fps, extra=extra
+                )
                 if issue is not None:
                     out.failures.append((clip, issue))
                 else:
@@ -95,4 +133,6 @@ class Ferv39kAdapter(DatasetAdapter):
         for name in [wanted] if wanted else CLIP_DIRS:
             if (self.root / str(name)).is_dir():
                 return self.root / str(name)
-        raise ConfigError(f"ferv39k: clip folder {wanted} not found under {self.root} (dataset.options.clip_dir)")
+        raise ConfigError(
+            f"ferv39k: clip folder {wanted} not found under {self.root} (dataset.options.clip_dir)"
+        )

@@ -55,11 +55,21 @@ def load_fixes(dataset: str, path: str | None = None) -> dict[tuple[str, str], t
     for i, entry in enumerate(doc.get("fixes") or [], start=1):
         missing = [k for k in ("id", "subject", "filename", "set", "reason") if k not in entry]
         if missing:
-            raise AnnotationError(f"{file}: fix #{i} lacks {missing}; every fix needs id, subject, filename, set, reason")
+            raise AnnotationError(
+                f"{file}: fix #{i} lacks {missing}; every fix needs id, subject, filename, set, reason"
+            )
         bad = sorted(set(entry["set"]) - set(FIXABLE_FIELDS))
         if bad:
-            raise AnnotationError(f"{file}: fix {entry['id']!r} sets unknown field(s) {bad}; allowed: {FIXABLE_FIELDS}")
-        fix = Fix(str(entry["id"]), str(entry["subject"]), str(entry["filename"]), dict(entry["set"]), str(entry["reason"]))
+            raise AnnotationError(
+                f"{file}: fix {entry['id']!r} sets unknown field(s) {bad}; allowed: {FIXABLE_FIELDS}"
+            )
+        fix = Fix(
+            str(entry["id"]),
+            str(entry["subject"]),
+            str(entry["filename"]),
+            dict(entry["set"]),
+            str(entry["reason"]),
+        )
         table.setdefault((fix.subject, fix.filename), []).append(fix)
     return {k: tuple(v) for k, v in table.items()}
 

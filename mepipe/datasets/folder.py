@@ -78,12 +78,30 @@ class FolderAdapter(DatasetAdapter):
             label = p.parent.name if from_parent and p.parent != self.root else ""
             if p.is_file() and is_video_file(p):
                 cid = str(PurePosixPath(*rel.parts).with_suffix(""))
-                out.clips.append(video_record(self.dataset, cid, cid, p, emotion_raw=label, fps=self.fps, extra={},
-                                              expression_type=self.kind))
+                out.clips.append(
+                    video_record(
+                        self.dataset,
+                        cid,
+                        cid,
+                        p,
+                        emotion_raw=label,
+                        fps=self.fps,
+                        extra={},
+                        expression_type=self.kind,
+                    )
+                )
             elif p.is_dir() and has_images(p):
                 cid = str(PurePosixPath(*rel.parts))
-                clip, issue = frames_record(self.dataset, cid, cid, p, emotion_raw=label, fps=self.fps, extra={},
-                                            expression_type=self.kind)
+                clip, issue = frames_record(
+                    self.dataset,
+                    cid,
+                    cid,
+                    p,
+                    emotion_raw=label,
+                    fps=self.fps,
+                    extra={},
+                    expression_type=self.kind,
+                )
                 if issue is not None:
                     out.failures.append((clip, issue))
                 else:
@@ -100,8 +118,10 @@ class FolderAdapter(DatasetAdapter):
             raise AnnotationError(f"{path}: cannot be read as CSV ({exc})") from None
         df.columns = [str(c).strip().lower() for c in df.columns]
         if "path" not in df.columns:
-            raise AnnotationError(f"{path}: no 'path' column (found {list(df.columns)}); the first row must be a "
-                                  "header such as path,label,subject")
+            raise AnnotationError(
+                f"{path}: no 'path' column (found {list(df.columns)}); the first row must be a "
+                "header such as path,label,subject"
+            )
         out = ScanResult()
         seen: set[str] = set()
         for i, rec in enumerate(df.to_dict("records")):
@@ -115,32 +135,80 @@ class FolderAdapter(DatasetAdapter):
             label = cell_str(rec.get("label", ""))
             extra = {k: cell_str(v) for k, v in rec.items() if k not in KNOWN_COLUMNS}
             if cid in seen:
-                out.failures.append((None, ClipIssue(self.dataset, cid, "duplicate_clip",
-                                                     f"{path} line {line}: {rel} is listed twice; remove one row",
-                                                     subject, str(path), line)))
+                out.failures.append(
+                    (
+                        None,
+                        ClipIssue(
+                            self.dataset,
+                            cid,
+                            "duplicate_clip",
+                            f"{path} line {line}: {rel} is listed twice; remove one row",
+                            subject,
+                            str(path),
+                            line,
+                        ),
+                    )
+                )
                 continue
             seen.add(cid)
             try:
-                keys = {k: cell_int(rec.get(k, ""), k, missing=("", "/", "-", "nan")) for k in ("onset", "apex", "offset")}
+                keys = {
+                    k: cell_int(rec.get(k, ""), k, missing=("", "/", "-", "nan"))
+                    for k in ("onset", "apex", "offset")
+                }
             except ValueError as exc:
-                out.failures.append((None, ClipIssue(self.dataset, cid, "bad_value", f"{path} line {line}: {exc}",
-                                                     subject, str(path), line)))
+                out.failures.append(
+                    (
+                        None,
+                        ClipIssue(
+                            self.dataset,
+                            cid,
+                            "bad_value",
+                            f"{path} line {line}: {exc}",
+                            subject,
+                            str(path),
+                            line,
+                        ),
+                    )
+                )
                 continue
             video = target if target.is_file() and is_video_file(target) else None
             if video is None and not target.is_dir():
                 video = find_video(target.parent, target.name)
             clip: ClipRecord
             if video is not None:
-                clip = video_record(self.dataset, cid, subject, video, emotion_raw=label, fps=self.fps, extra=extra,
-                                    expression_type=self.kind)
+                clip = video_record(
+                    self.dataset,
+                    cid,
+                    subject,
+                    video,
+                    emotion_raw=label,
+                    fps=self.fps,
+                    extra=extra,
+                    expression_type=self.kind,
+                )
                 out.clips.append(_with_keys(clip, keys))
                 continue
             if not target.is_dir() or target.suffix.lower() in IMAGE_SUFFIXES:
-                out.failures.append((None, missing_source(self.dataset, cid, subject, f"no video or frame folder {target}",
-                                                          path, line)))
+                out.failures.append(
+                    (
+                        None,
+                        missing_source(
+                            self.dataset, cid, subject, f"no video or frame folder {target}", path, line
+                        ),
+                    )
+                )
                 continue
-            clip, issue = frames_record(self.dataset, cid, subject, target, emotion_raw=label, fps=self.fps,
-                                        extra=extra, expression_type=self.kind)
+            clip, issue = frames_record(
+                self.dataset,
+                cid,
+                subject,
+                target,
+                emotion_raw=label,
+                fps=self.fps,
+                extra=extra,
+                expression_type=self.kind,
+            )
             if issue is None:
                 clip = _with_keys(clip, keys)
                 issue = validate_image_clip(clip, require_contiguous=False)

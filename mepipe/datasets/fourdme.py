@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import FrameLister, finish_clip, frame_value, pick_dir, read_rows, row_issue
-from mepipe.datasets.fixes import apply_fixes
+from mepipe.datasets.common import FrameLister, finish_clip, fixed_row_values, pick_dir, read_rows, row_issue
 from mepipe.datasets.sheets import cell_str, find_annotation
-from mepipe.records import ClipRecord
+from mepipe.records import ClipIssue, ClipRecord
 
 CODING_FILES = ("4DME_Labelling_Micro_release v1.xlsx", "4DME_Labelling_Micro_release_v1.xlsx")
 FRAME_DIRS = ("gray_micro", "4DME/gray_micro")
@@ -65,34 +64,52 @@ class FourDmeAdapter(DatasetAdapter):
             try:
                 subject = subject_id(row["sub_ID"])
             except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_subject",
-                                                     f"{exc}; fix the sub_ID cell")))
+                out.failures.append(
+                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the sub_ID cell"))
+                )
                 continue
             fold = cell_str(row["fold_name"])
             clip_id = f"{subject}/{fold}"
-            values = {"onset": row["Onset"], "apex": row["Apex"], "offset": row["Offset"],
-                      "emotion": row["Emotion"], "aus": row["AUs"]}
-            values, fix_ids = apply_fixes(self.name, subject, fold, values, self.options.get("fixes"))
-            if values.get("drop"):
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                row_no,
+                subject,
+                fold,
+                clip_id,
+                {
+                    "onset": row["Onset"],
+                    "apex": row["Apex"],
+                    "offset": row["Offset"],
+                    "emotion": row["Emotion"],
+                    "aus": row["AUs"],
+                },
+                ("Onset", "Apex", "Offset"),
+                self.options.get("fixes"),
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = frame_value(values["onset"], "Onset", missing_ok=False)
-                offset = frame_value(values["offset"], "Offset", missing_ok=False)
-                apex = frame_value(values["apex"], "Apex", missing_ok=True)
-            except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"{exc}; fix the cell or add a fix to manifests/fixes/fourdme.yaml",
-                                                     clip_id=clip_id, subject=subject)))
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
             extra = {"row": str(row_no)}
             extra.update({f"multi_{k.lower()}": cell_str(row[k]) for k in MULTI if cell_str(row[k])})
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images",
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
                 source_path=str(self._subject_dir(frames_root, raw_subject, subject) / fold),
-                onset=onset, apex=apex, offset=offset,
-                keyframe_source="annotated" if apex is not None else "apex_missing",
-                emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]), fps=fps,
-                expression_type="micro", fixes=fix_ids, extra=extra,
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
+                emotion_raw=fixed.emotion,
+                aus_raw=fixed.aus,
+                fps=fps,
+                expression_type="micro",
+                fixes=fixed.fixes,
+                extra=extra,
             )
             clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
             if issue is not None:

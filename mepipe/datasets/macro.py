@@ -37,42 +37,101 @@ def has_images(folder: Path) -> bool:
     return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
 
 
-def video_record(dataset: str, clip_id: str, subject: str, path: Path, *, emotion_raw: str, fps: float,
-                 extra: dict[str, str], expression_type: str = "macro") -> ClipRecord:
+def video_record(
+    dataset: str,
+    clip_id: str,
+    subject: str,
+    path: Path,
+    *,
+    emotion_raw: str,
+    fps: float,
+    extra: dict[str, str],
+    expression_type: str = "macro",
+) -> ClipRecord:
     """A ``source_kind="video"`` record (all frames of the file; keyframes not annotated)."""
-    return ClipRecord(dataset=dataset, subject=subject, clip_id=clip_id, source_kind="video",
-                      source_path=str(path), emotion_raw=emotion_raw, fps=fps,
-                      expression_type=expression_type, extra=extra)  # type: ignore[arg-type]
+    return ClipRecord(
+        dataset=dataset,
+        subject=subject,
+        clip_id=clip_id,
+        source_kind="video",
+        source_path=str(path),
+        emotion_raw=emotion_raw,
+        fps=fps,
+        expression_type=expression_type,
+        extra=extra,
+    )  # type: ignore[arg-type]
 
 
-def frames_record(dataset: str, clip_id: str, subject: str, folder: Path, *, emotion_raw: str, fps: float,
-                  extra: dict[str, str], expression_type: str = "macro") -> tuple[ClipRecord, ClipIssue | None]:
+def frames_record(
+    dataset: str,
+    clip_id: str,
+    subject: str,
+    folder: Path,
+    *,
+    emotion_raw: str,
+    fps: float,
+    extra: dict[str, str],
+    expression_type: str = "macro",
+) -> tuple[ClipRecord, ClipIssue | None]:
     """A ``source_kind="images"`` record for a frame folder, with an issue when it holds no frames."""
     files, numbers = list_frames(folder) if folder.is_dir() else ([], [])
-    clip = ClipRecord(dataset=dataset, subject=subject, clip_id=clip_id, source_kind="images",
-                      source_path=str(folder), frame_files=tuple(files), frame_numbers=tuple(numbers),
-                      emotion_raw=emotion_raw, fps=fps, expression_type=expression_type,  # type: ignore[arg-type]
-                      extra=extra)
+    clip = ClipRecord(
+        dataset=dataset,
+        subject=subject,
+        clip_id=clip_id,
+        source_kind="images",
+        source_path=str(folder),
+        frame_files=tuple(files),
+        frame_numbers=tuple(numbers),
+        emotion_raw=emotion_raw,
+        fps=fps,
+        expression_type=expression_type,  # type: ignore[arg-type]
+        extra=extra,
+    )
     if not folder.is_dir():
-        return clip, ClipIssue(dataset, clip_id, "missing_folder",
-                               f"clip {clip_id}: frame folder {folder} does not exist; check --source and the layout",
-                               subject, str(folder))
+        return clip, ClipIssue(
+            dataset,
+            clip_id,
+            "missing_folder",
+            f"clip {clip_id}: frame folder {folder} does not exist; check --source and the layout",
+            subject,
+            str(folder),
+        )
     if not files:
-        return clip, ClipIssue(dataset, clip_id, "no_frames",
-                               f"clip {clip_id}: {folder} holds no image frames", subject, str(folder))
+        return clip, ClipIssue(
+            dataset,
+            clip_id,
+            "no_frames",
+            f"clip {clip_id}: {folder} holds no image frames",
+            subject,
+            str(folder),
+        )
     if len(set(numbers)) != len(numbers):
-        return clip, ClipIssue(dataset, clip_id, "duplicate_frames",
-                               f"clip {clip_id}: {folder} has two files with the same frame number; "
-                               "remove the duplicates", subject, str(folder))
+        return clip, ClipIssue(
+            dataset,
+            clip_id,
+            "duplicate_frames",
+            f"clip {clip_id}: {folder} has two files with the same frame number; remove the duplicates",
+            subject,
+            str(folder),
+        )
     return clip, None
 
 
-def missing_source(dataset: str, clip_id: str, subject: str, where: str, file: Path, row: int | None) -> ClipIssue:
+def missing_source(
+    dataset: str, clip_id: str, subject: str, where: str, file: Path, row: int | None
+) -> ClipIssue:
     """The issue for a split/annotation row whose video or frame folder is not on disk."""
-    return ClipIssue(dataset, clip_id, "missing_file",
-                     f"{file}" + (f" row {row}" if row else "") + f": clip {clip_id} not found ({where}); "
-                     "check --source, dataset.options.form and that the archive is fully extracted",
-                     subject, str(file), row)
+    return ClipIssue(
+        dataset,
+        clip_id,
+        "missing_file",
+        f"{file}" + (f" row {row}" if row else "") + f": clip {clip_id} not found ({where}); "
+        "check --source, dataset.options.form and that the archive is fully extracted",
+        subject,
+        str(file),
+        row,
+    )
 
 
 def read_delimited(path: Path, *, sep: str | None, header: bool) -> Iterator[tuple[int, list[str]]]:

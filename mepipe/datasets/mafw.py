@@ -51,18 +51,32 @@ class MafwAdapter(DatasetAdapter):
         labels: dict[str, tuple[str, Path, int]] = {}
         member: dict[str, dict[str, str]] = {}
         conflicted: set[str] = set()
-        lists = [(k, split, split_dir / f"set_{k}" / f"{split}.txt") for k in folds for split in ("train", "test")]
+        lists = [
+            (k, split, split_dir / f"set_{k}" / f"{split}.txt") for k in folds for split in ("train", "test")
+        ]
         if not any(p.is_file() for *_, p in lists):
-            raise AnnotationError(f"mafw: no split list under {split_dir} (expected e.g. {lists[0][2]}); copy "
-                                  "split/ from the MAFW archive or set dataset.options.split_dir")
+            raise AnnotationError(
+                f"mafw: no split list under {split_dir} (expected e.g. {lists[0][2]}); copy "
+                "split/ from the MAFW archive or set dataset.options.split_dir"
+            )
         for fold, split, path in lists:
             if not path.is_file():
                 continue
             for line, cells in read_delimited(path, sep=None, header=False):
                 if len(cells) != 2:
-                    out.failures.append((None, ClipIssue(self.name, f"row{line}", "bad_value",
-                                                         f"{path} line {line}: expected '<clip>.mp4 <label>', got {cells}",
-                                                         file=str(path), row=line)))
+                    out.failures.append(
+                        (
+                            None,
+                            ClipIssue(
+                                self.name,
+                                f"row{line}",
+                                "bad_value",
+                                f"{path} line {line}: expected '<clip>.mp4 <label>', got {cells}",
+                                file=str(path),
+                                row=line,
+                            ),
+                        )
+                    )
                     continue
                 cid = Path(cells[0]).stem
                 label = cells[1]
@@ -70,10 +84,21 @@ class MafwAdapter(DatasetAdapter):
                     if cid not in conflicted:
                         conflicted.add(cid)
                         prev = labels[cid]
-                        out.failures.append((None, ClipIssue(
-                            self.name, cid, "label_conflict",
-                            f"clip {cid} is labelled {prev[0]} in {prev[1]} line {prev[2]} but {label} in {path} "
-                            f"line {line}; the split lists disagree, fix one of them", cid, str(path), line)))
+                        out.failures.append(
+                            (
+                                None,
+                                ClipIssue(
+                                    self.name,
+                                    cid,
+                                    "label_conflict",
+                                    f"clip {cid} is labelled {prev[0]} in {prev[1]} line {prev[2]} but {label} in {path} "
+                                    f"line {line}; the split lists disagree, fix one of them",
+                                    cid,
+                                    str(path),
+                                    line,
+                                ),
+                            )
+                        )
                     continue
                 labels.setdefault(cid, (label, path, line))
                 member.setdefault(cid, {})[f"set_{fold}"] = split
@@ -85,11 +110,17 @@ class MafwAdapter(DatasetAdapter):
             if form == "video":
                 video = find_video(clip_root, cid)
                 if video is None:
-                    out.failures.append((None, missing_source(self.name, cid, cid, f"no {clip_root}/{cid}.mp4", path, line)))
+                    out.failures.append(
+                        (None, missing_source(self.name, cid, cid, f"no {clip_root}/{cid}.mp4", path, line))
+                    )
                     continue
-                out.clips.append(video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra))
+                out.clips.append(
+                    video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
+                )
             else:
-                clip, issue = frames_record(self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra)
+                clip, issue = frames_record(
+                    self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra
+                )
                 if issue is not None:
                     out.failures.append((clip, issue))
                 else:
@@ -99,7 +130,9 @@ class MafwAdapter(DatasetAdapter):
     def _clip_root(self) -> tuple[str, Path]:
         form = str(self.options.get("form", "auto"))
         if form != "auto" and form not in FORMS:
-            raise ConfigError(f"mafw: form {form!r} is not one of auto, {', '.join(FORMS)} (dataset.options.form)")
+            raise ConfigError(
+                f"mafw: form {form!r} is not one of auto, {', '.join(FORMS)} (dataset.options.form)"
+            )
         for kind, rel in FORMS.items():
             if form in ("auto", kind) and (self.root / rel).is_dir():
                 return kind, self.root / rel

@@ -24,18 +24,25 @@ from mepipe.datasets.common import (
     FrameLister,
     digits_of,
     finish_clip,
-    frame_value,
+    fixed_row_values,
     pick_dir,
     read_rows,
     row_issue,
 )
-from mepipe.datasets.fixes import apply_fixes
 from mepipe.datasets.sheets import cell_str, find_annotation
 from mepipe.records import ClipIssue, ClipRecord
 
 CODING_FILES = ("MMEW_Micro_Exp.xlsx",)
 FRAME_DIRS = ("MMEW/Micro_Expression", "Micro_Expression", "MMEW_Final/Micro_Expression")
-COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
+COLUMNS = (
+    "Subject",
+    "Filename",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+)
 OPTIONAL = ("remarks",)
 FPS = 90.0
 
@@ -60,7 +67,9 @@ class MmewAdapter(DatasetAdapter):
 
     def scan(self) -> ScanResult:
         sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="MMEW Micro_Expression")
+        frames_root = pick_dir(
+            self.root, self.options.get("frames_dir"), FRAME_DIRS, what="MMEW Micro_Expression"
+        )
         emotion_dirs = {p.name.lower(): p for p in sorted(frames_root.iterdir()) if p.is_dir()}
         frames = FrameLister()
         out = ScanResult()
@@ -68,45 +77,74 @@ class MmewAdapter(DatasetAdapter):
             try:
                 subject = subject_id(row["Subject"])
             except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_subject",
-                                                     f"{exc}; fix the Subject cell")))
+                out.failures.append(
+                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the Subject cell"))
+                )
                 continue
             filename = cell_str(row["Filename"])
             clip_id = f"{subject}/{filename}"
             sheet_emotion = cell_str(row["Estimated Emotion"])
-            values = {"onset": row["OnsetFrame"], "apex": row["ApexFrame"], "offset": row["OffsetFrame"],
-                      "emotion": sheet_emotion, "aus": row["Action Units"]}
-            values, fix_ids = apply_fixes(self.name, subject, filename, values, self.options.get("fixes"))
-            if values.get("drop"):
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                row_no,
+                subject,
+                filename,
+                clip_id,
+                {
+                    "onset": row["OnsetFrame"],
+                    "apex": row["ApexFrame"],
+                    "offset": row["OffsetFrame"],
+                    "emotion": sheet_emotion,
+                    "aus": row["Action Units"],
+                },
+                ("OnsetFrame", "ApexFrame", "OffsetFrame"),
+                self.options.get("fixes"),
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = frame_value(values["onset"], "OnsetFrame", missing_ok=False)
-                offset = frame_value(values["offset"], "OffsetFrame", missing_ok=False)
-                apex = frame_value(values["apex"], "ApexFrame", missing_ok=True)
-            except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"{exc}; fix the cell or add a fix to manifests/fixes/mmew.yaml",
-                                                     clip_id=clip_id, subject=subject)))
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
-            emotion = cell_str(values["emotion"])
+            emotion = fixed.emotion
             folder = self._clip_folder(frames_root, emotion_dirs, sheet_emotion, filename)
             extra = {"row": str(row_no)}
             if cell_str(row["remarks"]):
                 extra["remarks"] = cell_str(row["remarks"])
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images", source_path=str(folder),
-                onset=onset, apex=apex, offset=offset,
-                keyframe_source="annotated" if apex is not None else "apex_missing",
-                emotion_raw=emotion, aus_raw=cell_str(values["aus"]), fps=FPS, expression_type="micro",
-                fixes=fix_ids, extra=extra,
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=str(folder),
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
+                emotion_raw=emotion,
+                aus_raw=fixed.aus,
+                fps=FPS,
+                expression_type="micro",
+                fixes=fixed.fixes,
+                extra=extra,
             )
             folder_emotion = folder.parent.name
             if folder.is_dir() and folder_emotion.lower() != emotion.lower():
-                out.failures.append((clip, ClipIssue(
-                    self.name, clip_id, "label_conflict",
-                    f"{sheet} row {row_no}: the sheet says {emotion!r} but the clip folder is under "
-                    f"{folder_emotion!r} ({folder}); add a fix setting the emotion in manifests/fixes/mmew.yaml",
-                    subject, str(sheet), row_no)))
+                out.failures.append(
+                    (
+                        clip,
+                        ClipIssue(
+                            self.name,
+                            clip_id,
+                            "label_conflict",
+                            f"{sheet} row {row_no}: the sheet says {emotion!r} but the clip folder is under "
+                            f"{folder_emotion!r} ({folder}); add a fix setting the emotion in manifests/fixes/mmew.yaml",
+                            subject,
+                            str(sheet),
+                            row_no,
+                        ),
+                    )
+                )
                 continue
             clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
             if issue is not None:

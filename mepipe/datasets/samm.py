@@ -28,18 +28,25 @@ from mepipe.datasets.common import (
     digits_of,
     find_header_row,
     finish_clip,
-    frame_value,
+    fixed_row_values,
     pick_dir,
     read_rows,
     row_issue,
 )
-from mepipe.datasets.fixes import apply_fixes
 from mepipe.datasets.sheets import cell_str, find_annotation
-from mepipe.records import ClipRecord
+from mepipe.records import ClipIssue, ClipRecord
 
 CODING_FILES = ("SAMM_Micro_FACS_Codes_v2.xlsx", "SAMM_20181215_Micro_FACS_Codes_v2.xlsx")
 FRAME_DIRS = ("SAMM", "SAMM_CROP", "SAMM_cropped", ".")
-COLUMNS = ("Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "Action Units", "Estimated Emotion")
+COLUMNS = (
+    "Subject",
+    "Filename",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Action Units",
+    "Estimated Emotion",
+)
 OPTIONAL = ("Objective Classes", "Inducement Code", "Notes", "Duration", "Micro")
 FPS = 200.0
 
@@ -69,41 +76,67 @@ class SammAdapter(DatasetAdapter):
         sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
         # The header row differs between the two copies of the coding file (13 vs 1): detect it.
         header = find_header_row(sheet, ("Subject", "Filename"))
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="SAMM frame",
-                               accept=_has_subject_folders)
+        frames_root = pick_dir(
+            self.root,
+            self.options.get("frames_dir"),
+            FRAME_DIRS,
+            what="SAMM frame",
+            accept=_has_subject_folders,
+        )
         frames = FrameLister()
         out = ScanResult()
         for row_no, row in read_rows(sheet, COLUMNS, OPTIONAL, header_row=header):
             try:
                 subject = subject_id(row["Subject"])
             except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_subject",
-                                                     f"{exc}; fix the Subject cell")))
+                out.failures.append(
+                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the Subject cell"))
+                )
                 continue
             filename = cell_str(row["Filename"])
             clip_id = f"{subject}/{filename}"
-            values = {"onset": row["Onset Frame"], "apex": row["Apex Frame"], "offset": row["Offset Frame"],
-                      "emotion": row["Estimated Emotion"], "aus": row["Action Units"]}
-            values, fix_ids = apply_fixes(self.name, subject, filename, values, self.options.get("fixes"))
-            if values.get("drop"):
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                row_no,
+                subject,
+                filename,
+                clip_id,
+                {
+                    "onset": row["Onset Frame"],
+                    "apex": row["Apex Frame"],
+                    "offset": row["Offset Frame"],
+                    "emotion": row["Estimated Emotion"],
+                    "aus": row["Action Units"],
+                },
+                ("Onset Frame", "Apex Frame", "Offset Frame"),
+                self.options.get("fixes"),
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = frame_value(values["onset"], "Onset Frame", missing_ok=False)
-                offset = frame_value(values["offset"], "Offset Frame", missing_ok=False)
-                apex = frame_value(values["apex"], "Apex Frame", missing_ok=True)
-            except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"{exc}; fix the cell or add a fix to manifests/fixes/samm.yaml",
-                                                     clip_id=clip_id, subject=subject)))
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
             extra = {"row": str(row_no), "coding_file": sheet.name}
-            extra.update({k.lower().replace(" ", "_"): cell_str(row[k]) for k in OPTIONAL if cell_str(row[k])})
+            extra.update(
+                {k.lower().replace(" ", "_"): cell_str(row[k]) for k in OPTIONAL if cell_str(row[k])}
+            )
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images",
-                source_path=str(frames_root / subject / filename), onset=onset, apex=apex, offset=offset,
-                keyframe_source="annotated" if apex is not None else "apex_missing",
-                emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]), fps=FPS,
-                expression_type="micro", fixes=fix_ids, extra=extra,
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=str(frames_root / subject / filename),
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
+                emotion_raw=fixed.emotion,
+                aus_raw=fixed.aus,
+                fps=FPS,
+                expression_type="micro",
+                fixes=fixed.fixes,
+                extra=extra,
             )
             clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
             if issue is not None:

@@ -27,15 +27,14 @@ from mepipe.datasets.common import (
     digits_of,
     find_header_row,
     finish_clip,
-    frame_value,
+    fixed_row_values,
     pick_dir,
     read_rows,
     row_issue,
 )
-from mepipe.datasets.fixes import apply_fixes
 from mepipe.datasets.sheets import cell_str, find_annotation
 from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipRecord
+from mepipe.records import ClipIssue, ClipRecord
 
 CODING_FILES = ("SAMM_LongVideos_V2_Release.xlsx",)
 FRAME_DIRS = ("SAMM_longvideos", "SAMM_LongVideos", "rawpic", ".")
@@ -57,8 +56,10 @@ def expression_kind(value: object) -> str | None:
 def _emotions(path: Path) -> dict[str, str]:
     """``Filename -> Estimated Emotion`` from a SAMM micro coding file (either copy)."""
     header = find_header_row(path, ("Filename", "Estimated Emotion"))
-    return {cell_str(r["Filename"]): cell_str(r["Estimated Emotion"])
-            for _, r in read_rows(path, ("Filename", "Estimated Emotion"), header_row=header)}
+    return {
+        cell_str(r["Filename"]): cell_str(r["Estimated Emotion"])
+        for _, r in read_rows(path, ("Filename", "Estimated Emotion"), header_row=header)
+    }
 
 
 @register_adapter("samm_lv")
@@ -78,7 +79,9 @@ class SammLvAdapter(DatasetAdapter):
     def scan(self) -> ScanResult:
         types = str(self.options.get("types", "all"))
         if types not in ("all", "micro", "macro"):
-            raise ConfigError(f"samm_lv: types {types!r} must be all, micro or macro; fix dataset.options.types")
+            raise ConfigError(
+                f"samm_lv: types {types!r} must be all, micro or macro; fix dataset.options.types"
+            )
         sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
         header = find_header_row(sheet, ("Subject", "Filename"))  # after the prose preamble
         emotions: dict[str, str] = {}
@@ -86,8 +89,10 @@ class SammLvAdapter(DatasetAdapter):
             path = Path(str(self.options["emotions"]))
             path = path if path.is_absolute() else self.root / path
             if not path.is_file():
-                raise AnnotationError(f"samm_lv: {path} (dataset.options.emotions) not found; point it at a SAMM "
-                                      "micro coding file such as SAMM_Micro_FACS_Codes_v2.xlsx, or remove the option")
+                raise AnnotationError(
+                    f"samm_lv: {path} (dataset.options.emotions) not found; point it at a SAMM "
+                    "micro coding file such as SAMM_Micro_FACS_Codes_v2.xlsx, or remove the option"
+                )
             emotions = _emotions(path)
         frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="SAMM long-video")
         frames = FrameLister()
@@ -97,54 +102,111 @@ class SammLvAdapter(DatasetAdapter):
             try:
                 subject = f"{digits_of(row['Subject']):03d}"
             except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_subject",
-                                                     f"{exc}; fix the Subject cell")))
+                out.failures.append(
+                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the Subject cell"))
+                )
                 continue
             clip_id = f"{subject}/{filename}"
             kind = expression_kind(row["Type"])
             if kind is None:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"Type {row['Type']!r} is neither Macro nor Micro; fix the cell",
-                                                     clip_id=clip_id, subject=subject)))
+                out.failures.append(
+                    (
+                        None,
+                        row_issue(
+                            self.name,
+                            sheet,
+                            row_no,
+                            "bad_value",
+                            f"Type {row['Type']!r} is neither Macro nor Micro; fix the cell",
+                            clip_id=clip_id,
+                            subject=subject,
+                        ),
+                    )
+                )
                 continue
             if types != "all" and kind != types:
                 continue  # excluded by dataset.options.types
             parts = filename.split("_")
             if len(parts) < 3:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"Filename {filename!r} is not <subject>_<video>_<n>; fix the cell",
-                                                     clip_id=clip_id, subject=subject)))
+                out.failures.append(
+                    (
+                        None,
+                        row_issue(
+                            self.name,
+                            sheet,
+                            row_no,
+                            "bad_value",
+                            f"Filename {filename!r} is not <subject>_<video>_<n>; fix the cell",
+                            clip_id=clip_id,
+                            subject=subject,
+                        ),
+                    )
+                )
                 continue
-            values = {"onset": row["Onset"], "apex": row["Apex"], "offset": row["Offset"],
-                      "emotion": emotions.get(filename, ""), "aus": row["Action Units"]}
-            values, fix_ids = apply_fixes(self.name, subject, filename, values, self.options.get("fixes"))
-            if values.get("drop"):
+            # An unknown offset (``-1``/blank) is allowed here: the clip is then cut at the apex.
+            fixed = fixed_row_values(
+                self.name,
+                sheet,
+                row_no,
+                subject,
+                filename,
+                clip_id,
+                {
+                    "onset": row["Onset"],
+                    "apex": row["Apex"],
+                    "offset": row["Offset"],
+                    "emotion": emotions.get(filename, ""),
+                    "aus": row["Action Units"],
+                },
+                ("Onset", "Apex", "Offset"),
+                self.options.get("fixes"),
+                optional=("apex", "offset"),
+            )
+            if fixed is None:  # dropped by a fix
                 continue
-            try:
-                onset = frame_value(values["onset"], "Onset", missing_ok=False)
-                apex = frame_value(values["apex"], "Apex", missing_ok=True)
-                offset = frame_value(values["offset"], "Offset", missing_ok=True)
-            except ValueError as exc:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     f"{exc}; fix the cell or add a fix to manifests/fixes/samm_lv.yaml",
-                                                     clip_id=clip_id, subject=subject)))
+            if isinstance(fixed, ClipIssue):
+                out.failures.append((None, fixed))
                 continue
-            if offset is None and apex is None:
-                out.failures.append((None, row_issue(self.name, sheet, row_no, "bad_value",
-                                                     "neither Offset nor Apex is annotated, so the interval has "
-                                                     "no end; add a fix with the offset", clip_id=clip_id,
-                                                     subject=subject)))
+            if fixed.offset is None and fixed.apex is None:
+                out.failures.append(
+                    (
+                        None,
+                        row_issue(
+                            self.name,
+                            sheet,
+                            row_no,
+                            "bad_value",
+                            "neither Offset nor Apex is annotated, so the interval has "
+                            "no end; add a fix with the offset",
+                            clip_id=clip_id,
+                            subject=subject,
+                        ),
+                    )
+                )
                 continue
-            source = "annotated" if apex is not None else "apex_missing"
+            source = "annotated" if fixed.apex is not None else "apex_missing"
             extra = {"row": str(row_no), "type": cell_str(row["Type"])}
-            if offset is None:
+            if fixed.offset is None:
                 extra["offset"] = "unknown; clip cut at the apex"
-            extra.update({k.lower().replace(" ", "_"): cell_str(row[k]) for k in OPTIONAL if cell_str(row[k])})
+            extra.update(
+                {k.lower().replace(" ", "_"): cell_str(row[k]) for k in OPTIONAL if cell_str(row[k])}
+            )
             clip = ClipRecord(
-                dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images",
-                source_path=str(frames_root / "_".join(parts[:2])), onset=onset, apex=apex, offset=offset,
-                keyframe_source=source, emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]),
-                fps=FPS, expression_type=kind, fixes=fix_ids, extra=extra,
+                dataset=self.name,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=str(frames_root / "_".join(parts[:2])),
+                onset=fixed.onset,
+                apex=fixed.apex,
+                offset=fixed.offset,
+                keyframe_source=source,
+                emotion_raw=fixed.emotion,
+                aus_raw=fixed.aus,
+                fps=FPS,
+                expression_type=kind,
+                fixes=fixed.fixes,
+                extra=extra,
             )
             clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True)
             if issue is not None:

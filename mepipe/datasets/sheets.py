@@ -41,7 +41,9 @@ def read_table(path: Path, *, header_row: int | None = 1, sheet: str | int = 0) 
     except ImportError as exc:
         raise AnnotationError(f"{path}: cannot read this format ({exc}); convert it to .xlsx") from exc
     except Exception as exc:  # corrupt file, wrong format, missing sheet
-        raise AnnotationError(f"{path}: cannot be read as a spreadsheet ({exc}); re-copy it from the archive") from exc
+        raise AnnotationError(
+            f"{path}: cannot be read as a spreadsheet ({exc}); re-copy it from the archive"
+        ) from exc
 
 
 def read_sheet(

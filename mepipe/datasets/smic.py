@@ -55,7 +55,9 @@ class SmicAdapter(DatasetAdapter):
     def scan(self) -> ScanResult:
         variant = str(self.options.get("variant", "HS")).upper()
         if variant not in VARIANTS:
-            raise ConfigError(f"smic: variant {variant!r} is not one of {list(VARIANTS)}; fix dataset.options.variant")
+            raise ConfigError(
+                f"smic: variant {variant!r} is not one of {list(VARIANTS)}; fix dataset.options.variant"
+            )
         fps = VARIANTS[variant]
         candidates = [f"{p}/{variant}".lstrip("/") for p in PARENTS]
         if self.root.name.upper() == variant:
@@ -67,17 +69,34 @@ class SmicAdapter(DatasetAdapter):
             try:
                 subject = subject_id(subject_dir.name)
             except ValueError:
-                out.failures.append((None, ClipIssue(
-                    self.name, subject_dir.name, "bad_subject",
-                    f"{subject_dir}: folder name is not a SMIC subject (s1..s20); move it out of {frames_root}",
-                    file=str(subject_dir))))
+                out.failures.append(
+                    (
+                        None,
+                        ClipIssue(
+                            self.name,
+                            subject_dir.name,
+                            "bad_subject",
+                            f"{subject_dir}: folder name is not a SMIC subject (s1..s20); move it out of {frames_root}",
+                            file=str(subject_dir),
+                        ),
+                    )
+                )
                 continue
             micro = subject_dir / "micro"
             if not micro.is_dir():
-                out.failures.append((None, ClipIssue(
-                    self.name, subject, "missing_folder",
-                    f"{subject_dir}: no 'micro' folder; expected {subject_dir.name}/micro/<label>/<clip>/",
-                    subject, str(subject_dir))))
+                out.failures.append(
+                    (
+                        None,
+                        ClipIssue(
+                            self.name,
+                            subject,
+                            "missing_folder",
+                            f"{subject_dir}: no 'micro' folder; expected {subject_dir.name}/micro/<label>/<clip>/",
+                            subject,
+                            str(subject_dir),
+                        ),
+                    )
+                )
                 continue
             for label_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
                 label = label_dir.name.lower()
@@ -85,32 +104,66 @@ class SmicAdapter(DatasetAdapter):
                     self._add_clip(out, frames, clip_dir, subject, label, variant, fps)
         return out
 
-    def _add_clip(self, out: ScanResult, frames: FrameLister, clip_dir: Path, subject: str, label: str,
-                  variant: str, fps: float) -> None:
+    def _add_clip(
+        self,
+        out: ScanResult,
+        frames: FrameLister,
+        clip_dir: Path,
+        subject: str,
+        label: str,
+        variant: str,
+        fps: float,
+    ) -> None:
         clip_id = f"{subject}/{clip_dir.name}"
         if label not in LABELS:
-            out.failures.append((None, ClipIssue(
-                self.name, clip_id, "unknown_label",
-                f"{clip_dir}: label folder {clip_dir.parent.name!r} is not one of {list(LABELS)}; rename it",
-                subject, str(clip_dir))))
+            out.failures.append(
+                (
+                    None,
+                    ClipIssue(
+                        self.name,
+                        clip_id,
+                        "unknown_label",
+                        f"{clip_dir}: label folder {clip_dir.parent.name!r} is not one of {list(LABELS)}; rename it",
+                        subject,
+                        str(clip_dir),
+                    ),
+                )
+            )
             return
         try:
             _, numbers = frames(clip_dir)
         except ValueError:
             numbers = []
         # The clip folder *is* the annotated interval: its first/last frames are onset/offset.
-        values = {"onset": numbers[0] if numbers else None, "apex": None,
-                  "offset": numbers[-1] if numbers else None, "emotion": label, "aus": ""}
+        values = {
+            "onset": numbers[0] if numbers else None,
+            "apex": None,
+            "offset": numbers[-1] if numbers else None,
+            "emotion": label,
+            "aus": "",
+        }
         values, fix_ids = apply_fixes(self.name, subject, clip_dir.name, values, self.options.get("fixes"))
         if values.get("drop"):
             return
-        onset, apex, offset = (cell_int(values[k], k, missing=MISSING_MARKS) for k in ("onset", "apex", "offset"))
+        onset, apex, offset = (
+            cell_int(values[k], k, missing=MISSING_MARKS) for k in ("onset", "apex", "offset")
+        )
         clip = ClipRecord(
-            dataset=self.name, subject=subject, clip_id=clip_id, source_kind="images", source_path=str(clip_dir),
-            onset=onset, apex=apex, offset=offset,
+            dataset=self.name,
+            subject=subject,
+            clip_id=clip_id,
+            source_kind="images",
+            source_path=str(clip_dir),
+            onset=onset,
+            apex=apex,
+            offset=offset,
             keyframe_source="folder_bounds",  # an apex set by a fix is listed in ``fixes``
-            emotion_raw=cell_str(values["emotion"]), aus_raw=cell_str(values["aus"]), fps=fps,
-            expression_type="micro", fixes=fix_ids, extra={"variant": variant},
+            emotion_raw=cell_str(values["emotion"]),
+            aus_raw=cell_str(values["aus"]),
+            fps=fps,
+            expression_type="micro",
+            fixes=fix_ids,
+            extra={"variant": variant},
         )
         clip, issue = finish_clip(clip, frames)
         if issue is not None:

@@ -58,7 +58,9 @@ def locate_face(gray: np.ndarray, detector: FaceDetector, landmarker: Landmarker
     note = ""
     if len(boxes) > 1:
         if cfg.multiple_faces == "fail":
-            raise FaceIssue("several_faces", f"{detector.name} found {len(boxes)} faces and multiple_faces is 'fail'")
+            raise FaceIssue(
+                "several_faces", f"{detector.name} found {len(boxes)} faces and multiple_faces is 'fail'"
+            )
         note = f"{len(boxes)} faces found, took the largest"
     box = max(boxes, key=lambda b: b.area)
     if min(box.width, box.height) < cfg.min_face:

@@ -112,7 +112,10 @@ class DlibHogDetector(FaceDetector):
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         rects, scores, _ = self._det.run(gray, self.upsample, 0.0)
-        return [Box(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in zip(rects, scores, strict=True)]
+        return [
+            Box(r.left(), r.top(), r.right(), r.bottom(), float(s))
+            for r, s in zip(rects, scores, strict=True)
+        ]
 
 
 @LANDMARKERS.register("dlib-68")
@@ -129,7 +132,9 @@ class Dlib68Landmarker(Landmarker):
         self._dlib = dlib
 
     def landmarks(self, gray: np.ndarray, box: Box) -> np.ndarray:
-        rect = self._dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
+        rect = self._dlib.rectangle(
+            int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom))
+        )
         shape = self._sp(gray, rect)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 

@@ -16,7 +16,19 @@ from mepipe.shards.verify import VerifyReport, verify_build
 from mepipe.shards.writer import ClipOutput, ShardWriter
 
 __all__ = [
-    "ClipOutput", "ShardWriter", "StoredClip", "VerifyReport", "frame_count", "frame_shape", "iter_clip_keys",
-    "open_shard", "read_clip", "read_frame", "read_frames", "read_manifest", "timestamps_ms", "verify_build",
+    "ClipOutput",
+    "ShardWriter",
+    "StoredClip",
+    "VerifyReport",
+    "frame_count",
+    "frame_shape",
+    "iter_clip_keys",
+    "open_shard",
+    "read_clip",
+    "read_frame",
+    "read_frames",
+    "read_manifest",
+    "timestamps_ms",
+    "verify_build",
     "write_manifest",
 ]

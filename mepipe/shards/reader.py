@@ -72,8 +72,14 @@ def read_clip(shard: str | Path | h5py.File, key: str) -> StoredClip:
         g = f[CLIPS_GROUP].get(key)
         if g is None:
             raise ShardError(f"clip {key!r} is not in {f.filename}; check the manifest's shard column")
-        return StoredClip(key, read_frames(g), g["frame_numbers"][()], g["transform"][()],
-                          g["landmarks_ref"][()], clip_attrs(g))
+        return StoredClip(
+            key,
+            read_frames(g),
+            g["frame_numbers"][()],
+            g["transform"][()],
+            g["landmarks_ref"][()],
+            clip_attrs(g),
+        )
     finally:
         if not isinstance(shard, h5py.File):
             f.close()
@@ -97,8 +103,10 @@ def frame_encoding(group: h5py.Group) -> str:
         return "raw"
     if "frames_jpeg" in group:
         return "jpeg"
-    raise ShardError(f"{group.file.filename}:{group.name} holds neither 'frames' nor 'frames_jpeg'; "
-                     "is this a clip group of a mepipe shard?")
+    raise ShardError(
+        f"{group.file.filename}:{group.name} holds neither 'frames' nor 'frames_jpeg'; "
+        "is this a clip group of a mepipe shard?"
+    )
 
 
 def frame_count(group: h5py.Group) -> int:
@@ -119,12 +127,16 @@ def decode_jpeg(blob: np.ndarray, shape: tuple[int, ...], where: str = "") -> np
 
     img = cv2.imdecode(np.asarray(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.shape != tuple(shape):
-        raise ShardError(f"{where}: stored JPEG frame does not decode to {tuple(shape)}; the shard is damaged, "
-                         "run `mepipe verify`")
+        raise ShardError(
+            f"{where}: stored JPEG frame does not decode to {tuple(shape)}; the shard is damaged, "
+            "run `mepipe verify`"
+        )
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_frames(group: h5py.Group, start: int = 0, stop: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+def read_frames(
+    group: h5py.Group, start: int = 0, stop: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Frames ``start .. stop-1`` of a clip group as ``(n, S, S, 3) uint8 RGB``, whatever the encoding.
 
     Raw frames are read as one contiguous, chunk-aligned block (never a strided or fancy selection);

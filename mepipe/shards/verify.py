@@ -107,10 +107,14 @@ def verify_build(out_dir: str | Path, progress: Callable[[int], None] | None = N
                 if n != r.n_frames:
                     rep.problems.append(f"{path}: {r.key} has {n} frames, manifest says {r.n_frames}")
                 if digest != r.frames_sha256 or digest != g.attrs.get("frames_sha256"):
-                    rep.problems.append(f"{path}: {r.key} frames checksum mismatch (data changed or corrupted)")
+                    rep.problems.append(
+                        f"{path}: {r.key} frames checksum mismatch (data changed or corrupted)"
+                    )
                 for k in ("onset_idx", "apex_idx", "offset_idx"):
                     if int(g.attrs[k]) != getattr(r, k):
-                        rep.problems.append(f"{path}: {r.key} {k} is {int(g.attrs[k])}, manifest says {getattr(r, k)}")
+                        rep.problems.append(
+                            f"{path}: {r.key} {k} is {int(g.attrs[k])}, manifest says {getattr(r, k)}"
+                        )
                 if progress:
                     progress(1)
     _check_pairs(out, rows, rep)
@@ -136,8 +140,10 @@ def _check_pairs(out: Path, rows, rep: VerifyReport) -> None:
             if r is None or p.get("shard") != r.shard or not 0 <= t < t2 < r.n_frames:
                 bad += 1
                 if bad <= 5:
-                    rep.problems.append(f"{path} line {line}: pair {p.get('key')} {p.get('t_idx')}->{p.get('t2_idx')} "
-                                        "does not match the manifest (unknown clip, wrong shard or index out of "
-                                        "range); rewrite it with `mepipe pairs`")
+                    rep.problems.append(
+                        f"{path} line {line}: pair {p.get('key')} {p.get('t_idx')}->{p.get('t2_idx')} "
+                        "does not match the manifest (unknown clip, wrong shard or index out of "
+                        "range); rewrite it with `mepipe pairs`"
+                    )
     if bad > 5:
         rep.problems.append(f"{path}: {bad - 5} more bad pair rows")

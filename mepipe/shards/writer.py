@@ -43,7 +43,9 @@ def encode_jpeg(frames: np.ndarray, quality: int) -> list[bytes]:
 
     out = []
     for f in frames:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(f[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        ok, buf = cv2.imencode(
+            ".jpg", np.ascontiguousarray(f[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+        )
         if not ok:
             raise ValueError(f"JPEG encoding failed for a frame of shape {f.shape}")
         out.append(buf.tobytes())
@@ -141,8 +143,15 @@ class ShardWriter:
             manifest then, so completed shards are always listed).
     """
 
-    def __init__(self, out_dir: Path, file_attrs: dict[str, str | int], *, max_clips: int, max_bytes: int,
-                 on_shard_closed=None) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        file_attrs: dict[str, str | int],
+        *,
+        max_clips: int,
+        max_bytes: int,
+        on_shard_closed=None,
+    ) -> None:
         self.dir = out_dir / "shards"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.file_attrs = file_attrs
@@ -176,7 +185,9 @@ class ShardWriter:
         self._file = h5py.File(self._tmp, "w")
         attrs = self._file.attrs
         attrs["schema"] = SCHEMA_NAME
-        attrs["schema_version"] = SCHEMA_VERSION if self.file_attrs.get("frame_encoding") == "jpeg" else RAW_SCHEMA_VERSION
+        attrs["schema_version"] = (
+            SCHEMA_VERSION if self.file_attrs.get("frame_encoding") == "jpeg" else RAW_SCHEMA_VERSION
+        )
         attrs["mepipe_version"] = __version__
         attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for k, v in self.file_attrs.items():
@@ -239,7 +250,9 @@ def write_clip(f: h5py.File, out: ClipOutput) -> None:
         g.create_dataset(name, data=arr)
     a = g.attrs
     a["dataset"], a["subject"], a["clip_id"] = c.dataset, c.subject, c.clip_id
-    a["onset"], a["apex"], a["offset"] = (out.source_number(i) for i in (out.onset_idx, out.apex_idx, out.offset_idx))
+    a["onset"], a["apex"], a["offset"] = (
+        out.source_number(i) for i in (out.onset_idx, out.apex_idx, out.offset_idx)
+    )
     a["onset_idx"], a["apex_idx"], a["offset_idx"] = out.onset_idx, out.apex_idx, out.offset_idx
     a["keyframe_source"] = out.keyframe_source
     a["emotion_raw"], a["aus_raw"] = c.emotion_raw, c.aus_raw

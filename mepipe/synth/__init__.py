@@ -16,4 +16,11 @@ from mepipe.synth.api import GENERATOR_VERSION, SynthSummary, synthesize
 from mepipe.synth.layouts import LAYOUTS
 from mepipe.synth.truth import GROUND_TRUTH_FILE, read_ground_truth
 
-__all__ = ["GENERATOR_VERSION", "GROUND_TRUTH_FILE", "LAYOUTS", "SynthSummary", "read_ground_truth", "synthesize"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "GROUND_TRUTH_FILE",
+    "LAYOUTS",
+    "SynthSummary",
+    "read_ground_truth",
+    "synthesize",
+]

@@ -117,18 +117,27 @@ def synthesize(
     doc = {
         "schema": truth.SCHEMA,
         "schema_version": truth.SCHEMA_VERSION,
-        "generator": {"name": "mepipe.synth", "version": GENERATOR_VERSION, "mepipe_version": mepipe.__version__},
+        "generator": {
+            "name": "mepipe.synth",
+            "version": GENERATOR_VERSION,
+            "mepipe_version": mepipe.__version__,
+        },
         "layout": layout,
         "seed": seed,
         "params": {
-            "subjects": subjects, "clips_per_subject": clips_per_subject, "amplitude": amp,
-            "amplitude_iod": AMPLITUDE_IOD[amp], "faces_dir": str(faces_dir) if faces_dir else None,
-            "fps": writer.fps, "frame_size": list(writer.canvas), "grayscale": writer.grayscale,
+            "subjects": subjects,
+            "clips_per_subject": clips_per_subject,
+            "amplitude": amp,
+            "amplitude_iod": AMPLITUDE_IOD[amp],
+            "faces_dir": str(faces_dir) if faces_dir else None,
+            "fps": writer.fps,
+            "frame_size": list(writer.canvas),
+            "grayscale": writer.grayscale,
             "jpeg_quality": JPEG_QUALITY if writer.uses_jpeg else None,
             "frame_convention": writer.frame_convention,
             "coordinates": "pixels of the written frame; pixel centres on integers; x right, y down",
             "head_pose_model": "P(q) = c + scale * R(rot_deg) (q - c) + (tx, ty); rot_deg counter-clockwise "
-                               "as displayed (cv2.getRotationMatrix2D); c = head_pose.centre (canvas px)",
+            "as displayed (cv2.getRotationMatrix2D); c = head_pose.centre (canvas px)",
         },
         "annotation_files": [p.relative_to(out).as_posix() for p in annotation_files],
         "written_roots": list(writer.roots),
@@ -138,8 +147,14 @@ def synthesize(
     gt_path = out / truth.GROUND_TRUTH_FILE
     truth.write_ground_truth(gt_path, doc)
     return SynthSummary(
-        out=out, layout=layout, n_subjects=subjects, n_clips=len(plans), n_frames=n_frames,
-        ground_truth=gt_path, annotation_files=tuple(annotation_files), seconds=time.perf_counter() - t0,
+        out=out,
+        layout=layout,
+        n_subjects=subjects,
+        n_clips=len(plans),
+        n_frames=n_frames,
+        ground_truth=gt_path,
+        annotation_files=tuple(annotation_files),
+        seconds=time.perf_counter() - t0,
     )
 
 
@@ -152,7 +167,9 @@ def _prepare_out(out: Path, writer_cls: type[LayoutWriter]) -> None:
         return
     gt = out / truth.GROUND_TRUTH_FILE
     if not gt.is_file():
-        raise MepipeError(f"{out} is not empty and holds no {truth.GROUND_TRUTH_FILE}; choose an empty or new folder")
+        raise MepipeError(
+            f"{out} is not empty and holds no {truth.GROUND_TRUTH_FILE}; choose an empty or new folder"
+        )
     try:
         old = truth.read_ground_truth(gt)
     except (ValueError, OSError) as exc:
@@ -183,7 +200,12 @@ def _subject_doc(writer: LayoutWriter, index: int, subject: Subject) -> dict[str
 
 
 def _render_clip(
-    writer: LayoutWriter, subject: Subject, plan: ClipPlan, amplitude: str, rng: np.random.Generator, index: int
+    writer: LayoutWriter,
+    subject: Subject,
+    plan: ClipPlan,
+    amplitude: str,
+    rng: np.random.Generator,
+    index: int,
 ) -> dict[str, Any]:
     """Render one clip into the writer's sink; return its ground-truth record."""
     frames = np.asarray(plan.frame_numbers)
@@ -204,7 +226,12 @@ def _render_clip(
         mapped = renderer.to_frame(t_on, f.centers)
         s = float(nuisance.scale[t_on])
         anchors += [
-            {"au": spec.code(), "x": round(float(x), 3), "y": round(float(y), 3), "sigma_px": round(float(sg) * s, 3)}
+            {
+                "au": spec.code(),
+                "x": round(float(x), 3),
+                "y": round(float(y), 3),
+                "sigma_px": round(float(sg) * s, 3),
+            }
             for (x, y), sg in zip(mapped, f.sigmas, strict=True)
         ]
     return {
@@ -233,8 +260,10 @@ def _render_clip(
         "head_pose": {
             "centre": [round(float(v), 4) for v in subject.centre],
             "trajectory": {k: v for k, v in nuisance.trajectory.items() if k != "gain"},
-            "tx": truth.series(nuisance.tx), "ty": truth.series(nuisance.ty),
-            "rot_deg": truth.series(nuisance.rot_deg), "scale": truth.series(nuisance.scale, 6),
+            "tx": truth.series(nuisance.tx),
+            "ty": truth.series(nuisance.ty),
+            "rot_deg": truth.series(nuisance.rot_deg),
+            "scale": truth.series(nuisance.scale, 6),
         },
         "matrix_onset": [[round(float(v), 6) for v in row] for row in renderer.pose(t_on)],
         "gain": truth.series(nuisance.gain),

@@ -50,7 +50,10 @@ AU_TABLE: dict[int, tuple[str, tuple[Anchor, ...]]] = {
     4: ("brow lowerer", (_a(19, 0.2, -0.6, 0.2), _a(20, -0.3, -0.7, 0.2), _a(21, -0.5, -0.7, 0.2))),
     5: ("upper lid raiser", (_a(37, 0.0, 0.7, 0.09), _a(38, 0.0, 0.7, 0.09))),
     6: ("cheek raiser", (_a((1, 31, 41), 0.1, 0.6, 0.25), _a(40, 0.0, 0.3, 0.09), _a(41, 0.0, 0.3, 0.09))),
-    7: ("lid tightener", (_a(40, 0.0, 0.8, 0.09), _a(41, 0.0, 0.8, 0.09), _a(37, 0.0, -0.3, 0.07), _a(38, 0.0, -0.3, 0.07))),
+    7: (
+        "lid tightener",
+        (_a(40, 0.0, 0.8, 0.09), _a(41, 0.0, 0.8, 0.09), _a(37, 0.0, -0.3, 0.07), _a(38, 0.0, -0.3, 0.07)),
+    ),
     9: ("nose wrinkler", (_a(31, 0.1, 0.6, 0.15), _a((31, 39), 0.0, 0.5, 0.15), _a(21, 0.0, -0.3, 0.15))),
     10: ("upper lip raiser", (_a(49, 0.0, 0.6, 0.14), _a(50, 0.0, 0.7, 0.14), _a(51, 0.0, 0.7, 0.14, "C"))),
     12: ("lip corner puller", (_a(48, 0.5, 0.6, 0.2),)),
@@ -58,7 +61,15 @@ AU_TABLE: dict[int, tuple[str, tuple[Anchor, ...]]] = {
     15: ("lip corner depressor", (_a(48, 0.1, -0.7, 0.18),)),
     17: ("chin raiser", (_a(8, 0.0, 0.6, 0.25, "C"), _a(57, 0.0, 0.5, 0.15, "C"))),
     20: ("lip stretcher", (_a(48, 0.8, -0.15, 0.18),)),
-    24: ("lip press", (_a(62, 0.0, -0.6, 0.12, "C"), _a(66, 0.0, 0.6, 0.12, "C"), _a(51, 0.0, -0.4, 0.14, "C"), _a(57, 0.0, 0.4, 0.14, "C"))),
+    24: (
+        "lip press",
+        (
+            _a(62, 0.0, -0.6, 0.12, "C"),
+            _a(66, 0.0, 0.6, 0.12, "C"),
+            _a(51, 0.0, -0.4, 0.14, "C"),
+            _a(57, 0.0, 0.4, 0.14, "C"),
+        ),
+    ),
     26: ("jaw drop", (_a(8, 0.0, -0.9, 0.45, "C"), _a(57, 0.0, -0.7, 0.2, "C"), _a(6, 0.0, -0.6, 0.35))),
 }
 """AU number -> (FACS name, anchors). Anchors name R-side (image-left) or midline landmarks."""
@@ -87,7 +98,10 @@ def au_string(aus: Sequence[AUSpec]) -> str:
 
 
 def choose_aus(
-    options: Sequence[tuple[int, ...]], rng: np.random.Generator, lateral_prob: float = 0.0, force_lateral: bool = False
+    options: Sequence[tuple[int, ...]],
+    rng: np.random.Generator,
+    lateral_prob: float = 0.0,
+    force_lateral: bool = False,
 ) -> tuple[AUSpec, ...]:
     """Pick one of the class's AU combinations and, with ``lateral_prob``, make it one-sided.
 

@@ -57,7 +57,9 @@ def dlib_models() -> tuple[Any, Any]:
 def detect_faces(image: np.ndarray, upsample: int = 0) -> list[tuple[int, int, int, int]]:
     """dlib HOG face boxes ``(left, top, right, bottom)`` on an ``(H, W, 3)`` RGB or ``(H, W)`` uint8 image."""
     detector, _ = dlib_models()
-    return [(r.left(), r.top(), r.right(), r.bottom()) for r in detector(np.ascontiguousarray(image), upsample)]
+    return [
+        (r.left(), r.top(), r.right(), r.bottom()) for r in detector(np.ascontiguousarray(image), upsample)
+    ]
 
 
 def predict_landmarks(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -69,7 +71,9 @@ def predict_landmarks(image: np.ndarray, box: tuple[int, int, int, int]) -> np.n
     return np.array([[shape.part(i).x, shape.part(i).y] for i in range(lm.N_POINTS)], dtype=np.float64)
 
 
-def find_face(image: np.ndarray, upsamples: tuple[int, ...] = (0, 1)) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+def find_face(
+    image: np.ndarray, upsamples: tuple[int, ...] = (0, 1)
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """Largest dlib face and its landmarks, trying each upsampling level in turn; None if no face."""
     for up in upsamples:
         boxes = detect_faces(image, up)
@@ -111,9 +115,15 @@ def load_base_faces(faces_dir: Path | None = None) -> list[BaseFace]:
         image = np.ascontiguousarray(skimage.data.astronaut()[..., :3])
         return [_base_face("astronaut", image)]
     folder = Path(faces_dir).expanduser()
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PORTRAIT_SUFFIXES) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in PORTRAIT_SUFFIXES)
+        if folder.is_dir()
+        else []
+    )
     if not files:
-        raise MepipeError(f"no portraits (.jpg/.png) in {folder}; pass a folder of one-face photos or omit faces_dir")
+        raise MepipeError(
+            f"no portraits (.jpg/.png) in {folder}; pass a folder of one-face photos or omit faces_dir"
+        )
     faces = []
     for path in files:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -126,7 +136,9 @@ def load_base_faces(faces_dir: Path | None = None) -> list[BaseFace]:
 def _base_face(name: str, image: np.ndarray) -> BaseFace:
     found = find_face(image)
     if found is None:
-        raise MepipeError(f"{name}: dlib finds no face; use a frontal portrait with the face at least 80 px wide")
+        raise MepipeError(
+            f"{name}: dlib finds no face; use a frontal portrait with the face at least 80 px wide"
+        )
     return BaseFace(name, image, found[1])
 
 
@@ -286,25 +298,37 @@ def morph_fields(points: np.ndarray, params: SubjectParams) -> list[AnchorField]
     # face width: jaw points move sideways in proportion to their distance from the midline
     jaw = list(lm.JAW)
     side = (pts[jaw] - centre) @ x_axis
-    fields.append(AnchorField.build(pts[jaw], np.outer(params.face_width * side, x_axis), [0.3 * iod] * len(jaw)))
+    fields.append(
+        AnchorField.build(pts[jaw], np.outer(params.face_width * side, x_axis), [0.3 * iod] * len(jaw))
+    )
     # eye spacing: each eye moves away from (or towards) the other
     eyes = list(lm.EYE_R) + list(lm.EYE_L)
     signs = np.array([-1.0] * 6 + [1.0] * 6)
-    fields.append(AnchorField.build(pts[eyes], np.outer(signs * params.eye_spacing * iod / 2, x_axis), [0.2 * iod] * 12))
+    fields.append(
+        AnchorField.build(pts[eyes], np.outer(signs * params.eye_spacing * iod / 2, x_axis), [0.2 * iod] * 12)
+    )
     # brow height
     brows = list(lm.BROW_R) + list(lm.BROW_L)
-    fields.append(AnchorField.build(pts[brows], np.outer([params.brow_height * iod] * 10, up), [0.2 * iod] * 10))
+    fields.append(
+        AnchorField.build(pts[brows], np.outer([params.brow_height * iod] * 10, up), [0.2 * iod] * 10)
+    )
     # nose length: the lower nose moves down, the bridge stays
     nose = [30, 31, 32, 33, 34, 35]
-    fields.append(AnchorField.build(pts[nose], np.outer([-params.nose_length * iod] * 6, up), [0.15 * iod] * 6))
+    fields.append(
+        AnchorField.build(pts[nose], np.outer([-params.nose_length * iod] * 6, up), [0.15 * iod] * 6)
+    )
     # mouth width
     mouth = list(lm.MOUTH)
     m_side = (pts[mouth] - pts[mouth].mean(0)) @ x_axis
-    fields.append(AnchorField.build(pts[mouth], np.outer(params.mouth_width * m_side, x_axis), [0.15 * iod] * 20))
+    fields.append(
+        AnchorField.build(pts[mouth], np.outer(params.mouth_width * m_side, x_axis), [0.15 * iod] * 20)
+    )
     # jaw length: chin region moves down, most at the chin tip
     chin = [5, 6, 7, 8, 9, 10, 11]
     weight = np.array([0.4, 0.7, 0.9, 1.0, 0.9, 0.7, 0.4])
-    fields.append(AnchorField.build(pts[chin], np.outer(-weight * params.jaw_length * iod, up), [0.3 * iod] * 7))
+    fields.append(
+        AnchorField.build(pts[chin], np.outer(-weight * params.jaw_length * iod, up), [0.3 * iod] * 7)
+    )
     return fields
 
 
@@ -334,4 +358,3 @@ def _composite_background(image: np.ndarray, points: np.ndarray, params: Subject
     background = params.bg_dark * blur + (1.0 - params.bg_dark) * gradient
     out = mask * image.astype(np.float32) + (1.0 - mask) * background
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-

@@ -47,7 +47,9 @@ class AnchorField:
         v = np.asarray(vectors, dtype=np.float64).reshape(-1, 2)
         s = np.asarray(sigmas, dtype=np.float64).reshape(-1)
         if not (len(c) == len(v) == len(s)) or np.any(s <= 0):
-            raise ValueError(f"anchor arrays disagree or sigma <= 0: {len(c)} centers, {len(v)} vectors, {len(s)} sigmas")
+            raise ValueError(
+                f"anchor arrays disagree or sigma <= 0: {len(c)} centers, {len(v)} vectors, {len(s)} sigmas"
+            )
         return cls(c, v, s)
 
     def at(self, points: np.ndarray) -> np.ndarray:
@@ -106,7 +108,9 @@ def grid(fields: Sequence[AnchorField], width: int, height: int) -> np.ndarray:
     return out
 
 
-def move_points(fields: Sequence[AnchorField], points: np.ndarray, scale: float = 1.0, iters: int = 12) -> np.ndarray:
+def move_points(
+    fields: Sequence[AnchorField], points: np.ndarray, scale: float = 1.0, iters: int = 12
+) -> np.ndarray:
     """Where content at ``points`` ends up under the backward warp ``p -> p - scale * F(p)``.
 
     Solves ``p - scale * F(p) = s`` for each source point ``s`` by fixed-point iteration

@@ -124,9 +124,13 @@ class ClipRenderer:
         self.noise_rng = noise_rng
         self.grayscale = grayscale
         height, width = subject.image.shape[:2]
-        self._noise_lut = _NOISE_LUT * np.float32(nuisance.noise_sigma) + np.float32(0.5)  # +0.5: round on cast
+        self._noise_lut = _NOISE_LUT * np.float32(nuisance.noise_sigma) + np.float32(
+            0.5
+        )  # +0.5: round on cast
         self.unit = grid(fields, width, height) if fields else None
-        self._gx, self._gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        self._gx, self._gy = np.meshgrid(
+            np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+        )
 
     def __len__(self) -> int:
         return len(self.intensity)
@@ -168,7 +172,9 @@ class ClipRenderer:
         img = cv2.remap(self.subject.image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         if self.grayscale:
             img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        noise = self._noise_lut[np.frombuffer(self.noise_rng.bytes(img.size), dtype=np.uint8)].reshape(img.shape)
+        noise = self._noise_lut[np.frombuffer(self.noise_rng.bytes(img.size), dtype=np.uint8)].reshape(
+            img.shape
+        )
         out = img.astype(np.float32)
         out *= np.float32(self.nuisance.gain[t])
         out += noise
@@ -179,4 +185,3 @@ class ClipRenderer:
         """All frames in order (see :meth:`frame`)."""
         for t in range(len(self)):
             yield self.frame(t)
-

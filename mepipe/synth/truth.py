@@ -99,5 +99,7 @@ def read_ground_truth(path: Path) -> dict[str, Any]:
         p = p / GROUND_TRUTH_FILE
     doc = json.loads(p.read_text(encoding="utf-8"))
     if doc.get("schema") != SCHEMA or doc.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{p}: not a {SCHEMA} v{SCHEMA_VERSION} file (found {doc.get('schema')!r} v{doc.get('schema_version')!r})")
+        raise ValueError(
+            f"{p}: not a {SCHEMA} v{SCHEMA_VERSION} file (found {doc.get('schema')!r} v{doc.get('schema_version')!r})"
+        )
     return doc

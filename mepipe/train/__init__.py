@@ -28,7 +28,22 @@ from mepipe.train.pretrain import PretrainResult, pretrain
 from mepipe.train.protocol import PeekingError, plan_folds
 
 __all__ = [
-    "MODELS", "PRETRAINERS", "EpochReport", "FinetuneConfig", "LosoResult", "PeekingError", "PretrainConfig",
-    "PretrainResult", "build_model", "classification_metrics", "config_from_dict", "config_to_dict",
-    "evaluate_held_out", "finetune_loso", "fit", "load_train_config", "plan_folds", "pretrain",
+    "MODELS",
+    "PRETRAINERS",
+    "EpochReport",
+    "FinetuneConfig",
+    "LosoResult",
+    "PeekingError",
+    "PretrainConfig",
+    "PretrainResult",
+    "build_model",
+    "classification_metrics",
+    "config_from_dict",
+    "config_to_dict",
+    "evaluate_held_out",
+    "finetune_loso",
+    "fit",
+    "load_train_config",
+    "plan_folds",
+    "pretrain",
 ]

@@ -71,11 +71,11 @@ def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     contr = (1.0 + _uniform(b, cfg.contrast, gen, dev)).view(b, 1, 1, 1, 1)
     sat = (1.0 + _uniform(b, cfg.saturation, gen, dev)).view(b, 1, 1, 1, 1)
     x = x * bright
-    grey = (0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3])
+    grey = 0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3]
     # Contrast around the pair's mean grey level (shared by both frames).
     mean = grey.mean(dim=(1, 2, 3, 4), keepdim=True)
     x = (x - mean) * contr + mean
-    grey = (0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3])
+    grey = 0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3]
     x = (x - grey) * sat + grey
     return x.clamp_(0.0, 1.0)
 
@@ -96,13 +96,19 @@ def augment_pairs(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     b, k, c, h, w = x.shape
     theta = affine_thetas(b, cfg, gen, x.device)
     grid = F.affine_grid(theta, [b, k * c, h, w], align_corners=False)
-    x = F.grid_sample(x.reshape(b, k * c, h, w), grid, mode="bilinear", padding_mode="border",
-                      align_corners=False).reshape(b, k, c, h, w)
+    x = F.grid_sample(
+        x.reshape(b, k * c, h, w), grid, mode="bilinear", padding_mode="border", align_corners=False
+    ).reshape(b, k, c, h, w)
     return colour_jitter(x, cfg, gen)
 
 
-def prepare_pairs(frames: torch.Tensor, size: int, *, augment: AugmentConfig | None = None,
-                  gen: torch.Generator | None = None) -> torch.Tensor:
+def prepare_pairs(
+    frames: torch.Tensor,
+    size: int,
+    *,
+    augment: AugmentConfig | None = None,
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
     """uint8 pair batch -> normalised model input.
 
     Args:

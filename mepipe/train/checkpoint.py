@@ -35,8 +35,13 @@ def capture_rng(aug_gen: torch.Generator | None = None) -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -50,7 +55,9 @@ def restore_rng(state: dict[str, Any], aug_gen: torch.Generator | None = None) -
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -58,16 +65,33 @@ def restore_rng(state: dict[str, Any], aug_gen: torch.Generator | None = None) -
         aug_gen.set_state(state["augment"])
 
 
-def save_checkpoint(path: Path, *, kind: str, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, config: dict[str, Any], aug_gen: torch.Generator | None,
-                    history: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: Path,
+    *,
+    kind: str,
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    config: dict[str, Any],
+    aug_gen: torch.Generator | None,
+    history: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint atomically (see the module docstring for the layout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {
-        "format": FORMAT, "version": VERSION, "kind": kind, "epoch": int(epoch),
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "epoch": int(epoch),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
-        "rng": capture_rng(aug_gen), "config": config, "history": list(history), "extra": extra or {},
+        "rng": capture_rng(aug_gen),
+        "config": config,
+        "history": list(history),
+        "extra": extra or {},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(ckpt, tmp)
@@ -88,8 +112,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     return ckpt
 
 
-def restore_training(ckpt: dict[str, Any], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, aug_gen: torch.Generator | None) -> int:
+def restore_training(
+    ckpt: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    aug_gen: torch.Generator | None,
+) -> int:
     """Load model/optimiser/scheduler/RNG states from ``ckpt``; returns the epoch to start at."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])

@@ -243,8 +243,9 @@ class FinetuneConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(batch_size=16, jitter=0))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=40, lr=8e-4, weight_decay=0.05,
-                                                                   gamma=0.97))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(epochs=40, lr=8e-4, weight_decay=0.05, gamma=0.97)
+    )
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -327,7 +328,9 @@ def _build(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key(s) {[where + u for u in unknown]}; valid keys here: {sorted(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {[where + u for u in unknown]}; valid keys here: {sorted(names)}"
+        )
     default = cls()
     kwargs = {}
     for name in names:
@@ -350,8 +353,11 @@ def _merge(base: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def config_from_dict(kind: Literal["pretrain", "finetune"], data: dict[str, Any] | None = None,
-                     overrides: dict[str, Any] | None = None) -> AnyConfig:
+def config_from_dict(
+    kind: Literal["pretrain", "finetune"],
+    data: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> AnyConfig:
     """Build a validated config from a (partial) nested mapping plus dotted-key overrides.
 
     Args:
@@ -383,8 +389,11 @@ def config_from_dict(kind: Literal["pretrain", "finetune"], data: dict[str, Any]
     return cfg
 
 
-def load_train_config(kind: Literal["pretrain", "finetune"], path: str | Path | None = None,
-                      overrides: dict[str, Any] | None = None) -> AnyConfig:
+def load_train_config(
+    kind: Literal["pretrain", "finetune"],
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> AnyConfig:
     """Read a training YAML (optional) and apply dotted ``overrides`` (CLI ``--set`` wins)."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -403,21 +412,28 @@ def load_train_config(kind: Literal["pretrain", "finetune"], path: str | Path | 
 def validate_config(cfg: AnyConfig) -> None:
     """Cross-field checks; raises ConfigError naming the key and the fix."""
     if cfg.version != TRAIN_CONFIG_VERSION:
-        raise ConfigError(f"version: {cfg.version} is not supported; this mepipe reads {TRAIN_CONFIG_VERSION}")
+        raise ConfigError(
+            f"version: {cfg.version} is not supported; this mepipe reads {TRAIN_CONFIG_VERSION}"
+        )
     a, b = cfg.data.delta
     if not 1 <= a <= b:
         raise ConfigError(f"data.delta: need 1 <= a <= b, got {a}:{b} (e.g. --delta 1:4)")
     if cfg.model.input_size % 16 or cfg.model.input_size < 32:
-        raise ConfigError(f"model.input_size: {cfg.model.input_size} must be a multiple of 16 and >= 32 "
-                          "(112, 128 or 224)")
+        raise ConfigError(
+            f"model.input_size: {cfg.model.input_size} must be a multiple of 16 and >= 32 (112, 128 or 224)"
+        )
     from mepipe.train.models import MODELS  # late: the models module imports this one
 
     if cfg.model.name not in MODELS:
-        raise ConfigError(f"model.name: unknown model {cfg.model.name!r}; valid names: {', '.join(MODELS.names())}")
+        raise ConfigError(
+            f"model.name: unknown model {cfg.model.name!r}; valid names: {', '.join(MODELS.names())}"
+        )
     if cfg.model.width < 4:
         raise ConfigError("model.width: must be >= 4")
     if (cfg.model.width * 8) % cfg.model.pos_heads:
-        raise ConfigError(f"model.pos_heads: {cfg.model.pos_heads} must divide the map width {cfg.model.width * 8}")
+        raise ConfigError(
+            f"model.pos_heads: {cfg.model.pos_heads} must divide the map width {cfg.model.width * 8}"
+        )
     if cfg.data.batch_size < 1 or cfg.optim.epochs < 1:
         raise ConfigError("data.batch_size and optim.epochs must be >= 1")
     if cfg.data.jitter < 0 or cfg.data.pairs_per_clip < 1:

@@ -29,8 +29,9 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(stream)])
 
 
-def delta_pairs(clips: Sequence[ClipInfo], delta: tuple[int, int], pairs_per_clip: int,
-                rng: np.random.Generator) -> list[PairIndex]:
+def delta_pairs(
+    clips: Sequence[ClipInfo], delta: tuple[int, int], pairs_per_clip: int, rng: np.random.Generator
+) -> list[PairIndex]:
     """Draw pre-training pairs ``(clip, t, t + δ)`` for one epoch.
 
     ``δ`` is drawn uniformly from ``{a..min(b, T - 1)}`` and ``t`` from ``{0..T - 1 - δ}``, so both
@@ -57,7 +58,9 @@ def delta_pairs(clips: Sequence[ClipInfo], delta: tuple[int, int], pairs_per_cli
     return out
 
 
-def keyframe_pairs(clips: Sequence[ClipInfo], jitter: int, rng: np.random.Generator | None) -> list[PairIndex]:
+def keyframe_pairs(
+    clips: Sequence[ClipInfo], jitter: int, rng: np.random.Generator | None
+) -> list[PairIndex]:
     """Onset/apex pairs ``(clip, onset_idx, apex_idx)``, one per clip, optionally jittered.
 
     With ``jitter = j`` each index moves by ``U{-j..j}``, clamped into the clip and kept ordered
@@ -73,7 +76,9 @@ def keyframe_pairs(clips: Sequence[ClipInfo], jitter: int, rng: np.random.Genera
             ap = ap + int(rng.integers(-jitter, jitter + 1))
         on = min(max(on, 0), last)
         ap = min(max(ap, 0), last)
-        if ap <= on and last > 0:  # keep onset strictly before apex (a 1-frame clip pairs frame 0 with itself)
+        if (
+            ap <= on and last > 0
+        ):  # keep onset strictly before apex (a 1-frame clip pairs frame 0 with itself)
             on, ap = (on, on + 1) if on < last else (last - 1, last)
         out.append((ci, on, ap))
     return out
@@ -91,8 +96,10 @@ def table_pairs(clips: Sequence[ClipInfo], rows: Iterable[tuple[str, int, int]])
         if ci is None:
             continue
         if not 0 <= int(t) < int(t2) < clips[ci].n_frames:
-            raise ValueError(f"pair table: ({key}, {t}, {t2}) is outside the clip's {clips[ci].n_frames} frames; "
-                             "rewrite it with `mepipe pairs`")
+            raise ValueError(
+                f"pair table: ({key}, {t}, {t2}) is outside the clip's {clips[ci].n_frames} frames; "
+                "rewrite it with `mepipe pairs`"
+            )
         out.append((ci, int(t), int(t2)))
     return out
 
@@ -113,9 +120,20 @@ class PairSampler(Sampler[PairIndex]):
         table: the pairs of ``table`` mode (see :func:`table_pairs`).
     """
 
-    def __init__(self, clips: Sequence[ClipInfo], *, mode: str = "delta", delta: tuple[int, int] = (1, 4),
-                 pairs_per_clip: int = 16, jitter: int = 0, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, table: Sequence[PairIndex] = ()) -> None:
+    def __init__(
+        self,
+        clips: Sequence[ClipInfo],
+        *,
+        mode: str = "delta",
+        delta: tuple[int, int] = (1, 4),
+        pairs_per_clip: int = 16,
+        jitter: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        table: Sequence[PairIndex] = (),
+    ) -> None:
         if mode not in ("delta", "keyframes", "table"):
             raise ValueError(f"mode must be 'delta', 'keyframes' or 'table', got {mode!r}")
         self.table = list(table)
@@ -147,7 +165,7 @@ class PairSampler(Sampler[PairIndex]):
             return pairs
         per_rank = -(-len(pairs) // self.world_size)
         padded = (pairs * (per_rank * self.world_size // len(pairs) + 1))[: per_rank * self.world_size]
-        return padded[self.rank::self.world_size]
+        return padded[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[PairIndex]:
         return iter(self._mine())
@@ -219,22 +237,43 @@ def collate_pairs(batch: Any) -> dict[str, torch.Tensor]:
     return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
 
 
-def prepared_batches(dataset: PairDataset, pairs: Sequence[PairIndex], *, batch_size: int, input_size: int,
-                     device: torch.device) -> Iterator[torch.Tensor]:
+def prepared_batches(
+    dataset: PairDataset,
+    pairs: Sequence[PairIndex],
+    *,
+    batch_size: int,
+    input_size: int,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
     """Read ``pairs`` in order and yield model inputs ``(B, 2, 3, N, N)`` without augmentation
     (evaluation, BatchNorm recalibration, pictures)."""
     for s in range(0, len(pairs), batch_size):
-        batch = dataset.__getitems__(list(pairs[s:s + batch_size]))
+        batch = dataset.__getitems__(list(pairs[s : s + batch_size]))
         yield prepare_pairs(batch["frames"].to(device), input_size)
 
 
-def make_loader(dataset: PairDataset, sampler: PairSampler, *, batch_size: int, num_workers: int = 0,
-                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+def make_loader(
+    dataset: PairDataset,
+    sampler: PairSampler,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
     """A DataLoader over ``dataset`` driven by ``sampler`` (batches read with ``__getitems__``).
 
     The loader gets its own ``torch.Generator`` so creating an iterator never consumes the global
     torch RNG (which keeps resumed runs bit-identical).
     """
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_pairs, pin_memory=pin_memory, drop_last=drop_last,
-                      persistent_workers=False, generator=torch.Generator().manual_seed(sampler.seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_pairs,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(sampler.seed),
+    )

@@ -74,7 +74,9 @@ def make_runtime(cfg: RunConfig) -> Runtime:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"run.device={cfg.device!r} but CUDA is not available; use --set run.device=cpu")
+            raise ConfigError(
+                f"run.device={cfg.device!r} but CUDA is not available; use --set run.device=cpu"
+            )
         dev = torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -112,22 +114,31 @@ def derive_seed(seed: int, *parts: str | int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def make_optimizer(params: Iterator[nn.Parameter] | list[nn.Parameter], cfg: OptimConfig,
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def make_optimizer(
+    params: Iterator[nn.Parameter] | list[nn.Parameter],
+    cfg: OptimConfig,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW + per-epoch exponential decay (``lr * gamma ** epoch``).
 
     Weight decay applies to weight matrices and conv kernels (``ndim >= 2``); biases and norm scales
     are not decayed. Frozen parameters (``requires_grad=False``, e.g. the EMA target) are left out.
     """
     trainable = [p for p in params if p.requires_grad]
-    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
     return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
 
 
-def optimizer_step(loss: torch.Tensor, model: nn.Module, opt: torch.optim.Optimizer, grad_clip: float,
-                   frozen: list[nn.Parameter] | None = None) -> None:
+def optimizer_step(
+    loss: torch.Tensor,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    grad_clip: float,
+    frozen: list[nn.Parameter] | None = None,
+) -> None:
     """Backward, optional gradient clipping, skip ``frozen`` parameters (their grad is dropped), step."""
     opt.zero_grad(set_to_none=True)
     loss.backward()

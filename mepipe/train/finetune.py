@@ -147,9 +147,11 @@ def apply_init(model: MIACNet, state: dict[str, torch.Tensor]) -> int:
         if not k.startswith(prefixes) or k not in own:
             continue
         if own[k].shape != v.shape:
-            raise ConfigError(f"--init: {k} has shape {tuple(v.shape)} in the checkpoint but {tuple(own[k].shape)} "
-                              "here; use the same model.width / model.input_size / model.action_input as in "
-                              "pre-training")
+            raise ConfigError(
+                f"--init: {k} has shape {tuple(v.shape)} in the checkpoint but {tuple(own[k].shape)} "
+                "here; use the same model.width / model.input_size / model.action_input as in "
+                "pre-training"
+            )
         load[k] = v
     if not load:
         raise ConfigError("--init: no pre-trained tensor matches this model (is it an MA2MI checkpoint?)")
@@ -162,10 +164,20 @@ def _logits(net: torch.nn.Module, x: torch.Tensor, rt: Runtime) -> torch.Tensor:
         return net(x).float()
 
 
-def fit(cfg: FinetuneConfig, train: Sequence[ClipInfo], val: Sequence[ClipInfo], *, num_classes: int, size: int,
-        rt: Runtime, fold: str = "", init_state: dict[str, torch.Tensor] | None = None,
-        ckpt_path: Path | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
-        log: Logger = print_log) -> FitResult:
+def fit(
+    cfg: FinetuneConfig,
+    train: Sequence[ClipInfo],
+    val: Sequence[ClipInfo],
+    *,
+    num_classes: int,
+    size: int,
+    rt: Runtime,
+    fold: str = "",
+    init_state: dict[str, torch.Tensor] | None = None,
+    ckpt_path: Path | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    log: Logger = print_log,
+) -> FitResult:
     """Train one fold's model on ``train`` (no access to the fold's test clips).
 
     With ``val`` non-empty, the epoch with the best validation UF1 (ties: the earlier) is kept;
@@ -202,11 +214,23 @@ def fit(cfg: FinetuneConfig, train: Sequence[ClipInfo], val: Sequence[ClipInfo],
         if extra.get("best_state") is not None:
             best = {"score": extra["best_score"], "epoch": extra["best_epoch"], "state": extra["best_state"]}
     net = wrap_model(model, rt.dist, rt.device)
-    sampler = PairSampler(train, mode="keyframes", jitter=cfg.data.jitter, shuffle=True, seed=seed,
-                          rank=rt.dist.rank, world_size=rt.dist.world_size)
+    sampler = PairSampler(
+        train,
+        mode="keyframes",
+        jitter=cfg.data.jitter,
+        shuffle=True,
+        seed=seed,
+        rank=rt.dist.rank,
+        world_size=rt.dist.world_size,
+    )
     dataset = PairDataset(train, size)
-    loader = make_loader(dataset, sampler, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
-                         pin_memory=rt.device.type == "cuda")
+    loader = make_loader(
+        dataset,
+        sampler,
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        pin_memory=rt.device.type == "cuda",
+    )
     frozen = model.early_parameters() if init_state is not None else []
     train_keys = tuple(c.key for c in train)
     val_keys = tuple(c.key for c in val)
@@ -219,8 +243,12 @@ def fit(cfg: FinetuneConfig, train: Sequence[ClipInfo], val: Sequence[ClipInfo],
         loss_sum, n = 0.0, 0.0
         freeze = frozen if epoch < cfg.optim.freeze_epochs else None
         for batch in loader:
-            x = prepare_pairs(batch["frames"].to(rt.device, non_blocking=True), cfg.model.input_size,
-                              augment=cfg.augment, gen=aug_gen)
+            x = prepare_pairs(
+                batch["frames"].to(rt.device, non_blocking=True),
+                cfg.model.input_size,
+                augment=cfg.augment,
+                gen=aug_gen,
+            )
             y = batch["label"].to(rt.device)
             loss = F.cross_entropy(_logits(net, x, rt), y)
             optimizer_step(loss, net, opt, cfg.optim.grad_clip, freeze)
@@ -229,32 +257,64 @@ def fit(cfg: FinetuneConfig, train: Sequence[ClipInfo], val: Sequence[ClipInfo],
         sync_buffers(model)
         sched.step()
         loss_sum, n = all_reduce_sum([loss_sum, n], rt.device)
-        rec: dict[str, Any] = {"fold": fold, "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(n, 1.0),
-                               "seconds": round(time.perf_counter() - t0, 3)}
+        rec: dict[str, Any] = {
+            "fold": fold,
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": loss_sum / max(n, 1.0),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         val_metrics = None
         if cfg.optim.bn_recalibrate and (val or epoch + 1 == cfg.optim.epochs):
-            recalibrate_bn(model, prepared_batches(dataset, keyframe_pairs(train, 0, None),
-                                                   batch_size=cfg.data.batch_size,
-                                                   input_size=cfg.model.input_size, device=rt.device), rt)
+            recalibrate_bn(
+                model,
+                prepared_batches(
+                    dataset,
+                    keyframe_pairs(train, 0, None),
+                    batch_size=cfg.data.batch_size,
+                    input_size=cfg.model.input_size,
+                    device=rt.device,
+                ),
+                rt,
+            )
         if val:
             probs = predict(model, val, size=size, cfg=cfg, rt=rt)
-            val_metrics = classification_metrics([c.label for c in val], probs.argmax(1).tolist(),
-                                                 [str(i) for i in range(num_classes)])
+            val_metrics = classification_metrics(
+                [c.label for c in val], probs.argmax(1).tolist(), [str(i) for i in range(num_classes)]
+            )
             rec["val_uf1"], rec["val_acc"] = val_metrics["uf1"], val_metrics["acc"]
             if val_metrics["uf1"] > best["score"]:
-                best = {"score": val_metrics["uf1"], "epoch": epoch + 1,
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                best = {
+                    "score": val_metrics["uf1"],
+                    "epoch": epoch + 1,
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                }
         history.append(rec)
         if rt.is_main and ckpt_path is not None:
             append_jsonl(ckpt_path.parent / "history.jsonl", rec)
             if epoch + 1 == cfg.optim.epochs or (epoch + 1) % max(cfg.run.checkpoint_every, 1) == 0:
-                extra = ({"best_state": best["state"], "best_score": best["score"], "best_epoch": best["epoch"]}
-                         if val else {})
-                save_checkpoint(ckpt_path, kind="finetune", epoch=epoch + 1, model=model, optimizer=opt,
-                                scheduler=sched, config=resolved, aug_gen=aug_gen, history=history, extra=extra)
+                extra = (
+                    {"best_state": best["state"], "best_score": best["score"], "best_epoch": best["epoch"]}
+                    if val
+                    else {}
+                )
+                save_checkpoint(
+                    ckpt_path,
+                    kind="finetune",
+                    epoch=epoch + 1,
+                    model=model,
+                    optimizer=opt,
+                    scheduler=sched,
+                    config=resolved,
+                    aug_gen=aug_gen,
+                    history=history,
+                    extra=extra,
+                )
         if cfg.run.log_every and rt.is_main:
-            log(f"  {fold} epoch {epoch + 1}/{cfg.optim.epochs}: loss {rec['train_loss']:.4f}"
-                + (f" val UF1 {rec['val_uf1']:.3f}" if val else ""))
+            log(
+                f"  {fold} epoch {epoch + 1}/{cfg.optim.epochs}: loss {rec['train_loss']:.4f}"
+                + (f" val UF1 {rec['val_uf1']:.3f}" if val else "")
+            )
         if on_epoch is not None:
             on_epoch(EpochReport(fold, epoch + 1, rec["train_loss"], lr, train_keys, val_keys, val_metrics))
     dataset.handles.close()
@@ -267,8 +327,15 @@ def fit(cfg: FinetuneConfig, train: Sequence[ClipInfo], val: Sequence[ClipInfo],
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, clips: Sequence[ClipInfo], *, size: int, cfg: FinetuneConfig, rt: Runtime,
-            heat: int = 0) -> Any:
+def predict(
+    model: torch.nn.Module,
+    clips: Sequence[ClipInfo],
+    *,
+    size: int,
+    cfg: FinetuneConfig,
+    rt: Runtime,
+    heat: int = 0,
+) -> Any:
     """Class probabilities ``(N, K) float64`` for the annotated onset/apex pair of each clip.
 
     With ``heat > 0`` returns ``(probs, samples)`` where ``samples`` holds onset/apex images and the
@@ -282,7 +349,7 @@ def predict(model: torch.nn.Module, clips: Sequence[ClipInfo], *, size: int, cfg
     pairs = keyframe_pairs(clips, 0, None)
     probs, samples = [], []
     for s in range(0, len(pairs), cfg.data.batch_size):
-        chunk = pairs[s:s + cfg.data.batch_size]
+        chunk = pairs[s : s + cfg.data.batch_size]
         batch = dataset.__getitems__(chunk)
         x = prepare_pairs(batch["frames"].to(rt.device), cfg.model.input_size)
         with rt.autocast():
@@ -302,8 +369,16 @@ def predict(model: torch.nn.Module, clips: Sequence[ClipInfo], *, size: int, cfg
     return (p, samples) if heat > 0 else p
 
 
-def evaluate_held_out(model: MIACNet, held_out: HeldOut, *, size: int, cfg: FinetuneConfig, rt: Runtime,
-                      classes: Sequence[str], heat: int = 0) -> HeldOutPredictions:
+def evaluate_held_out(
+    model: MIACNet,
+    held_out: HeldOut,
+    *,
+    size: int,
+    cfg: FinetuneConfig,
+    rt: Runtime,
+    classes: Sequence[str],
+    heat: int = 0,
+) -> HeldOutPredictions:
     """Predict a fold's sealed test clips, once (a second call on the same fold raises).
 
     It receives a trained model only: no optimiser, no epochs, no way to feed results back into
@@ -315,8 +390,16 @@ def evaluate_held_out(model: MIACNet, held_out: HeldOut, *, size: int, cfg: Fine
     rows = []
     for c, p in zip(clips, probs, strict=True):
         pred = int(p.argmax())
-        row = {"fold": held_out.fold, "key": c.key, "dataset": c.dataset, "subject": c.subject,
-               "label": c.label, "pred": pred, "label_name": classes[c.label], "pred_name": classes[pred]}
+        row = {
+            "fold": held_out.fold,
+            "key": c.key,
+            "dataset": c.dataset,
+            "subject": c.subject,
+            "label": c.label,
+            "pred": pred,
+            "label_name": classes[c.label],
+            "pred_name": classes[pred],
+        }
         row.update({f"p_{name}": round(float(v), 6) for name, v in zip(classes, p, strict=True)})
         rows.append(row)
     for s in samples:
@@ -358,21 +441,37 @@ def _per_class_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(out: Path, result_rows: list[dict[str, Any]], classes: list[str], extra: dict[str, Any],
-                 heat_samples: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def write_report(
+    out: Path,
+    result_rows: list[dict[str, Any]],
+    classes: list[str],
+    extra: dict[str, Any],
+    heat_samples: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Pool predictions, compute metrics and write predictions.csv, metrics.json, per_class.csv, PNGs."""
-    metrics = classification_metrics([r["label"] for r in result_rows], [r["pred"] for r in result_rows], classes,
-                                     [r["dataset"] for r in result_rows])
+    metrics = classification_metrics(
+        [r["label"] for r in result_rows],
+        [r["pred"] for r in result_rows],
+        classes,
+        [r["dataset"] for r in result_rows],
+    )
     metrics.update(extra)
     _write_csv(out / "predictions.csv", result_rows)
     write_json(out / "metrics.json", metrics)
-    _write_csv(out / "per_class.csv", _per_class_rows(metrics),
-               ["scope", "class", "precision", "recall", "f1", "support"])
+    _write_csv(
+        out / "per_class.csv",
+        _per_class_rows(metrics),
+        ["scope", "class", "precision", "recall", "f1", "support"],
+    )
     from mepipe.train.pictures import confusion_png, heatmap_grid
 
-    confusion_png(np.asarray(metrics["confusion"]), classes, out / "confusion.png",
-                  f"pooled over {extra.get('n_folds', '?')} folds: acc {metrics['acc']:.3f} "
-                  f"UF1 {metrics['uf1']:.3f} UAR {metrics['uar']:.3f}")
+    confusion_png(
+        np.asarray(metrics["confusion"]),
+        classes,
+        out / "confusion.png",
+        f"pooled over {extra.get('n_folds', '?')} folds: acc {metrics['acc']:.3f} "
+        f"UF1 {metrics['uf1']:.3f} UAR {metrics['uar']:.3f}",
+    )
     if heat_samples:
         heatmap_grid(heat_samples, out / "pictures" / "heatmaps.png")
     return metrics
@@ -382,8 +481,13 @@ def _label_fn(scheme: LabelMap) -> Callable[[Any], int | None]:
     return lambda row: scheme.label(row.dataset, row.emotion_raw)
 
 
-def finetune_loso(cfg: FinetuneConfig, *, scheme: LabelMap | None = None,
-                  on_epoch: Callable[[EpochReport], None] | None = None, log: Logger = print_log) -> LosoResult:
+def finetune_loso(
+    cfg: FinetuneConfig,
+    *,
+    scheme: LabelMap | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    log: Logger = print_log,
+) -> LosoResult:
     """Fine-tune MIACNet under LOSO (or LODO) and score the pooled held-out predictions.
 
     Args:
@@ -400,8 +504,13 @@ def finetune_loso(cfg: FinetuneConfig, *, scheme: LabelMap | None = None,
         return _finetune_loso(cfg, scheme=scheme, on_epoch=on_epoch, log=log)
 
 
-def _finetune_loso(cfg: FinetuneConfig, *, scheme: LabelMap | None = None,
-                  on_epoch: Callable[[EpochReport], None] | None = None, log: Logger = print_log) -> LosoResult:
+def _finetune_loso(
+    cfg: FinetuneConfig,
+    *,
+    scheme: LabelMap | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    log: Logger = print_log,
+) -> LosoResult:
     """:func:`finetune_loso` without the thread-count context."""
     if not cfg.run.out:
         raise ConfigError("run.out: no run folder given; pass --out RUN")
@@ -409,7 +518,9 @@ def _finetune_loso(cfg: FinetuneConfig, *, scheme: LabelMap | None = None,
         raise ConfigError("data.shards: no build folder given; pass --shards MICRO_OUT")
     out = Path(cfg.run.out)
     if (out / "folds").is_dir() and any((out / "folds").iterdir()) and not cfg.run.resume:
-        raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume to continue it or choose another --out")
+        raise ConfigError(
+            f"{out} already holds a fine-tuning run; pass --resume to continue it or choose another --out"
+        )
     if scheme is None:
         from mepipe.labels import load_scheme
 
@@ -420,21 +531,34 @@ def _finetune_loso(cfg: FinetuneConfig, *, scheme: LabelMap | None = None,
     clips, _, dropped = load_clips(cfg.data.shards, label_fn=_label_fn(scheme), datasets=cfg.data.datasets)
     size = frame_size(clips)
     classes = list(scheme.classes)
-    plans: list[FoldPlan] = plan_folds(clips, cfg.protocol.name, cfg.protocol.val_subjects, cfg.run.seed,
-                                       cfg.protocol.folds, cfg.protocol.per_dataset)
+    plans: list[FoldPlan] = plan_folds(
+        clips,
+        cfg.protocol.name,
+        cfg.protocol.val_subjects,
+        cfg.run.seed,
+        cfg.protocol.folds,
+        cfg.protocol.per_dataset,
+    )
     init_state = None
     if cfg.init:
         init_state, init_cfg = load_init_state(cfg.init)
-        diffs = {k: (init_cfg.get("model", {}).get(k), v) for k, v in config_to_dict(cfg).get("model", {}).items()
-                 if k in ("input_size", "width", "action_input", "pos_layers", "pos_heads", "pos_input")
-                 and init_cfg.get("model", {}).get(k) not in (None, v)}
+        diffs = {
+            k: (init_cfg.get("model", {}).get(k), v)
+            for k, v in config_to_dict(cfg).get("model", {}).items()
+            if k in ("input_size", "width", "action_input", "pos_layers", "pos_heads", "pos_input")
+            and init_cfg.get("model", {}).get(k) not in (None, v)
+        }
         if diffs:
-            raise ConfigError(f"--init {cfg.init}: model settings differ from pre-training (pretrain, here): {diffs}; "
-                              "set them equal with --set model.KEY=VALUE")
+            raise ConfigError(
+                f"--init {cfg.init}: model settings differ from pre-training (pretrain, here): {diffs}; "
+                "set them equal with --set model.KEY=VALUE"
+            )
     if rt.is_main:
-        log(f"finetune: {len(clips)} clips, {len(classes)} classes ({scheme.name}), dropped {dropped}, "
+        log(
+            f"finetune: {len(clips)} clips, {len(classes)} classes ({scheme.name}), dropped {dropped}, "
             f"{len(plans)} {cfg.protocol.name} folds, init {'MA2MI ' + cfg.init if cfg.init else 'scratch'}, "
-            f"device {rt.device}")
+            f"device {rt.device}"
+        )
     pooled: list[dict[str, Any]] = []
     per_fold: list[dict[str, Any]] = []
     heat_samples: list[dict[str, Any]] = []
@@ -447,31 +571,64 @@ def _finetune_loso(cfg: FinetuneConfig, *, scheme: LabelMap | None = None,
             chosen = None
         else:
             t0 = time.perf_counter()
-            fitted = fit(cfg, plan.train, plan.val, num_classes=len(classes), size=size, rt=rt, fold=plan.name,
-                         init_state=init_state, ckpt_path=fdir / "last.pt", on_epoch=on_epoch, log=log)
+            fitted = fit(
+                cfg,
+                plan.train,
+                plan.val,
+                num_classes=len(classes),
+                size=size,
+                rt=rt,
+                fold=plan.name,
+                init_state=init_state,
+                ckpt_path=fdir / "last.pt",
+                on_epoch=on_epoch,
+                log=log,
+            )
             want = max(cfg.run.pictures - len(heat_samples), 0)
-            preds = evaluate_held_out(fitted.model, plan.test, size=size, cfg=cfg, rt=rt, classes=classes, heat=want)
+            preds = evaluate_held_out(
+                fitted.model, plan.test, size=size, cfg=cfg, rt=rt, classes=classes, heat=want
+            )
             rows, chosen = preds.rows, fitted.chosen_epoch
             heat_samples.extend(preds.heat_samples)
             if rt.is_main:
                 _write_csv(done, rows)
                 acc = float(np.mean([r["label"] == r["pred"] for r in rows])) if rows else float("nan")
-                log(f"fold {plan.name}: {len(plan.train)} train / {len(plan.val)} val / {len(rows)} test clips, "
-                    f"epoch {chosen}, fold acc {acc:.3f}, {time.perf_counter() - t0:.1f} s")
+                log(
+                    f"fold {plan.name}: {len(plan.train)} train / {len(plan.val)} val / {len(rows)} test clips, "
+                    f"epoch {chosen}, fold acc {acc:.3f}, {time.perf_counter() - t0:.1f} s"
+                )
         pooled.extend(rows)
-        per_fold.append({"fold": plan.name, "held_out": plan.held_out, "n_train": len(plan.train),
-                         "n_val": len(plan.val), "val_subjects": plan.val_subjects, "n_test": len(rows),
-                         "chosen_epoch": chosen,
-                         "acc": float(np.mean([r["label"] == r["pred"] for r in rows])) if rows else None})
+        per_fold.append(
+            {
+                "fold": plan.name,
+                "held_out": plan.held_out,
+                "n_train": len(plan.train),
+                "n_val": len(plan.val),
+                "val_subjects": plan.val_subjects,
+                "n_test": len(rows),
+                "chosen_epoch": chosen,
+                "acc": float(np.mean([r["label"] == r["pred"] for r in rows])) if rows else None,
+            }
+        )
     barrier()
-    extra = {"protocol": cfg.protocol.name, "scheme": scheme.name, "n_folds": len(plans), "per_fold": per_fold,
-             "dropped": dropped, "init": cfg.init, "seconds": round(time.perf_counter() - t_start, 2)}
+    extra = {
+        "protocol": cfg.protocol.name,
+        "scheme": scheme.name,
+        "n_folds": len(plans),
+        "per_fold": per_fold,
+        "dropped": dropped,
+        "init": cfg.init,
+        "seconds": round(time.perf_counter() - t_start, 2),
+    }
     if rt.is_main:
         metrics = write_report(out, pooled, classes, extra, heat_samples if cfg.run.pictures else None)
-        log(f"{cfg.protocol.name} pooled over {len(plans)} folds ({len(pooled)} clips): acc {metrics['acc']:.4f} "
-            f"UF1 {metrics['uf1']:.4f} UAR {metrics['uar']:.4f} -> {out / 'metrics.json'}")
+        log(
+            f"{cfg.protocol.name} pooled over {len(plans)} folds ({len(pooled)} clips): acc {metrics['acc']:.4f} "
+            f"UF1 {metrics['uf1']:.4f} UAR {metrics['uar']:.4f} -> {out / 'metrics.json'}"
+        )
     else:
-        metrics = classification_metrics([r["label"] for r in pooled], [r["pred"] for r in pooled], classes,
-                                         [r["dataset"] for r in pooled])
+        metrics = classification_metrics(
+            [r["label"] for r in pooled], [r["pred"] for r in pooled], classes, [r["dataset"] for r in pooled]
+        )
         metrics.update(extra)
     return LosoResult(out, metrics, pooled, classes)

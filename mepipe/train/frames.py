@@ -54,9 +54,13 @@ class ClipInfo:
         return f"{self.dataset}/{self.subject}"
 
 
-def clips_from_rows(rows: Sequence[ManifestRow], build_dir: str | Path, *,
-                    label_fn: Callable[[ManifestRow], int | None] | None = None,
-                    datasets: Sequence[str] = ()) -> tuple[list[ClipInfo], dict[str, int]]:
+def clips_from_rows(
+    rows: Sequence[ManifestRow],
+    build_dir: str | Path,
+    *,
+    label_fn: Callable[[ManifestRow], int | None] | None = None,
+    datasets: Sequence[str] = (),
+) -> tuple[list[ClipInfo], dict[str, int]]:
     """Turn manifest rows into :class:`ClipInfo` (only ``ok`` rows).
 
     Args:
@@ -87,19 +91,35 @@ def clips_from_rows(rows: Sequence[ManifestRow], build_dir: str | Path, *,
                 dropped["label"] += 1
                 continue
             label = int(lab)
-        clips.append(ClipInfo(r.key, str((root / "shards" / r.shard).resolve()), r.dataset, r.subject,
-                              r.n_frames, r.onset_idx, r.apex_idx, label))
+        clips.append(
+            ClipInfo(
+                r.key,
+                str((root / "shards" / r.shard).resolve()),
+                r.dataset,
+                r.subject,
+                r.n_frames,
+                r.onset_idx,
+                r.apex_idx,
+                label,
+            )
+        )
     return clips, dropped
 
 
-def load_clips(build_dir: str | Path, *, label_fn: Callable[[ManifestRow], int | None] | None = None,
-               datasets: Sequence[str] = ()) -> tuple[list[ClipInfo], list[ManifestRow], dict[str, int]]:
+def load_clips(
+    build_dir: str | Path,
+    *,
+    label_fn: Callable[[ManifestRow], int | None] | None = None,
+    datasets: Sequence[str] = (),
+) -> tuple[list[ClipInfo], list[ManifestRow], dict[str, int]]:
     """Read ``build_dir/manifest.csv`` and return ``(clips, rows, dropped)`` (see :func:`clips_from_rows`)."""
     rows = read_manifest(build_dir)
     clips, dropped = clips_from_rows(rows, build_dir, label_fn=label_fn, datasets=datasets)
     if not clips:
-        raise ShardError(f"{build_dir}: no usable clips (dropped: {dropped}); check the manifest's status "
-                         "column, data.datasets and the label scheme")
+        raise ShardError(
+            f"{build_dir}: no usable clips (dropped: {dropped}); check the manifest's status "
+            "column, data.datasets and the label scheme"
+        )
     return clips, rows, dropped
 
 
@@ -133,7 +153,7 @@ def read_frame(clip: ClipFrames, idx: int, out: np.ndarray) -> None:
         out: C-contiguous ``(S, S, 3) uint8`` destination (e.g. a view into a batch buffer).
     """
     if clip.raw is not None:
-        clip.raw.read_direct(out[np.newaxis], np.s_[idx:idx + 1])
+        clip.raw.read_direct(out[np.newaxis], np.s_[idx : idx + 1])
         return
     from mepipe.shards.reader import read_frame as decode_frame
 
@@ -168,16 +188,20 @@ class ShardHandles:
             f = self._files.get(clip.shard)
             if f is None:
                 if not os.path.isfile(clip.shard):
-                    raise ShardError(f"shard {clip.shard} not found; is the build folder complete "
-                                     "(run `mepipe verify`)?")
+                    raise ShardError(
+                        f"shard {clip.shard} not found; is the build folder complete (run `mepipe verify`)?"
+                    )
                 f = self._files[clip.shard] = h5py.File(clip.shard, "r")
             g = f[CLIPS_GROUP].get(clip.key)
             if g is None:
-                raise ShardError(f"clip {clip.key!r} not in {clip.shard}; the manifest does not match the shards")
+                raise ShardError(
+                    f"clip {clip.key!r} not in {clip.shard}; the manifest does not match the shards"
+                )
             raw = g.get("frames")
             if raw is not None and (raw.dtype != np.uint8 or raw.ndim != 4):
-                raise ShardError(f"{clip.shard}:{g.name}/frames is {raw.dtype} {raw.shape}; expected "
-                                 "(T, S, S, 3) uint8")
+                raise ShardError(
+                    f"{clip.shard}:{g.name}/frames is {raw.dtype} {raw.shape}; expected (T, S, S, 3) uint8"
+                )
             cf = self._clips[k] = ClipFrames(g, raw)
         return cf
 
@@ -196,8 +220,10 @@ def frame_size(clips: Sequence[ClipInfo], handles: ShardHandles | None = None) -
         if shard_size is None:
             sizes[c.shard] = h.clip(c).frame_shape[0]
     if len(set(sizes.values())) > 1:
-        raise ShardError(f"shards hold different crop sizes {sorted(set(sizes.values()))}; build all data "
-                         "with the same align.crop_size")
+        raise ShardError(
+            f"shards hold different crop sizes {sorted(set(sizes.values()))}; build all data "
+            "with the same align.crop_size"
+        )
     if handles is None:
         h.close()
     return next(iter(sizes.values()))

@@ -50,8 +50,12 @@ def scores_from_confusion(cm: np.ndarray, class_names: Sequence[str] | None = No
         f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
     present = support > 0
     per_class = {
-        names[c]: {"precision": float(precision[c]), "recall": float(recall[c]) if present[c] else None,
-                   "f1": float(f1[c]) if present[c] else None, "support": int(support[c])}
+        names[c]: {
+            "precision": float(precision[c]),
+            "recall": float(recall[c]) if present[c] else None,
+            "f1": float(f1[c]) if present[c] else None,
+            "support": int(support[c]),
+        }
         for c in range(k)
     }
     return {
@@ -63,8 +67,12 @@ def scores_from_confusion(cm: np.ndarray, class_names: Sequence[str] | None = No
     }
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
-                           groups: Sequence[str] | None = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    class_names: Sequence[str],
+    groups: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Pooled metrics, with a breakdown per group (dataset) when ``groups`` is given.
 
     Args:

@@ -69,18 +69,24 @@ def heatmap_grid(samples: Sequence[dict[str, Any]], path: Path) -> Path | None:
         on, ap = s["onset"], s["apex"]
         diff = np.abs(ap.astype(np.int16) - on.astype(np.int16))
         diff = np.clip(diff * (255.0 / max(int(diff.max()), 1)), 0, 255).astype(np.uint8)
-        heat = cv2.resize(np.asarray(s["heat"], dtype=np.float32), (on.shape[1], on.shape[0]),
-                          interpolation=cv2.INTER_CUBIC)
+        heat = cv2.resize(
+            np.asarray(s["heat"], dtype=np.float32), (on.shape[1], on.shape[0]), interpolation=cv2.INTER_CUBIC
+        )
         colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
         overlay = cv2.addWeighted(on, 0.55, colour, 0.45, 0)
-        tiles = [_label(cv2, _tile(cv2, on), s.get("title", "onset")), _label(cv2, _tile(cv2, ap), "apex"),
-                 _label(cv2, _tile(cv2, diff), "|apex-onset|"), _label(cv2, _tile(cv2, overlay), "action heat")]
+        tiles = [
+            _label(cv2, _tile(cv2, on), s.get("title", "onset")),
+            _label(cv2, _tile(cv2, ap), "apex"),
+            _label(cv2, _tile(cv2, diff), "|apex-onset|"),
+            _label(cv2, _tile(cv2, overlay), "action heat"),
+        ]
         rows.append(np.concatenate(tiles, axis=1))
     return _write(cv2, path, np.concatenate(rows, axis=0))
 
 
-def reconstruction_grid(i_t: np.ndarray, i_td: np.ndarray, recon: np.ndarray, path: Path,
-                        titles: Sequence[str] | None = None) -> Path | None:
+def reconstruction_grid(
+    i_t: np.ndarray, i_td: np.ndarray, recon: np.ndarray, path: Path, titles: Sequence[str] | None = None
+) -> Path | None:
     """One row per pair: ``I_t``, ``I_{t+δ}``, the low-resolution reconstruction, and ``I_{t+δ}`` at the
     reconstruction's resolution (what the pixel term aims at). All ``(B, H, W, 3) uint8`` RGB."""
     cv2 = _cv2()
@@ -91,8 +97,12 @@ def reconstruction_grid(i_t: np.ndarray, i_td: np.ndarray, recon: np.ndarray, pa
         s = recon.shape[1]
         goal = cv2.resize(i_td[j], (s, s), interpolation=cv2.INTER_AREA)
         head = titles[j] if titles else "I_t"
-        tiles = [_label(cv2, _tile(cv2, i_t[j]), head), _label(cv2, _tile(cv2, i_td[j]), "I_t+d"),
-                 _label(cv2, _tile(cv2, recon[j]), "reconstruction"), _label(cv2, _tile(cv2, goal), "target (low-res)")]
+        tiles = [
+            _label(cv2, _tile(cv2, i_t[j]), head),
+            _label(cv2, _tile(cv2, i_td[j]), "I_t+d"),
+            _label(cv2, _tile(cv2, recon[j]), "reconstruction"),
+            _label(cv2, _tile(cv2, goal), "target (low-res)"),
+        ]
         rows.append(np.concatenate(tiles, axis=1))
     return _write(cv2, path, np.concatenate(rows, axis=0))
 
@@ -123,6 +133,6 @@ def confusion_png(cm: np.ndarray, classes: Sequence[str], path: Path, title: str
         # column names, written vertically: draw on a strip, rotate it by 90 degrees
         strip = np.full((cell, 96, 3), 255, np.uint8)
         cv2.putText(strip, name[:12], (2, 38), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        img[top - 96:top, left + i * cell:left + (i + 1) * cell] = np.rot90(strip)
+        img[top - 96 : top, left + i * cell : left + (i + 1) * cell] = np.rot90(strip)
     cv2.putText(img, "true \\ predicted", (4, top - 8), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
     return _write(cv2, path, img)

@@ -78,8 +78,10 @@ def _check_run_dir(cfg: PretrainConfig) -> Path:
         raise ConfigError("data.shards: no build folder given; pass --shards MACRO_OUT")
     out = Path(cfg.run.out)
     if (out / CHECKPOINT_NAME).is_file() and not cfg.run.resume:
-        raise ConfigError(f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it or "
-                          "choose another --out")
+        raise ConfigError(
+            f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it or "
+            "choose another --out"
+        )
     return out
 
 
@@ -93,13 +95,24 @@ def load_pair_table(cfg: PretrainConfig, clips: list[ClipInfo]) -> list[tuple[in
     except ValueError as exc:
         raise ConfigError(f"{cfg.data.shards}: {exc}") from None
     if not table:
-        raise ConfigError(f"{cfg.data.shards}/pairs.csv holds no pair of the selected clips; rewrite it with "
-                          "`mepipe pairs` or use data.pairs=sample")
+        raise ConfigError(
+            f"{cfg.data.shards}/pairs.csv holds no pair of the selected clips; rewrite it with "
+            "`mepipe pairs` or use data.pairs=sample"
+        )
     return table
 
 
-def train_epoch(net: torch.nn.Module, loader: Any, *, cfg: PretrainConfig, rt: Runtime,
-                opt: torch.optim.Optimizer, aug_gen: torch.Generator, log: Logger, epoch: int) -> dict[str, float]:
+def train_epoch(
+    net: torch.nn.Module,
+    loader: Any,
+    *,
+    cfg: PretrainConfig,
+    rt: Runtime,
+    opt: torch.optim.Optimizer,
+    aug_gen: torch.Generator,
+    log: Logger,
+    epoch: int,
+) -> dict[str, float]:
     """One pre-training epoch; returns summed (over ranks) loss terms and the pair count."""
     model = unwrap(net)
     assert isinstance(model, MA2MI)
@@ -122,22 +135,43 @@ def train_epoch(net: torch.nn.Module, loader: Any, *, cfg: PretrainConfig, rt: R
             log(f"  epoch {epoch + 1} step {step + 1}: loss {float(out.loss):.4f}")
     loss, lat, pix, tstd, n = all_reduce_sum(sums, rt.device)
     n = max(n, 1.0)
-    return {"loss": loss / n, "latent_loss": lat / n, "pixel_loss": pix / n, "target_std": tstd / n, "pairs": int(n)}
+    return {
+        "loss": loss / n,
+        "latent_loss": lat / n,
+        "pixel_loss": pix / n,
+        "target_std": tstd / n,
+        "pairs": int(n),
+    }
 
 
-def _recalibrate(model: MA2MI, dataset: PairDataset, clips: list[ClipInfo], cfg: PretrainConfig, rt: Runtime) -> None:
+def _recalibrate(
+    model: MA2MI, dataset: PairDataset, clips: list[ClipInfo], cfg: PretrainConfig, rt: Runtime
+) -> None:
     """Exact BatchNorm statistics over up to ``RECALIBRATION_PAIRS`` fixed, unaugmented pairs."""
     per_clip = -(-RECALIBRATION_PAIRS // len(clips))
-    pairs = PairSampler(clips, mode="delta", delta=cfg.data.delta, pairs_per_clip=per_clip, shuffle=False,
-                        seed=cfg.run.seed).pairs()[:RECALIBRATION_PAIRS]
-    batches = prepared_batches(dataset, pairs, batch_size=max(cfg.data.batch_size, 64),
-                               input_size=cfg.model.input_size, device=rt.device)
+    pairs = PairSampler(
+        clips, mode="delta", delta=cfg.data.delta, pairs_per_clip=per_clip, shuffle=False, seed=cfg.run.seed
+    ).pairs()[:RECALIBRATION_PAIRS]
+    batches = prepared_batches(
+        dataset,
+        pairs,
+        batch_size=max(cfg.data.batch_size, 64),
+        input_size=cfg.model.input_size,
+        device=rt.device,
+    )
     recalibrate_bn(model, batches, rt)
 
 
 @torch.no_grad()
-def draw_pretrain_pictures(model: MA2MI, dataset: PairDataset, clips: list[ClipInfo], cfg: PretrainConfig,
-                           rt: Runtime, out_dir: Path, tag: str) -> list[Path]:
+def draw_pretrain_pictures(
+    model: MA2MI,
+    dataset: PairDataset,
+    clips: list[ClipInfo],
+    cfg: PretrainConfig,
+    rt: Runtime,
+    out_dir: Path,
+    tag: str,
+) -> list[Path]:
     """Reconstructions and action heat maps for the first ``run.pictures`` clips (pair ``(t, t + b)``
     from the clip's middle, no augmentation)."""
     from mepipe.train.pictures import heatmap_grid, reconstruction_grid, to_uint8_images
@@ -163,7 +197,9 @@ def draw_pretrain_pictures(model: MA2MI, dataset: PairDataset, clips: list[ClipI
     written = []
     titles = [f"{clips[ci].key.split('/')[-1]} t={t} d={t2 - t}" for ci, t, t2 in idx]
     if out.recon is not None:
-        p = reconstruction_grid(i_t, i_td, to_uint8_images(out.recon), out_dir / f"reconstructions-{tag}.png", titles)
+        p = reconstruction_grid(
+            i_t, i_td, to_uint8_images(out.recon), out_dir / f"reconstructions-{tag}.png", titles
+        )
         if p:
             written.append(p)
     if out.attention:
@@ -177,8 +213,9 @@ def draw_pretrain_pictures(model: MA2MI, dataset: PairDataset, clips: list[ClipI
     return written
 
 
-def pretrain(cfg: PretrainConfig, *, log: Logger = print_log,
-             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> PretrainResult:
+def pretrain(
+    cfg: PretrainConfig, *, log: Logger = print_log, on_epoch: Callable[[dict[str, Any]], None] | None = None
+) -> PretrainResult:
     """Run MA2MI pre-training as configured (see :class:`~mepipe.train.config.PretrainConfig`).
 
     Under ``torchrun`` every rank calls this; only rank 0 writes files.
@@ -195,8 +232,9 @@ def pretrain(cfg: PretrainConfig, *, log: Logger = print_log,
         return _pretrain(cfg, log=log, on_epoch=on_epoch)
 
 
-def _pretrain(cfg: PretrainConfig, *, log: Logger = print_log,
-             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> PretrainResult:
+def _pretrain(
+    cfg: PretrainConfig, *, log: Logger = print_log, on_epoch: Callable[[dict[str, Any]], None] | None = None
+) -> PretrainResult:
     """:func:`pretrain` without the thread-count context."""
     out = _check_run_dir(cfg)
     rt = make_runtime(cfg.run)
@@ -220,16 +258,35 @@ def _pretrain(cfg: PretrainConfig, *, log: Logger = print_log,
             log(f"resuming {ckpt_path} after epoch {start}")
     net = wrap_model(model, rt.dist, rt.device)
     table = load_pair_table(cfg, clips) if cfg.data.pairs == "table" else []
-    sampler = PairSampler(clips, mode=cfg.data.pairs.replace("sample", "delta"), delta=cfg.data.delta,
-                          pairs_per_clip=cfg.data.pairs_per_clip, shuffle=True, seed=cfg.run.seed,
-                          rank=rt.dist.rank, world_size=rt.dist.world_size, table=table)
+    sampler = PairSampler(
+        clips,
+        mode=cfg.data.pairs.replace("sample", "delta"),
+        delta=cfg.data.delta,
+        pairs_per_clip=cfg.data.pairs_per_clip,
+        shuffle=True,
+        seed=cfg.run.seed,
+        rank=rt.dist.rank,
+        world_size=rt.dist.world_size,
+        table=table,
+    )
     dataset = PairDataset(clips, size)
-    loader = make_loader(dataset, sampler, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
-                         pin_memory=rt.device.type == "cuda")
+    loader = make_loader(
+        dataset,
+        sampler,
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        pin_memory=rt.device.type == "cuda",
+    )
     if rt.is_main:
-        source = f"{len(table)} pairs from pairs.csv" if table else f"delta {cfg.data.delta[0]}:{cfg.data.delta[1]}"
-        log(f"pretrain: {len(clips)} clips ({dropped['failed']} failed rows skipped), crops {size}px -> "
-            f"{cfg.model.input_size}px, {source}, {len(sampler) * rt.dist.world_size} pairs/epoch, device {rt.device}")
+        source = (
+            f"{len(table)} pairs from pairs.csv"
+            if table
+            else f"delta {cfg.data.delta[0]}:{cfg.data.delta[1]}"
+        )
+        log(
+            f"pretrain: {len(clips)} clips ({dropped['failed']} failed rows skipped), crops {size}px -> "
+            f"{cfg.model.input_size}px, {source}, {len(sampler) * rt.dist.world_size} pairs/epoch, device {rt.device}"
+        )
     resolved = config_to_dict(cfg)
     for epoch in range(start, cfg.optim.epochs):
         sampler.set_epoch(epoch)
@@ -245,19 +302,32 @@ def _pretrain(cfg: PretrainConfig, *, log: Logger = print_log,
             _recalibrate(model, dataset, clips, cfg, rt)
         history.append(rec)
         if rt.is_main:
-            log(f"pretrain epoch {epoch + 1}/{cfg.optim.epochs}: loss {rec['loss']:.4f} (latent "
+            log(
+                f"pretrain epoch {epoch + 1}/{cfg.optim.epochs}: loss {rec['loss']:.4f} (latent "
                 f"{rec['latent_loss']:.4f}, pixel {rec['pixel_loss']:.4f}, target std {rec['target_std']:.3f}) "
-                f"lr {lr:.2e} {rec['pairs']} pairs {rec['seconds']:.1f} s ({rec['pairs_per_s']:.0f} pairs/s)")
+                f"lr {lr:.2e} {rec['pairs']} pairs {rec['seconds']:.1f} s ({rec['pairs_per_s']:.0f} pairs/s)"
+            )
             append_jsonl(out / "history.jsonl", rec)
             last = epoch + 1 == cfg.optim.epochs
             if last or (epoch + 1) % max(cfg.run.checkpoint_every, 1) == 0:
-                save_checkpoint(ckpt_path, kind="pretrain", epoch=epoch + 1, model=model, optimizer=opt,
-                                scheduler=sched, config=resolved, aug_gen=aug_gen, history=history)
+                save_checkpoint(
+                    ckpt_path,
+                    kind="pretrain",
+                    epoch=epoch + 1,
+                    model=model,
+                    optimizer=opt,
+                    scheduler=sched,
+                    config=resolved,
+                    aug_gen=aug_gen,
+                    history=history,
+                )
         if on_epoch is not None:
             on_epoch(rec)
     barrier()
     pictures: list[Path] = []
     if rt.is_main and cfg.run.pictures > 0:
-        pictures = draw_pretrain_pictures(model, dataset, clips, cfg, rt, out / "pictures", f"epoch{cfg.optim.epochs:03d}")
+        pictures = draw_pretrain_pictures(
+            model, dataset, clips, cfg, rt, out / "pictures", f"epoch{cfg.optim.epochs:03d}"
+        )
     dataset.handles.close()
     return PretrainResult(out, ckpt_path, history, model, pictures)

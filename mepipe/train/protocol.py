@@ -63,8 +63,10 @@ class HeldOut:
     def release(self) -> tuple[ClipInfo, ...]:
         """The test clips, once; a second call raises :class:`PeekingError`."""
         if self._released:
-            raise PeekingError(f"fold {self.fold}: the held-out clips were already evaluated once; "
-                               "evaluating again would allow selection on the test subject")
+            raise PeekingError(
+                f"fold {self.fold}: the held-out clips were already evaluated once; "
+                "evaluating again would allow selection on the test subject"
+            )
         self._released = True
         return self.__clips
 
@@ -93,8 +95,10 @@ class FoldPlan:
 
 
 def _rows_for(clips: Sequence[ClipInfo]) -> list[ManifestRow]:
-    return [ManifestRow(key=c.key, dataset=c.dataset, subject=c.subject, clip_id=c.key, status="ok")
-            for c in clips]
+    return [
+        ManifestRow(key=c.key, dataset=c.dataset, subject=c.subject, clip_id=c.key, status="ok")
+        for c in clips
+    ]
 
 
 def make_plan(fold: Fold, clips: Sequence[ClipInfo], val: int | Sequence[str] = 0, seed: int = 0) -> FoldPlan:
@@ -120,30 +124,44 @@ def make_plan(fold: Fold, clips: Sequence[ClipInfo], val: int | Sequence[str] = 
     test_subjects = {c.subject_key for c in test}
     train_subjects = sorted({c.subject_key for c in train})
     if test_subjects & set(train_subjects):
-        raise FoldLeakError(f"fold {fold.name}: subjects {sorted(test_subjects & set(train_subjects))} on both sides")
+        raise FoldLeakError(
+            f"fold {fold.name}: subjects {sorted(test_subjects & set(train_subjects))} on both sides"
+        )
     if isinstance(val, int):
         if val >= len(train_subjects):
-            raise PeekingError(f"fold {fold.name}: cannot carve {val} validation subject(s) from "
-                               f"{len(train_subjects)} training subject(s); lower protocol.val_subjects")
+            raise PeekingError(
+                f"fold {fold.name}: cannot carve {val} validation subject(s) from "
+                f"{len(train_subjects)} training subject(s); lower protocol.val_subjects"
+            )
         rng = np.random.default_rng([seed, zlib.crc32(fold.name.encode())])
         chosen = set(rng.choice(train_subjects, size=val, replace=False).tolist()) if val else set()
     else:
         chosen = set(val)
         bad = sorted(chosen & (test_subjects | {fold.held_out}))
         if bad:
-            raise PeekingError(f"fold {fold.name}: validation subject(s) {bad} are held out for testing; "
-                               "validation must come from training subjects only")
+            raise PeekingError(
+                f"fold {fold.name}: validation subject(s) {bad} are held out for testing; "
+                "validation must come from training subjects only"
+            )
         unknown = sorted(chosen - set(train_subjects))
         if unknown:
-            raise PeekingError(f"fold {fold.name}: validation subject(s) {unknown} are not training subjects "
-                               f"of this fold (training subjects: {train_subjects})")
+            raise PeekingError(
+                f"fold {fold.name}: validation subject(s) {unknown} are not training subjects "
+                f"of this fold (training subjects: {train_subjects})"
+            )
     tr = tuple(c for c in train if c.subject_key not in chosen)
     va = tuple(c for c in train if c.subject_key in chosen)
     return FoldPlan(fold.name, fold.held_out, tr, va, HeldOut(fold.name, fold.held_out, test))
 
 
-def plan_folds(clips: Sequence[ClipInfo], protocol: str = "loso", val_subjects: int = 0, seed: int = 0,
-               only: Sequence[str] = (), per_dataset: bool = False) -> list[FoldPlan]:
+def plan_folds(
+    clips: Sequence[ClipInfo],
+    protocol: str = "loso",
+    val_subjects: int = 0,
+    seed: int = 0,
+    only: Sequence[str] = (),
+    per_dataset: bool = False,
+) -> list[FoldPlan]:
     """Folds over ``clips`` (``loso``: one per ``dataset/subject``; ``lodo``: one per dataset).
 
     Args:
@@ -163,6 +181,8 @@ def plan_folds(clips: Sequence[ClipInfo], protocol: str = "loso", val_subjects: 
     if only:
         missing = sorted(set(only) - {f.name for f in folds})
         if missing:
-            raise ConfigError(f"protocol.folds: unknown fold(s) {missing}; available: {[f.name for f in folds]}")
+            raise ConfigError(
+                f"protocol.folds: unknown fold(s) {missing}; available: {[f.name for f in folds]}"
+            )
         folds = [f for f in folds if f.name in set(only)]
     return [make_plan(f, clips, val_subjects, seed) for f in folds]

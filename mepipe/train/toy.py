@@ -48,8 +48,17 @@ def _bump(size: int, cls: int, n_classes: int) -> np.ndarray:
     return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sig * sig))[..., None]
 
 
-def toy_clip_frames(rng: np.random.Generator, texture: np.ndarray, cls: int, n_classes: int, n_frames: int,
-                    onset: int, apex: int, offset: int, amplitude: float) -> np.ndarray:
+def toy_clip_frames(
+    rng: np.random.Generator,
+    texture: np.ndarray,
+    cls: int,
+    n_classes: int,
+    n_frames: int,
+    onset: int,
+    apex: int,
+    offset: int,
+    amplitude: float,
+) -> np.ndarray:
     """``(T, S, S, 3) uint8`` frames: texture + bump scaled by a rise/fall profile + noise."""
     size = texture.shape[0]
     bump = _bump(size, cls, n_classes)
@@ -62,10 +71,21 @@ def toy_clip_frames(rng: np.random.Generator, texture: np.ndarray, cls: int, n_c
     return np.clip(np.round(frames), 0, 255).astype(np.uint8)
 
 
-def write_toy_build(out: str | Path, *, subjects: int = 3, clips_per_subject: int = 4, n_frames: int = 12,
-                    size: int = 64, seed: int = 0, dataset: str = "casme2", expression_type: str = "micro",
-                    amplitude: float = 25.0, classes: Sequence[str] = TOY_CLASSES, max_clips: int = 8,
-                    jpeg_quality: int = 0) -> Path:
+def write_toy_build(
+    out: str | Path,
+    *,
+    subjects: int = 3,
+    clips_per_subject: int = 4,
+    n_frames: int = 12,
+    size: int = 64,
+    seed: int = 0,
+    dataset: str = "casme2",
+    expression_type: str = "micro",
+    amplitude: float = 25.0,
+    classes: Sequence[str] = TOY_CLASSES,
+    max_clips: int = 8,
+    jpeg_quality: int = 0,
+) -> Path:
     """Write a synthetic build folder ``out`` (``shards/`` + ``manifest.csv``).
 
     Args:
@@ -91,8 +111,14 @@ def write_toy_build(out: str | Path, *, subjects: int = 3, clips_per_subject: in
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows: list[ManifestRow] = []
-    attrs: dict[str, str | int] = {"pipeline": f"toy-{dataset}", "config_hash": "toy", "crop_size": size,
-                                   "align_mode": "clip", "backends": "{}", "model_files": "{}"}
+    attrs: dict[str, str | int] = {
+        "pipeline": f"toy-{dataset}",
+        "config_hash": "toy",
+        "crop_size": size,
+        "align_mode": "clip",
+        "backends": "{}",
+        "model_files": "{}",
+    }
     if jpeg_quality:
         attrs["frame_encoding"] = "jpeg"
     writer = ShardWriter(out, attrs, max_clips=max_clips, max_bytes=2_000_000_000)
@@ -106,10 +132,20 @@ def write_toy_build(out: str | Path, *, subjects: int = 3, clips_per_subject: in
             clip_id = f"{subject}/EP{j + 1:02d}_{classes[cls][:3]}"
             frames = toy_clip_frames(rng, texture, cls, k, n_frames, onset, apex, offset, amplitude)
             numbers = np.arange(10, 10 + n_frames, dtype=np.int64)
-            rec = ClipRecord(dataset=dataset, subject=subject, clip_id=clip_id, source_kind="images",
-                             source_path=f"/toy/{clip_id}", frame_numbers=tuple(int(v) for v in numbers),
-                             onset=int(numbers[onset]), apex=int(numbers[apex]), offset=int(numbers[offset]),
-                             emotion_raw=classes[cls], fps=200.0, expression_type=expression_type)  # type: ignore[arg-type]
+            rec = ClipRecord(
+                dataset=dataset,
+                subject=subject,
+                clip_id=clip_id,
+                source_kind="images",
+                source_path=f"/toy/{clip_id}",
+                frame_numbers=tuple(int(v) for v in numbers),
+                onset=int(numbers[onset]),
+                apex=int(numbers[apex]),
+                offset=int(numbers[offset]),
+                emotion_raw=classes[cls],
+                fps=200.0,
+                expression_type=expression_type,
+            )  # type: ignore[arg-type]
             kw: dict = {}
             if jpeg_quality:
                 from mepipe.shards.writer import encode_jpeg, jpeg_digest
@@ -121,28 +157,68 @@ def write_toy_build(out: str | Path, *, subjects: int = 3, clips_per_subject: in
             else:
                 digest = hashlib.sha256(frames.tobytes()).hexdigest()
                 stored = frames
-            co = ClipOutput(clip=rec, frames=stored, frame_numbers=numbers, transforms=np.eye(2, 3),
-                            landmarks_ref=np.zeros((68, 2), np.float32), reference_idx=onset,
-                            face_box=np.array([0, 0, size, size], np.float64), faces_found=1, face_note="toy",
-                            onset_idx=onset, apex_idx=apex, offset_idx=offset, keyframe_source="annotated",
-                            source_files=[], source_sha256=[], frames_sha256=digest, **kw)  # type: ignore[arg-type]
+            co = ClipOutput(
+                clip=rec,
+                frames=stored,
+                frame_numbers=numbers,
+                transforms=np.eye(2, 3),
+                landmarks_ref=np.zeros((68, 2), np.float32),
+                reference_idx=onset,
+                face_box=np.array([0, 0, size, size], np.float64),
+                faces_found=1,
+                face_note="toy",
+                onset_idx=onset,
+                apex_idx=apex,
+                offset_idx=offset,
+                keyframe_source="annotated",
+                source_files=[],
+                source_sha256=[],
+                frames_sha256=digest,
+                **kw,
+            )  # type: ignore[arg-type]
             shard = writer.add(co)
-            rows.append(ManifestRow(key=rec.key, dataset=dataset, subject=subject, clip_id=clip_id, status="ok",
-                                    shard=shard, n_frames=n_frames, onset=rec.onset or -1, apex=rec.apex or -1,
-                                    offset=rec.offset or -1, onset_idx=onset, apex_idx=apex, offset_idx=offset,
-                                    keyframe_source="annotated", emotion_raw=classes[cls], fps=200.0,
-                                    expression_type=expression_type, reference_frame=int(numbers[onset]),
-                                    faces_found=1, face_note="toy", frames_sha256=digest,
-                                    source_path=rec.source_path))
+            rows.append(
+                ManifestRow(
+                    key=rec.key,
+                    dataset=dataset,
+                    subject=subject,
+                    clip_id=clip_id,
+                    status="ok",
+                    shard=shard,
+                    n_frames=n_frames,
+                    onset=rec.onset or -1,
+                    apex=rec.apex or -1,
+                    offset=rec.offset or -1,
+                    onset_idx=onset,
+                    apex_idx=apex,
+                    offset_idx=offset,
+                    keyframe_source="annotated",
+                    emotion_raw=classes[cls],
+                    fps=200.0,
+                    expression_type=expression_type,
+                    reference_frame=int(numbers[onset]),
+                    faces_found=1,
+                    face_note="toy",
+                    frames_sha256=digest,
+                    source_path=rec.source_path,
+                )
+            )
     writer.close()
     write_manifest(rows, out)
     return out
 
 
 TINY_OVERRIDES: dict[str, object] = {
-    "model.input_size": 32, "model.width": 4, "model.pos_heads": 2, "data.batch_size": 4,
-    "data.pairs_per_clip": 4, "optim.epochs": 2, "run.pictures": 0, "run.device": "cpu",
-    "ma2mi.pixel_size": 8, "run.cpu_threads": 1,
+    "model.input_size": 32,
+    "model.width": 4,
+    "model.pos_heads": 2,
+    "data.batch_size": 4,
+    "data.pairs_per_clip": 4,
+    "optim.epochs": 2,
+    "run.pictures": 0,
+    "run.device": "cpu",
+    "ma2mi.pixel_size": 8,
+    "run.cpu_threads": 1,
 }
 """Overrides giving a model and schedule small enough for unit tests (32 px, width 4, 2 epochs)."""
 

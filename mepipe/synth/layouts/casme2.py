@@ -32,7 +32,17 @@ from mepipe.synth.layouts.base import (
 
 CODING_FILE = "CASME2-coding-20140508.xlsx"
 FRAMES_DIR = "CASME2_RAW_selected"
-HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units", "Estimated Emotion")
+HEADER = (
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+)
 CLASSES: dict[str, tuple[tuple[int, ...], ...]] = {
     "happiness": ((6, 12),),
     "disgust": ((4, 9, 10),),
@@ -78,12 +88,26 @@ class Casme2Writer(LayoutWriter):
                 onset, apex, offset = key_frames(rng, int(rng.integers(30, 201)), n_frames)
                 aus = choose_aus(CLASSES[label], rng, lateral_prob=0.25)
                 folder = f"{FRAMES_DIR}/sub{subject:02d}/{filename}"
-                plans.append(ClipPlan(
-                    subject_index=s, clip_index=c, label=label, emotion=label, aus=aus,
-                    frame_numbers=tuple(range(onset, offset + 1)), onset=onset, apex=apex, offset=offset,
-                    native={"subject": subject, "filename": filename, "clip_id": f"sub{subject:02d}/{filename}",
-                            "path": folder, "frame_pattern": "img{frame}.jpg"},
-                ))
+                plans.append(
+                    ClipPlan(
+                        subject_index=s,
+                        clip_index=c,
+                        label=label,
+                        emotion=label,
+                        aus=aus,
+                        frame_numbers=tuple(range(onset, offset + 1)),
+                        onset=onset,
+                        apex=apex,
+                        offset=offset,
+                        native={
+                            "subject": subject,
+                            "filename": filename,
+                            "clip_id": f"sub{subject:02d}/{filename}",
+                            "path": folder,
+                            "frame_pattern": "img{frame}.jpg",
+                        },
+                    )
+                )
         n_slash = max(1, round(0.1 * len(plans)))
         for i in rng.choice(len(plans), size=min(n_slash, len(plans)), replace=False):
             plans[int(i)].written["apex"] = "/"
@@ -98,10 +122,19 @@ class Casme2Writer(LayoutWriter):
         ws.title = "Sheet1"
         ws.append(list(HEADER))
         for p in sorted(plans, key=lambda p: (p.native["subject"], p.native["filename"])):
-            ws.append([
-                p.native["subject"], p.native["filename"], None, p.onset, p.written.get("apex", p.apex), p.offset,
-                None, au_cell(au_string(p.aus)), p.label,
-            ])
+            ws.append(
+                [
+                    p.native["subject"],
+                    p.native["filename"],
+                    None,
+                    p.onset,
+                    p.written.get("apex", p.apex),
+                    p.offset,
+                    None,
+                    au_cell(au_string(p.aus)),
+                    p.label,
+                ]
+            )
         path = self.out / CODING_FILE
         save_workbook(wb, path)
         return [path]

@@ -49,7 +49,9 @@ class DfewWriter(LayoutWriter):
     roots = ("Clip", SPLIT_DIR)
 
     def subject_id(self, subject_index: int) -> str:
-        return f"p{subject_index + 1:03d}"  # DFEW has no subject ids; this one exists only in the ground truth
+        return (
+            f"p{subject_index + 1:03d}"  # DFEW has no subject ids; this one exists only in the ground truth
+        )
 
     def plan(self, n_subjects: int, clips_per_subject: int, rng: np.random.Generator) -> list[ClipPlan]:
         labels = balanced_labels(list(CLASSES), [], n_subjects * clips_per_subject, rng)
@@ -64,13 +66,26 @@ class DfewWriter(LayoutWriter):
                 offset = n_frames - 1 - int(rng.integers(0, max(1, n_frames // 6)))
                 apex = onset + int(round(float(rng.uniform(0.35, 0.6)) * (offset - onset)))
                 video = f"{index + 1:05d}"
-                plans.append(ClipPlan(
-                    subject_index=s, clip_index=c, label=str(number[emotion]), emotion=emotion,
-                    aus=choose_aus(CLASSES[emotion], rng), frame_numbers=tuple(range(n_frames)),
-                    onset=onset, apex=apex, offset=offset,
-                    native={"subject": self.subject_id(s), "video_name": index + 1, "clip_id": video,
-                            "path": f"{CLIP_DIR}/{video}.mp4", "fold": s % N_FOLDS + 1},
-                ))
+                plans.append(
+                    ClipPlan(
+                        subject_index=s,
+                        clip_index=c,
+                        label=str(number[emotion]),
+                        emotion=emotion,
+                        aus=choose_aus(CLASSES[emotion], rng),
+                        frame_numbers=tuple(range(n_frames)),
+                        onset=onset,
+                        apex=apex,
+                        offset=offset,
+                        native={
+                            "subject": self.subject_id(s),
+                            "video_name": index + 1,
+                            "clip_id": video,
+                            "path": f"{CLIP_DIR}/{video}.mp4",
+                            "fold": s % N_FOLDS + 1,
+                        },
+                    )
+                )
         return plans
 
     def open_clip(self, plan: ClipPlan) -> FrameSink:

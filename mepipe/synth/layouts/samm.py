@@ -33,8 +33,18 @@ CODING_FILE = "SAMM_Micro_FACS_Codes_v2.xlsx"
 FRAMES_DIR = "SAMM"
 HEADER_ROW = 13
 HEADER = (
-    "Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration", "Micro",
-    "Action Units", "Estimated Emotion", "Objective Classes", "Notes",
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+    "Notes",
 )
 PREAMBLE = (
     "SAMM - Spontaneous Actions and Micro-Movements: micro-movement FACS codes (SYNTHETIC DATA)",
@@ -60,8 +70,16 @@ CLASSES: dict[str, tuple[tuple[int, ...], ...]] = {
     "Fear": ((1, 2, 4, 20),),
     "Sadness": ((1, 4, 15),),
 }
-OBJECTIVE_CLASS = {"Happiness": 1, "Surprise": 2, "Anger": 3, "Disgust": 4, "Contempt": 4, "Sadness": 5,
-                   "Fear": 6, "Other": 7}
+OBJECTIVE_CLASS = {
+    "Happiness": 1,
+    "Surprise": 2,
+    "Anger": 3,
+    "Disgust": 4,
+    "Contempt": 4,
+    "Sadness": 5,
+    "Fear": 6,
+    "Other": 7,
+}
 MAIN = ["Anger", "Contempt", "Happiness", "Surprise", "Other"]
 RARE = ["Disgust", "Fear", "Sadness"]
 FIRST_SUBJECT = 6
@@ -101,13 +119,27 @@ class SammWriter(LayoutWriter):
                 start = offset + int(rng.integers(200, 2500))
                 aus = choose_aus(CLASSES[label], rng, lateral_prob=0.2, force_lateral=label == "Contempt")
                 folder = f"{FRAMES_DIR}/{subject:03d}/{filename}"
-                plans.append(ClipPlan(
-                    subject_index=s, clip_index=c, label=label, emotion=label, aus=aus,
-                    frame_numbers=tuple(range(onset, offset + 1)), onset=onset, apex=apex, offset=offset,
-                    native={"subject": subject, "filename": filename, "clip_id": f"{subject:03d}/{filename}",
-                            "path": folder, "frame_pattern": f"{subject:03d}_{{frame:05d}}.jpg",
-                            "inducement_code": inducement},
-                ))
+                plans.append(
+                    ClipPlan(
+                        subject_index=s,
+                        clip_index=c,
+                        label=label,
+                        emotion=label,
+                        aus=aus,
+                        frame_numbers=tuple(range(onset, offset + 1)),
+                        onset=onset,
+                        apex=apex,
+                        offset=offset,
+                        native={
+                            "subject": subject,
+                            "filename": filename,
+                            "clip_id": f"{subject:03d}/{filename}",
+                            "path": folder,
+                            "frame_pattern": f"{subject:03d}_{{frame:05d}}.jpg",
+                            "inducement_code": inducement,
+                        },
+                    )
+                )
         return plans
 
     def open_clip(self, plan: ClipPlan) -> FrameSink:
@@ -124,11 +156,22 @@ class SammWriter(LayoutWriter):
         ws.append(list(HEADER))
         for p in plans:
             lateral = any(a.side for a in p.aus)
-            ws.append([
-                p.native["subject"], p.native["filename"], p.native["inducement_code"], p.onset,
-                p.written.get("apex", p.apex), p.offset, p.offset - p.onset + 1, "Micro",
-                au_cell(au_string(p.aus)), p.label, OBJECTIVE_CLASS[p.label], "one-sided" if lateral else None,
-            ])
+            ws.append(
+                [
+                    p.native["subject"],
+                    p.native["filename"],
+                    p.native["inducement_code"],
+                    p.onset,
+                    p.written.get("apex", p.apex),
+                    p.offset,
+                    p.offset - p.onset + 1,
+                    "Micro",
+                    au_cell(au_string(p.aus)),
+                    p.label,
+                    OBJECTIVE_CLASS[p.label],
+                    "one-sided" if lateral else None,
+                ]
+            )
         path = self.out / CODING_FILE
         save_workbook(wb, path)
         return [path]

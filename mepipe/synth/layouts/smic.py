@@ -67,12 +67,26 @@ class SmicWriter(LayoutWriter):
                 start = offset + int(rng.integers(500, 20000))
                 aus = choose_aus(CLASSES[label], rng)
                 folder = f"{FRAMES_DIR}/{subject}/micro/{label}/{clip}"
-                plans.append(ClipPlan(
-                    subject_index=s, clip_index=c, label=label, emotion=label, aus=aus,
-                    frame_numbers=tuple(range(onset, offset + 1)), onset=onset, apex=apex, offset=offset,
-                    native={"subject": subject, "filename": clip, "clip_id": f"{subject}/{clip}", "path": folder,
-                            "frame_pattern": "image{frame:06d}.bmp"},
-                ))
+                plans.append(
+                    ClipPlan(
+                        subject_index=s,
+                        clip_index=c,
+                        label=label,
+                        emotion=label,
+                        aus=aus,
+                        frame_numbers=tuple(range(onset, offset + 1)),
+                        onset=onset,
+                        apex=apex,
+                        offset=offset,
+                        native={
+                            "subject": subject,
+                            "filename": clip,
+                            "clip_id": f"{subject}/{clip}",
+                            "path": folder,
+                            "frame_pattern": "image{frame:06d}.bmp",
+                        },
+                    )
+                )
         return plans
 
     def open_clip(self, plan: ClipPlan) -> FrameSink:

@@ -21,9 +21,19 @@ PRETRAINERS: Registry[Callable[[ModelConfig, MA2MIConfig], nn.Module]] = Registr
 
 
 def _miacnet(cfg: ModelConfig, num_classes: int, **force: object) -> MIACNet:
-    kw: dict = dict(input_size=cfg.input_size, width=cfg.width, action_input=cfg.action_input,
-                    position=cfg.position, attention=cfg.attention, pos_layers=cfg.pos_layers,
-                    pos_heads=cfg.pos_heads, pos_input=cfg.pos_input, fusion=cfg.fusion, head=cfg.head, dropout=cfg.dropout)
+    kw: dict = dict(
+        input_size=cfg.input_size,
+        width=cfg.width,
+        action_input=cfg.action_input,
+        position=cfg.position,
+        attention=cfg.attention,
+        pos_layers=cfg.pos_layers,
+        pos_heads=cfg.pos_heads,
+        pos_input=cfg.pos_input,
+        fusion=cfg.fusion,
+        head=cfg.head,
+        dropout=cfg.dropout,
+    )
     kw.update(force)
     return MIACNet(num_classes, **kw)
 
@@ -55,9 +65,22 @@ def single_branch(cfg: ModelConfig, num_classes: int) -> MIACNet:
 @PRETRAINERS.register("ma2mi")
 def ma2mi(cfg: ModelConfig, m: MA2MIConfig) -> MA2MI:
     """MA2MI network whose ``act``/``pos`` match ``MODELS.get(cfg.name)(cfg, K)`` for transfer."""
-    return MA2MI(cfg.input_size, cfg.width, cfg.action_input, cfg.attention, cfg.pos_layers, cfg.pos_heads,
-                 cfg.pos_input, bottleneck=m.bottleneck, decoder_blocks=m.decoder_blocks, ema=m.ema, target=m.target,
-                 target_norm=m.target_norm, pixel_weight=m.pixel_weight, pixel_size=m.pixel_size)
+    return MA2MI(
+        cfg.input_size,
+        cfg.width,
+        cfg.action_input,
+        cfg.attention,
+        cfg.pos_layers,
+        cfg.pos_heads,
+        cfg.pos_input,
+        bottleneck=m.bottleneck,
+        decoder_blocks=m.decoder_blocks,
+        ema=m.ema,
+        target=m.target,
+        target_norm=m.target_norm,
+        pixel_weight=m.pixel_weight,
+        pixel_size=m.pixel_size,
+    )
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:

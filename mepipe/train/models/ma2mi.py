@@ -32,8 +32,13 @@ class ConvBlock(nn.Module):
 
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                                  nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + self.body(x))
@@ -76,10 +81,23 @@ class MA2MI(nn.Module):
         pixel_size: side s of the reconstruction.
     """
 
-    def __init__(self, input_size: int = 112, width: int = 16, action_input: str = "diff", attention: bool = True,
-                 pos_layers: int = 2, pos_heads: int = 4, pos_input: str = "resize", bottleneck: int = 4, decoder_blocks: int = 2,
-                 ema: float = 0.99, target: str = "latent", target_norm: bool = True, pixel_weight: float = 0.5,
-                 pixel_size: int = 32) -> None:
+    def __init__(
+        self,
+        input_size: int = 112,
+        width: int = 16,
+        action_input: str = "diff",
+        attention: bool = True,
+        pos_layers: int = 2,
+        pos_heads: int = 4,
+        pos_input: str = "resize",
+        bottleneck: int = 4,
+        decoder_blocks: int = 2,
+        ema: float = 0.99,
+        target: str = "latent",
+        target_norm: bool = True,
+        pixel_weight: float = 0.5,
+        pixel_size: int = 32,
+    ) -> None:
         super().__init__()
         if target not in ("latent", "pixel"):
             raise ValueError(f"target must be 'latent' or 'pixel', got {target!r}")
@@ -91,7 +109,9 @@ class MA2MI(nn.Module):
             p.requires_grad_(False)
         self.squeeze = nn.Sequential(nn.Conv2d(dim, bottleneck, 1), nn.BatchNorm2d(bottleneck))
         self.expand = nn.Conv2d(bottleneck, dim, 1)
-        self.fuse = nn.Sequential(nn.Conv2d(2 * dim, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(2 * dim, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True)
+        )
         self.decoder = nn.Sequential(*[ConvBlock(dim) for _ in range(decoder_blocks)])
         self.predict = nn.Conv2d(dim, dim, 1)
         self.ema, self.target, self.target_norm = ema, target, target_norm
@@ -99,8 +119,9 @@ class MA2MI(nn.Module):
         self.pixel_size = pixel_size
         self.pixel_head: nn.Module | None = None
         if self.pixel_weight > 0:
-            self.pixel_head = nn.Sequential(nn.Conv2d(dim, width, 3, 1, 1), nn.ReLU(inplace=True),
-                                            nn.Conv2d(width, 3, 3, 1, 1))
+            self.pixel_head = nn.Sequential(
+                nn.Conv2d(dim, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, 3, 3, 1, 1)
+            )
         self.grid = input_size // STRIDE
 
     def train(self, mode: bool = True) -> MA2MI:
@@ -138,7 +159,9 @@ class MA2MI(nn.Module):
             target_std = z.std(dim=0, unbiased=False).mean()
         pixel_loss, recon = zero, None
         if self.pixel_head is not None:
-            up = F.interpolate(h, size=(self.pixel_size, self.pixel_size), mode="bilinear", align_corners=False)
+            up = F.interpolate(
+                h, size=(self.pixel_size, self.pixel_size), mode="bilinear", align_corners=False
+            )
             recon = self.pixel_head(up).float()
             goal = F.interpolate(pair[:, 1].float(), size=recon.shape[-2:], mode="area")
             pixel_loss = F.mse_loss(recon, goal)
@@ -146,7 +169,9 @@ class MA2MI(nn.Module):
         return MA2MIOutput(loss, latent_loss.detach(), pixel_loss.detach(), target_std, recon, maps)
 
 
-def transfer_state(state: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("act.", "pos.")) -> dict[str, torch.Tensor]:
+def transfer_state(
+    state: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("act.", "pos.")
+) -> dict[str, torch.Tensor]:
     """The ``E_act`` / ``E_pos`` entries of an MA2MI state dict (``act.*``, ``pos.*``); the decoder,
     the bottleneck, the pixel head and the EMA target are dropped. Keys of a DDP-wrapped model
     (``module.`` prefix) are accepted."""

@@ -23,8 +23,11 @@ STRIDE = 16
 
 def match_memory_format(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Give the 4-D input ``x`` the memory format of a conv ``weight`` (channels-last on CUDA runs)."""
-    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
-            and not weight.is_contiguous():
+    if (
+        weight.dim() == 4
+        and weight.is_contiguous(memory_format=torch.channels_last)
+        and not weight.is_contiguous()
+    ):
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -55,11 +58,16 @@ class ResidualAttentionBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.short = (nn.Identity() if stride == 1 and cin == cout else
-                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.short = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
         self.att = SpatialAttention() if attention else None
 
-    def forward(self, x: torch.Tensor, prev_att: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, prev_att: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         y = F.relu(self.bn1(self.conv1(x)))
         y = F.relu(self.bn2(self.conv2(y)) + self.short(x))
         if self.att is None:
@@ -86,8 +94,9 @@ class ActionBranch(nn.Module):
         self.action_input = action_input
         cin = 3 if action_input == "diff" else 6
         chans = [width, 2 * width, 4 * width, 8 * width]
-        self.stem = nn.Sequential(nn.Conv2d(cin, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(cin, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         blocks, c = [], width
         for i, co in enumerate(chans):
             blocks.append(ResidualAttentionBlock(c, co, 1 if i == 0 else 2, attention))
@@ -124,8 +133,14 @@ class PositionBranch(nn.Module):
             (16x16 patches embedded by a strided conv; more appearance detail, over-fits small sets).
     """
 
-    def __init__(self, input_size: int = 112, dim: int = 128, layers: int = 2, heads: int = 4,
-                 pos_input: str = "resize") -> None:
+    def __init__(
+        self,
+        input_size: int = 112,
+        dim: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+        pos_input: str = "resize",
+    ) -> None:
         super().__init__()
         if input_size % STRIDE:
             raise ValueError(f"input_size must be a multiple of {STRIDE}, got {input_size}")
@@ -137,8 +152,15 @@ class PositionBranch(nn.Module):
         self.embed = nn.Conv2d(3, dim, kernel_size=k, stride=k)
         self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim,
+            heads,
+            dim_feedforward=2 * dim,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
@@ -199,10 +221,21 @@ class MIACNet(nn.Module):
     so pre-trained weights load by name.
     """
 
-    def __init__(self, num_classes: int, input_size: int = 112, width: int = 16, action_input: str = "diff",
-                 position: bool = True, attention: bool = True, pos_layers: int = 2, pos_heads: int = 4,
-                 pos_input: str = "resize", fusion: str = "sum", head: str = "flatten",
-                 dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int = 112,
+        width: int = 16,
+        action_input: str = "diff",
+        position: bool = True,
+        attention: bool = True,
+        pos_layers: int = 2,
+        pos_heads: int = 4,
+        pos_input: str = "resize",
+        fusion: str = "sum",
+        head: str = "flatten",
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         if fusion not in ("sum", "gate") or head not in ("flatten", "mean"):
             raise ValueError(f"fusion must be sum|gate and head flatten|mean, got {fusion!r}, {head!r}")
