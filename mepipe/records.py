@@ -93,9 +93,6 @@ class ClipIssue:
     row: int | None = None
 
 
-MANIFEST_VERSION = 1
-
-
 @dataclass
 class ManifestRow:
     """One row of ``manifest.csv``: the outcome of building one clip.
@@ -152,9 +149,6 @@ class ManifestRow:
             else:
                 kwargs[f.name] = str(raw)
         return cls(**kwargs)
-
-    def extra_dict(self) -> dict[str, str]:
-        return json.loads(self.extra or "{}")
 
 
 def failed_row(clip: ClipRecord | None, issue: ClipIssue) -> ManifestRow:

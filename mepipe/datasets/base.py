@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,6 +25,13 @@ class ScanResult:
 
     clips: list[ClipRecord] = field(default_factory=list)
     failures: list[tuple[ClipRecord | None, ClipIssue]] = field(default_factory=list)
+
+    def add(self, clip: ClipRecord, issue: ClipIssue | None) -> None:
+        """Record a validated clip: buildable when ``issue`` is None, else a failure."""
+        if issue is None:
+            self.clips.append(clip)
+        else:
+            self.failures.append((clip, issue))
 
     def extend(self, other: ScanResult) -> None:
         self.clips.extend(other.clips)
@@ -154,27 +160,8 @@ def validate_image_clip(clip: ClipRecord, *, require_contiguous: bool = True) ->
     return None
 
 
-def restrict_to_interval(clip: ClipRecord) -> ClipRecord:
-    """Keep only the frames between onset and offset (inclusive) when both are annotated."""
-    if clip.onset is None or clip.offset is None:
-        return clip
-    keep = [i for i, k in enumerate(clip.frame_numbers) if clip.onset <= k <= clip.offset]
-    return replace(
-        clip,
-        frame_files=tuple(clip.frame_files[i] for i in keep),
-        frame_numbers=tuple(clip.frame_numbers[i] for i in keep),
-    )
-
-
 def get_adapter(name: str, root: str | Path, **options: object) -> DatasetAdapter:
     """Instantiate the registered adapter ``name`` on ``root`` (imports all built-in adapters)."""
     import mepipe.datasets  # noqa: F401  (registers the built-in adapters)
 
     return ADAPTERS.get(name)(root, **options)
-
-
-def scan_many(adapters: Iterable[DatasetAdapter]) -> ScanResult:
-    out = ScanResult()
-    for a in adapters:
-        out.extend(a.scan())
-    return out

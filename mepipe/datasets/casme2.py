@@ -22,12 +22,9 @@ from typing import Any
 from mepipe.datasets.base import (
     DatasetAdapter,
     ScanResult,
-    list_frames,
     register_adapter,
-    restrict_to_interval,
-    validate_image_clip,
 )
-from mepipe.datasets.common import fixed_row_values
+from mepipe.datasets.common import FrameLister, finish_clip, fixed_row_values
 from mepipe.datasets.sheets import cell_int, cell_str, find_annotation, read_sheet
 from mepipe.records import ClipIssue, ClipRecord
 
@@ -83,6 +80,7 @@ class Casme2Adapter(DatasetAdapter):
         sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
         table = read_sheet(sheet, COLUMNS, header_row=1)
         frames_root = self._frames_root()
+        frames = FrameLister()
         out = ScanResult()
         for excel_row, row in table:
             try:
@@ -127,16 +125,12 @@ class Casme2Adapter(DatasetAdapter):
             if isinstance(fixed, ClipIssue):
                 out.failures.append((None, fixed))
                 continue
-            folder = frames_root / subject / filename
-            files, numbers = list_frames(folder) if folder.is_dir() else ([], [])
             clip = ClipRecord(
                 dataset=self.name,
                 subject=subject,
                 clip_id=clip_id,
                 source_kind="images",
-                source_path=str(folder),
-                frame_files=tuple(files),
-                frame_numbers=tuple(numbers),
+                source_path=str(frames_root / subject / filename),
                 onset=fixed.onset,
                 apex=fixed.apex,
                 offset=fixed.offset,
@@ -148,28 +142,8 @@ class Casme2Adapter(DatasetAdapter):
                 fixes=fixed.fixes,
                 extra={"row": str(excel_row)},
             )
-            if not folder.is_dir():
-                out.failures.append(
-                    (
-                        clip,
-                        ClipIssue(
-                            self.name,
-                            clip_id,
-                            "missing_folder",
-                            f"{sheet} row {excel_row}: frame folder {folder} does not exist; "
-                            "check --source and the subject/filename",
-                            subject,
-                            str(sheet),
-                            excel_row,
-                        ),
-                    )
-                )
-                continue
-            issue = validate_image_clip(clip)
-            if issue is not None:
-                out.failures.append((clip, issue))
-                continue
-            out.clips.append(restrict_to_interval(clip))
+            # frames listed numerically, validated against the sheet, cut to onset..offset
+            out.add(*finish_clip(clip, frames, sheet=sheet, row=excel_row))
         return out
 
     def _frames_root(self) -> Path:

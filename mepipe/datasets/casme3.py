@@ -180,11 +180,7 @@ class Casme3AAdapter(DatasetAdapter):
                 fixes=fixed.fixes,
                 extra=extra,
             )
-            clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
-            if issue is not None:
-                out.failures.append((clip, issue))
-            else:
-                out.clips.append(clip)
+            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no))
         return out
 
 
@@ -258,9 +254,5 @@ class Casme3CAdapter(DatasetAdapter):
                 fixes=fixed.fixes,
                 extra={"row": str(row_no)},
             )
-            clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
-            if issue is not None:
-                out.failures.append((clip, issue))
-            else:
-                out.clips.append(clip)
+            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no))
         return out

@@ -250,11 +250,7 @@ class CasmeSqAdapter(DatasetAdapter):
                 ),
             },
         )
-        clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True)
-        if issue is not None:
-            out.failures.append((clip, issue))
-        else:
-            out.clips.append(clip)
+        out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True))
 
     @staticmethod
     def _video_folder(frames_root: Path, code: int, video_code: str) -> Path:

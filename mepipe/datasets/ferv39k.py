@@ -119,13 +119,7 @@ class Ferv39kAdapter(DatasetAdapter):
                         )
                     )
                     continue
-                clip, issue = frames_record(
-                    self.name, cid, cid, target, emotion_raw=label, fps=fps, extra=extra
-                )
-                if issue is not None:
-                    out.failures.append((clip, issue))
-                else:
-                    out.clips.append(clip)
+                out.add(*frames_record(self.name, cid, cid, target, emotion_raw=label, fps=fps, extra=extra))
         return out
 
     def _clip_root(self) -> Path:

@@ -92,20 +92,18 @@ class FolderAdapter(DatasetAdapter):
                 )
             elif p.is_dir() and has_images(p):
                 cid = str(PurePosixPath(*rel.parts))
-                clip, issue = frames_record(
-                    self.dataset,
-                    cid,
-                    cid,
-                    p,
-                    emotion_raw=label,
-                    fps=self.fps,
-                    extra={},
-                    expression_type=self.kind,
+                out.add(
+                    *frames_record(
+                        self.dataset,
+                        cid,
+                        cid,
+                        p,
+                        emotion_raw=label,
+                        fps=self.fps,
+                        extra={},
+                        expression_type=self.kind,
+                    )
                 )
-                if issue is not None:
-                    out.failures.append((clip, issue))
-                else:
-                    out.clips.append(clip)
         return out
 
     def _scan_csv(self, csv_path: Path) -> ScanResult:
@@ -212,10 +210,7 @@ class FolderAdapter(DatasetAdapter):
             if issue is None:
                 clip = _with_keys(clip, keys)
                 issue = validate_image_clip(clip, require_contiguous=False)
-            if issue is not None:
-                out.failures.append((clip, issue))
-            else:
-                out.clips.append(clip)
+            out.add(clip, issue)
         return out
 
 

@@ -118,13 +118,11 @@ class MafwAdapter(DatasetAdapter):
                     video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
                 )
             else:
-                clip, issue = frames_record(
-                    self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra
+                out.add(
+                    *frames_record(
+                        self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra
+                    )
                 )
-                if issue is not None:
-                    out.failures.append((clip, issue))
-                else:
-                    out.clips.append(clip)
         return out
 
     def _clip_root(self) -> tuple[str, Path]:

@@ -146,11 +146,7 @@ class MmewAdapter(DatasetAdapter):
                     )
                 )
                 continue
-            clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no)
-            if issue is not None:
-                out.failures.append((clip, issue))
-            else:
-                out.clips.append(clip)
+            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no))
         return out
 
     @staticmethod

@@ -208,9 +208,5 @@ class SammLvAdapter(DatasetAdapter):
                 fixes=fixed.fixes,
                 extra=extra,
             )
-            clip, issue = finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True)
-            if issue is not None:
-                out.failures.append((clip, issue))
-            else:
-                out.clips.append(clip)
+            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True))
         return out

@@ -165,8 +165,4 @@ class SmicAdapter(DatasetAdapter):
             fixes=fix_ids,
             extra={"variant": variant},
         )
-        clip, issue = finish_clip(clip, frames)
-        if issue is not None:
-            out.failures.append((clip, issue))
-        else:
-            out.clips.append(clip)
+        out.add(*finish_clip(clip, frames))
