@@ -16,7 +16,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from mepipe.datasets.base import IMAGE_SUFFIXES, list_frames
+from mepipe.datasets.base import IMAGE_SUFFIXES, ScanResult, list_frames
 from mepipe.errors import AnnotationError
 from mepipe.records import ClipIssue, ClipRecord
 from mepipe.sources import VIDEO_SUFFIXES
@@ -132,6 +132,34 @@ def missing_source(
         str(file),
         row,
     )
+
+
+def add_split_clip(
+    out: ScanResult,
+    dataset: str,
+    form: str,
+    clip_root: Path,
+    cid: str,
+    *,
+    label: str,
+    fps: float,
+    extra: dict[str, str],
+    split_file: Path,
+    line: int,
+) -> None:
+    """Record clip ``cid`` listed in a split file: the video ``clip_root/<cid>.mp4`` (``form ==
+    "video"``) or the frame folder ``clip_root/<cid>``; a missing source becomes a failure naming
+    the split file and line."""
+    if form != "video":
+        out.add(*frames_record(dataset, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra))
+        return
+    video = find_video(clip_root, cid)
+    if video is None:
+        out.failures.append(
+            (None, missing_source(dataset, cid, cid, f"no {clip_root}/{cid}.mp4", split_file, line))
+        )
+        return
+    out.clips.append(video_record(dataset, cid, cid, video, emotion_raw=label, fps=fps, extra=extra))
 
 
 def read_delimited(path: Path, *, sep: str | None, header: bool) -> Iterator[tuple[int, list[str]]]:

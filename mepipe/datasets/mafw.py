@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.macro import find_video, frames_record, missing_source, read_delimited, video_record
+from mepipe.datasets.macro import add_split_clip, read_delimited
 from mepipe.errors import AnnotationError, ConfigError
 from mepipe.records import ClipIssue
 
@@ -107,22 +107,18 @@ class MafwAdapter(DatasetAdapter):
                 continue
             label, path, line = labels[cid]
             extra = dict(sorted(member[cid].items()))
-            if form == "video":
-                video = find_video(clip_root, cid)
-                if video is None:
-                    out.failures.append(
-                        (None, missing_source(self.name, cid, cid, f"no {clip_root}/{cid}.mp4", path, line))
-                    )
-                    continue
-                out.clips.append(
-                    video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
-                )
-            else:
-                out.add(
-                    *frames_record(
-                        self.name, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra
-                    )
-                )
+            add_split_clip(
+                out,
+                self.name,
+                form,
+                clip_root,
+                cid,
+                label=label,
+                fps=fps,
+                extra=extra,
+                split_file=path,
+                line=line,
+            )
         return out
 
     def _clip_root(self) -> tuple[str, Path]:
