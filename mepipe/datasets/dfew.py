@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.macro import add_split_clip, clip_number, find_video, read_delimited
+from mepipe.datasets.macro import SplitLabels, clip_number, find_video, read_delimited
 from mepipe.errors import AnnotationError, ConfigError
 from mepipe.records import ClipIssue
 
@@ -56,9 +56,7 @@ class DfewAdapter(DatasetAdapter):
         folds = [int(k) for k in (self.options.get("folds") or range(1, N_FOLDS + 1))]
         fps = float(self.options.get("fps", 25.0))
         out = ScanResult()
-        labels: dict[int, tuple[str, Path, int]] = {}
-        member: dict[int, dict[str, str]] = {}
-        conflicted: set[int] = set()
+        gathered = SplitLabels(self.name)
         files = [(split, k, split_file(self.root, split, k)) for k in folds for split in ("train", "test")]
         present = [f for f in files if f[2].is_file()]
         if not present:
@@ -95,46 +93,8 @@ class DfewAdapter(DatasetAdapter):
                         )
                     )
                     continue
-                if number in labels and labels[number][0] != label:
-                    if number not in conflicted:
-                        conflicted.add(number)
-                        prev = labels[number]
-                        out.failures.append(
-                            (
-                                None,
-                                ClipIssue(
-                                    self.name,
-                                    f"{number:05d}",
-                                    "label_conflict",
-                                    f"clip {number:05d} is labelled {prev[0]} in {prev[1]} line {prev[2]} but {label} in "
-                                    f"{path} line {line}; the split files disagree, fix one of them",
-                                    f"{number:05d}",
-                                    str(path),
-                                    line,
-                                ),
-                            )
-                        )
-                    continue
-                labels.setdefault(number, (label, path, line))
-                member.setdefault(number, {})[f"set_{fold}"] = split
-        for number in sorted(labels):
-            if number in conflicted:
-                continue
-            label, path, line = labels[number]
-            cid = f"{number:05d}"
-            extra = dict(sorted(member[number].items()))
-            add_split_clip(
-                out,
-                self.name,
-                form,
-                clip_root,
-                cid,
-                label=label,
-                fps=fps,
-                extra=extra,
-                split_file=path,
-                line=line,
-            )
+                gathered.add(out, f"{number:05d}", label, fold, split, path, line)
+        gathered.emit(out, form, clip_root, fps)
         return out
 
     def _clip_root(self) -> tuple[str, Path]:

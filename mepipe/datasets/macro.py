@@ -162,6 +162,59 @@ def add_split_clip(
     out.clips.append(video_record(dataset, cid, cid, video, emotion_raw=label, fps=fps, extra=extra))
 
 
+class SplitLabels:
+    """Clip labels gathered over several split files (DFEW and MAFW list each clip once per fold).
+
+    A clip labelled differently in two files becomes one ``label_conflict`` failure naming both
+    places and is not built; fold membership (``set_k: train|test``) goes into the clip's ``extra``.
+    """
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.labels: dict[str, tuple[str, Path, int]] = {}
+        self.member: dict[str, dict[str, str]] = {}
+        self.conflicted: set[str] = set()
+
+    def add(
+        self, out: ScanResult, cid: str, label: str, fold: int, split: str, path: Path, line: int
+    ) -> None:
+        """Record that ``path`` line ``line`` lists clip ``cid`` with ``label`` in fold ``fold``'s ``split``."""
+        known = self.labels.get(cid)
+        if known is not None and known[0] != label:
+            if cid not in self.conflicted:
+                self.conflicted.add(cid)
+                text = (
+                    f"clip {cid} is labelled {known[0]} in {known[1]} line {known[2]} but {label} in {path} "
+                    f"line {line}; the split files disagree, fix one of them"
+                )
+                out.failures.append(
+                    (None, ClipIssue(self.dataset, cid, "label_conflict", text, cid, str(path), line))
+                )
+            return
+        self.labels.setdefault(cid, (label, path, line))
+        self.member.setdefault(cid, {})[f"set_{fold}"] = split
+
+    def emit(self, out: ScanResult, form: str, clip_root: Path, fps: float) -> None:
+        """Add every unconflicted clip (sorted by id) to ``out`` via :func:`add_split_clip`."""
+        for cid in sorted(self.labels):
+            if cid in self.conflicted:
+                continue
+            label, path, line = self.labels[cid]
+            extra = dict(sorted(self.member[cid].items()))
+            add_split_clip(
+                out,
+                self.dataset,
+                form,
+                clip_root,
+                cid,
+                label=label,
+                fps=fps,
+                extra=extra,
+                split_file=path,
+                line=line,
+            )
+
+
 def read_delimited(path: Path, *, sep: str | None, header: bool) -> Iterator[tuple[int, list[str]]]:
     """Rows of a small text table as ``(line number, cells)``; blank lines skipped.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.macro import add_split_clip, read_delimited
+from mepipe.datasets.macro import SplitLabels, read_delimited
 from mepipe.errors import AnnotationError, ConfigError
 from mepipe.records import ClipIssue
 
@@ -48,9 +48,7 @@ class MafwAdapter(DatasetAdapter):
         split_dir = self.root / str(self.options.get("split_dir", SPLIT_DIR))
         fps = float(self.options.get("fps", 30.0))
         out = ScanResult()
-        labels: dict[str, tuple[str, Path, int]] = {}
-        member: dict[str, dict[str, str]] = {}
-        conflicted: set[str] = set()
+        gathered = SplitLabels(self.name)
         lists = [
             (k, split, split_dir / f"set_{k}" / f"{split}.txt") for k in folds for split in ("train", "test")
         ]
@@ -80,45 +78,8 @@ class MafwAdapter(DatasetAdapter):
                     continue
                 cid = Path(cells[0]).stem
                 label = cells[1]
-                if cid in labels and labels[cid][0] != label:
-                    if cid not in conflicted:
-                        conflicted.add(cid)
-                        prev = labels[cid]
-                        out.failures.append(
-                            (
-                                None,
-                                ClipIssue(
-                                    self.name,
-                                    cid,
-                                    "label_conflict",
-                                    f"clip {cid} is labelled {prev[0]} in {prev[1]} line {prev[2]} but {label} in {path} "
-                                    f"line {line}; the split lists disagree, fix one of them",
-                                    cid,
-                                    str(path),
-                                    line,
-                                ),
-                            )
-                        )
-                    continue
-                labels.setdefault(cid, (label, path, line))
-                member.setdefault(cid, {})[f"set_{fold}"] = split
-        for cid in sorted(labels):
-            if cid in conflicted:
-                continue
-            label, path, line = labels[cid]
-            extra = dict(sorted(member[cid].items()))
-            add_split_clip(
-                out,
-                self.name,
-                form,
-                clip_root,
-                cid,
-                label=label,
-                fps=fps,
-                extra=extra,
-                split_file=path,
-                line=line,
-            )
+                gathered.add(out, cid, label, fold, split, path, line)
+        gathered.emit(out, form, clip_root, fps)
         return out
 
     def _clip_root(self) -> tuple[str, Path]:
