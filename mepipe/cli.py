@@ -19,6 +19,23 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from mepipe import __version__
+
+        print(f"mepipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the mepipe version and exit"
+    ),
+) -> None:
+    """Micro-expression preprocessing and training."""
+
+
 def friendly(fn):
     """Turn mepipe's own errors into a one-paragraph message and exit code 2 (no traceback)."""
 
@@ -267,7 +284,7 @@ def train_pretrain(
 ) -> None:
     """MA2MI pre-training: reconstruct the latent of I_t+delta from I_t and a bottlenecked action code.
 
-    Multi-GPU: torchrun --nproc_per_node N -m mepipe.cli train pretrain ...
+    Multi-GPU: torchrun --nproc_per_node N -m mepipe train pretrain ...
     """
     from mepipe.train.config import load_train_config
     from mepipe.train.pretrain import pretrain

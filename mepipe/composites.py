@@ -29,12 +29,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
-from mepipe.datasets.fixes import manifests_dir
+from mepipe import resources
 from mepipe.errors import ConfigError
 from mepipe.labels import LabelScheme, load_scheme
 
@@ -97,20 +96,13 @@ def _extra(clip: object) -> dict[str, Any]:
 
 
 def available_composites() -> list[str]:
-    return sorted(p.stem for p in (manifests_dir() / "composites").glob("*.yaml"))
+    return resources.names("composites")
 
 
 @cache
 def load_composite(name_or_path: str) -> CompositeRule:
     """Load ``manifests/composites/<name>.yaml`` (or a YAML path); unknown names list the available ones."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = manifests_dir() / "composites" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"unknown composite {name_or_path!r}; available: {', '.join(available_composites())} "
-            "(or give the path of a composite YAML)"
-        )
+    path = resources.resolve("composites", name_or_path)
     doc = yaml.safe_load(path.read_text()) or {}
     try:
         members = tuple(

@@ -225,10 +225,14 @@ def parse_config(data: dict[str, Any], origin: str = "<config>") -> PipelineConf
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read and validate a pipeline YAML, applying dotted-key ``overrides`` (``{"align.crop_size": 112}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"pipeline file {path} not found; pass one of the files in pipelines/")
+    """Read and validate a pipeline YAML, applying dotted-key ``overrides`` (``{"align.crop_size": 112}``).
+
+    Args:
+        path: a YAML file, or the name of a bundled pipeline (``casme2``; see ``mepipe.resources``).
+    """
+    from mepipe import resources
+
+    path = resources.resolve("pipelines", path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mepipe import resources
 from mepipe.build import build_dataset
 from mepipe.config import load_config, parse_config
-from mepipe.errors import ConfigError, ShardError
+from mepipe.errors import ShardError
 from mepipe.inspect import contact_sheet
 from mepipe.shards.verify import verify_build
-
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 VARIANTS: dict[str, dict[str, object]] = {
     "scratch": {"model.name": "miacnet"},
@@ -56,11 +55,8 @@ class DemoResult:
 
 
 def _pipeline(name: str):
-    """A shipped pipeline from the source checkout's ``pipelines/`` folder."""
-    path = PIPELINES / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"pipeline {path} not found; run the demo from a source checkout of mepipe")
-    return load_config(path)
+    """A bundled pipeline (``pipelines/<name>.yaml``)."""
+    return load_config(resources.find("pipelines", name))
 
 
 def prepare_data(

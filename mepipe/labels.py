@@ -16,7 +16,7 @@ from functools import cache
 
 import yaml
 
-from mepipe.datasets.fixes import manifests_dir
+from mepipe import resources
 from mepipe.errors import ConfigError
 
 
@@ -40,15 +40,13 @@ class LabelScheme:
 
 
 def available_schemes() -> list[str]:
-    return sorted(p.stem for p in (manifests_dir() / "labels").glob("*.yaml"))
+    return resources.names("labels")
 
 
 @cache
 def load_scheme(name: str) -> LabelScheme:
     """Load ``manifests/labels/<name>.yaml``; unknown names raise listing the available schemes."""
-    path = manifests_dir() / "labels" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown label scheme {name!r}; available: {', '.join(available_schemes())}")
+    path = resources.find("labels", name)
     doc = yaml.safe_load(path.read_text())
     classes = tuple(str(c) for c in doc["classes"])
     mapping: dict[str, dict[str, str]] = {}

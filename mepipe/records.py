@@ -97,8 +97,14 @@ class ClipIssue:
 class ManifestRow:
     """One row of ``manifest.csv``: the outcome of building one clip.
 
-    ``status`` is ``ok`` or ``failed``; failed rows carry ``reason`` (code) and ``message``. For ok
-    rows ``shard``/``key`` locate the clip's HDF5 group and ``*_idx`` are shard-local indices.
+    ``status`` is ``ok``, ``failed`` or ``pending`` (listed, not built yet: an unfinished build);
+    failed rows carry ``reason`` (code) and ``message``. For ok rows ``shard``/``key`` locate the
+    clip's HDF5 group and ``*_idx`` are shard-local indices. Face quality (ok rows; ``-1`` = not
+    measured): ``face_score`` detector confidence, ``fit_error`` landmark residual against the
+    template (% of the inter-ocular distance), ``stability`` residual head motion inside the aligned
+    clip (% IOD), ``qa`` flags separated by ``;`` (empty when clean), ``face_span`` the source frames
+    kept when the clip was trimmed to the frames showing the face (empty: not trimmed).
+    ``fingerprint`` identifies the clip's source files as they were when it was built (resume).
     The columns and their types are documented in ``docs/shard-format.md``.
     """
 
@@ -126,9 +132,15 @@ class ManifestRow:
     reference_frame: int = -1
     faces_found: int = 0
     face_note: str = ""
+    face_score: float = -1.0
+    fit_error: float = -1.0
+    stability: float = -1.0
+    qa: str = ""
+    face_span: str = ""
     frames_sha256: str = ""
     source_path: str = ""
     extra: str = "{}"
+    fingerprint: str = ""
 
     @classmethod
     def columns(cls) -> list[str]:

@@ -7,8 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 from openpyxl import Workbook
+
+from mepipe.synth.photo import astronaut
 
 CASME2_HEADER = [
     "Subject",
@@ -26,7 +27,7 @@ CASME2_HEADER = [
 def face_canvas(dx: float = 0.0, dy: float = 0.0, size=(640, 480)) -> np.ndarray:
     """The astronaut's face enlarged (~160 px) on a 640x480 grey canvas, shifted by (dx, dy) px.
     Returns ``(480, 640, 3) uint8 RGB``."""
-    img = skimage.data.astronaut()[30:310, 90:370]
+    img = astronaut()[30:310, 90:370]
     img = cv2.resize(img, (440, 440), interpolation=cv2.INTER_CUBIC)
     w, h = size
     canvas = np.full((h, w, 3), 90, np.uint8)

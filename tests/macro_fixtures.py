@@ -8,9 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import skimage.data
 
-_FACE = skimage.data.astronaut()[40:230, 130:320]  # (190, 190, 3) RGB: the face (~87 px box) with margin
+from mepipe.synth.photo import astronaut
+
+_FACE = astronaut()[40:230, 130:320]  # (190, 190, 3) RGB: the face (~87 px box) with margin
 
 
 def raised_cosine(n: int, onset: int, apex: int, offset: int) -> np.ndarray:

@@ -294,11 +294,11 @@ def test_dfew_videos_and_splits(tmp_path: Path) -> None:
 
 
 def test_user_portraits(tmp_path: Path) -> None:
-    import skimage.data
+    from mepipe.synth.photo import astronaut
 
     faces = tmp_path / "faces"
     faces.mkdir()
-    photo = skimage.data.astronaut()[20:300, 100:360]
+    photo = astronaut()[20:300, 100:360]
     cv2.imwrite(str(faces / "me.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     (faces / "notes.txt").write_text("ignored")
     synthesize("casme2", tmp_path / "out", subjects=1, clips_per_subject=1, faces_dir=faces)

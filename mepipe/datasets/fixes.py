@@ -17,22 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mepipe import resources
 from mepipe.errors import AnnotationError
 
 FIXABLE_FIELDS = ("onset", "apex", "offset", "emotion", "aus", "drop")
-
-
-def manifests_dir() -> Path:
-    """The checked-in ``manifests/`` folder (next to the package in a source checkout or install)."""
-    here = Path(__file__).resolve().parents[2] / "manifests"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[1] / "_manifests"
 
 
 @dataclass(frozen=True)
@@ -46,10 +38,13 @@ class Fix:
 
 @cache
 def load_fixes(dataset: str, path: str | None = None) -> dict[tuple[str, str], tuple[Fix, ...]]:
-    """Read the fix table of ``dataset`` (``manifests/fixes/<dataset>.yaml``); empty if there is none."""
-    file = Path(path) if path else manifests_dir() / "fixes" / f"{dataset}.yaml"
-    if not file.exists():
-        return {}
+    """Read the fix table of ``dataset`` (``manifests/fixes/<dataset>.yaml``, or ``path``).
+
+    Raises:
+        ConfigError: the table does not exist (every adapter that applies fixes ships one, even if
+            it holds no fix, so a missing file means a broken install or a wrong ``fixes`` option).
+    """
+    file = resources.resolve("fixes", path) if path else resources.find("fixes", dataset)
     doc = yaml.safe_load(file.read_text()) or {}
     table: dict[tuple[str, str], list[Fix]] = {}
     for i, entry in enumerate(doc.get("fixes") or [], start=1):

@@ -1,7 +1,7 @@
 """Regenerate ``template68.json``: ``python -m mepipe.face.template``.
 
-The template is the dlib 68-point landmarks of ``skimage.data.astronaut()`` (a real photograph
-bundled with scikit-image), normalised by :func:`mepipe.face.geometry.normalise_template`.
+The template is the dlib 68-point landmarks of the astronaut photograph (a real, public-domain
+photograph bundled with mepipe, :mod:`mepipe.synth.photo`), normalised by :func:`mepipe.face.geometry.normalise_template`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from mepipe.face.geometry import TEMPLATE_FILE, normalise_template
 def build_template() -> np.ndarray:
     """Detect and landmark the astronaut photo; return the normalised ``(68, 2)`` template."""
     import cv2
-    import skimage.data
 
-    gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    from mepipe.synth.photo import astronaut
+
+    gray = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
     boxes = get_detector("dlib-hog").detect(gray)
     if len(boxes) != 1:
         raise RuntimeError(f"expected one face in the astronaut photo, found {len(boxes)}")

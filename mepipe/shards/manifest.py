@@ -39,3 +39,24 @@ def read_manifest(out_dir_or_file: str | Path) -> list[ManifestRow]:
         if missing:
             raise ShardError(f"{path}: columns {sorted(missing)} missing; rebuild with this mepipe version")
         return [ManifestRow.from_row(r) for r in reader]
+
+
+def require_complete(out_dir_or_file: str | Path) -> list[ManifestRow]:
+    """The manifest rows of a finished build; an unfinished one (``pending`` rows) raises.
+
+    ``pairs``, ``folds`` and training call this so they never work on part of a dataset.
+
+    Raises:
+        ShardError: naming the build, how many clips are pending and how to finish it.
+    """
+    rows = read_manifest(out_dir_or_file)
+    pending = sum(r.status == "pending" for r in rows)
+    if pending:
+        p = Path(out_dir_or_file)
+        folder = p if p.is_dir() else p.parent
+        raise ShardError(
+            f"{folder} is an unfinished build: {pending} of {len(rows)} clips are still pending. "
+            f"Finish it by running the same `mepipe build-dataset ... --out {folder}` command again "
+            "(it resumes and keeps the clips already built)"
+        )
+    return rows

@@ -37,18 +37,58 @@ class StoredClip:
         return self.frames[self.attrs["apex_idx"]]
 
 
+def assert_self_contained(f: h5py.File) -> None:
+    """Refuse a file whose data could come from outside it: external links, datasets with external
+    storage (raw data in other files) or virtual datasets (mapped from other files).
+
+    mepipe never writes such objects; a shard holding one was crafted or damaged, and reading it
+    could make mepipe read files outside the build folder. Links are inspected without being
+    followed.
+
+    Raises:
+        ShardError: naming the file, the object and what to do.
+    """
+    bad: list[str] = []
+
+    def visit(name: str, link: object) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            bad.append(f"/{name} is an external link to {link.filename}:{link.path}")
+            return
+        if not isinstance(link, h5py.HardLink):
+            return
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset):
+            if obj.external:
+                bad.append(f"/{name} stores its data in external file(s) {[e[0] for e in obj.external]}")
+            elif obj.is_virtual:
+                bad.append(f"/{name} is a virtual dataset mapped from other files")
+
+    f.visititems_links(visit)
+    if bad:
+        raise ShardError(
+            f"{f.filename}: refusing a shard that refers to data outside itself ({'; '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''}); mepipe never writes such files: rebuild it"
+        )
+
+
 def open_shard(path: str | Path) -> h5py.File:
-    """Open a shard read-only after checking its schema name and version."""
+    """Open a shard read-only after checking its schema name and version and that it is
+    self-contained (:func:`assert_self_contained`)."""
     path = Path(path)
     if not path.is_file():
         raise ShardError(f"shard {path} not found; run `mepipe verify` on the build folder")
     f = h5py.File(path, "r")
-    if f.attrs.get("schema") != SCHEMA_NAME:
+    try:
+        if f.attrs.get("schema") != SCHEMA_NAME:
+            raise ShardError(f"{path} is not a mepipe shard (schema attr {f.attrs.get('schema')!r})")
+        if int(f.attrs.get("schema_version", -1)) > SCHEMA_VERSION:
+            raise ShardError(
+                f"{path} has schema version {f.attrs['schema_version']}; upgrade mepipe to read it"
+            )
+        assert_self_contained(f)
+    except BaseException:
         f.close()
-        raise ShardError(f"{path} is not a mepipe shard (schema attr {f.attrs.get('schema')!r})")
-    if int(f.attrs.get("schema_version", -1)) > SCHEMA_VERSION:
-        f.close()
-        raise ShardError(f"{path} has schema version {f.attrs['schema_version']}; upgrade mepipe to read it")
+        raise
     return f
 
 

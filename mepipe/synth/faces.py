@@ -1,6 +1,6 @@
 """Base photographs, dlib landmarks, and deterministic per-subject face variants.
 
-A *base face* is a real photograph with its 68 dlib landmarks (by default ``skimage.data.astronaut()``;
+A *base face* is a real photograph with its 68 dlib landmarks (by default the astronaut photograph, :mod:`mepipe.synth.photo`;
 optionally the user's portraits). A *subject* is a base face placed on the dataset's canvas, morphed
 (face width, eye spacing, brow height, nose length, mouth width, jaw length), re-coloured (tint,
 gamma, contrast, brightness), optionally mirrored, and composited over a softened background. The
@@ -102,7 +102,7 @@ class BaseFace:
 
 
 def load_base_faces(faces_dir: Path | None = None) -> list[BaseFace]:
-    """The base photographs: the scikit-image astronaut, or every portrait in ``faces_dir``.
+    """The base photographs: the bundled astronaut photograph, or every portrait in ``faces_dir``.
 
     Portraits (``.jpg/.jpeg/.png``, one face each) are used in sorted file-name order.
 
@@ -110,9 +110,9 @@ def load_base_faces(faces_dir: Path | None = None) -> list[BaseFace]:
         MepipeError: when ``faces_dir`` has no portraits or dlib finds no face in one of them.
     """
     if faces_dir is None:
-        import skimage.data
+        from mepipe.synth.photo import astronaut
 
-        image = np.ascontiguousarray(skimage.data.astronaut()[..., :3])
+        image = astronaut()
         return [_base_face("astronaut", image)]
     folder = Path(faces_dir).expanduser()
     files = (
