@@ -10,7 +10,6 @@ completed, so an interrupted build leaves complete shards that the manifest list
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from collections import Counter
@@ -24,22 +23,10 @@ from mepipe.datasets.base import get_adapter
 from mepipe.errors import ConfigError
 from mepipe.face.backends import get_detector, get_landmarker
 from mepipe.process import ok_row, safe_process
+from mepipe.provenance import library_versions
 from mepipe.records import ClipIssue, ManifestRow, failed_row
 from mepipe.shards.manifest import MANIFEST_NAME, write_manifest
 from mepipe.shards.writer import ShardWriter
-
-
-def environment_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the output, recorded next to every build."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "mepipe": __version__}
-    for dist in ("numpy", "opencv-python", "dlib-bin", "h5py", "pandas", "torch", "decord"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
 
 
 @dataclass
@@ -159,7 +146,7 @@ def build_dataset(
         "pipeline": cfg.name,
         "config_hash": cfg.hash(),
         "source": str(Path(root).resolve()),
-        "versions": environment_versions(),
+        "versions": library_versions(),
         "backends": json.loads(file_attrs["backends"]),
         "model_files": json.loads(file_attrs["model_files"]),
         "clips_ok": len(done),

@@ -10,11 +10,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from mepipe.errors import ConfigError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """Raised when a name is not registered; the message lists the valid names."""
+class UnknownNameError(ConfigError, KeyError):
+    """Raised when a name is not registered; the message lists the valid names.
+
+    A :class:`~mepipe.errors.ConfigError` (the CLI reports it without a traceback, exit code 2) and a
+    ``KeyError`` (for code that treats registries as mappings)."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want the plain sentence.
         return str(self.args[0])

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mepipe.provenance import file_sha256
 from mepipe.records import ClipRecord
 from mepipe.registry import Registry
 
@@ -135,14 +136,6 @@ def _decord():
 
     decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own messages; failures raise anyway
     return decord
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @SOURCES.register("video")

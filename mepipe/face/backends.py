@@ -7,7 +7,6 @@ built lazily, once per process (a worker loads the 100 MB predictor once, not on
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mepipe.errors import ConfigError
+from mepipe.provenance import cached_file_sha256
 from mepipe.registry import Registry
 
 
@@ -89,15 +89,6 @@ def dlib_model_path(file: str = "shape_predictor_68_face_landmarks.dat") -> Path
     return path
 
 
-@cache
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @DETECTORS.register("dlib-hog")
 class DlibHogDetector(FaceDetector):
     """dlib's frontal HOG + linear SVM detector (no model file; single-threaded)."""
@@ -139,7 +130,7 @@ class Dlib68Landmarker(Landmarker):
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
     def model_files(self) -> dict[str, str]:
-        return {self._path.name: file_sha256(str(self._path))}
+        return {self._path.name: cached_file_sha256(str(self._path))}
 
 
 def get_detector(name: str, upsample: int = 0) -> FaceDetector:
