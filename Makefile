@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mepipe-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench wheel-test clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check mepipe tests benchmarks
 	$(BIN)/ruff format --check mepipe tests benchmarks
+
+wheel-test:
+	PY=$(PY) bash tests/wheel_smoke.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/build_throughput.py
