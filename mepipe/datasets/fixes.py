@@ -1,80 +1,444 @@
-"""Versioned annotation fixes, keyed by (dataset, subject, filename) -- never by row position.
+"""Annotation fix tables: versioned corrections of known errors in the coding files.
 
-Fix tables live in ``manifests/fixes/<dataset>.yaml``::
+A table is ``manifests/fixes/<dataset>.yaml`` (or a user file, ``dataset.options.fixes``)::
 
-    version: 1
+    version: 2
     fixes:
-      - id: casme2-sub04-EP12_01f-apex     # unique, recorded in the manifest's ``fixes`` column
+      # keyed by clip: the row whose canonical subject and filename match
+      - id: casme2-sub04-EP12_01f-apex     # unique; recorded in the manifest's ``fixes`` column
         subject: "sub04"                   # canonical subject id, as the adapter produces it
         filename: EP12_01f                 # the annotation's clip/file name
-        set: {apex: 91}                    # fields to overwrite (onset/apex/offset/emotion/aus)
+        set: {apex: 91}                    # onset / apex / offset / emotion / aus, or drop: true
         reason: apex given as '/', value from the re-annotated coding file
 
-Adapters call :func:`apply_fixes` on every row's values before validation.
+      # anchored to a row position: for corrections known only as "row N of file F" (MEB's way)
+      - id: meb-casme2-index29-apex
+        anchor: {index: 29}                # or {row: 31}; optional files: [<coding-file names>]
+        expect: {apex: missing}            # what the row must hold, else nothing is applied
+        group: meb-casme2                  # the fixes of a group stand or fall together
+        set: {apex: 279}
+        reason: ApexFrame is '/'; MEB's apex estimated from optical flow
+        source: tvaranka/meb@f731b0a meb/datasets/datasets.py (Casme2.data_frame)
+
+Anchors. ``index`` is the 0-based position among the rows under the header (blank rows count),
+which is the pandas index MEB's loaders use; ``row`` is the row number Excel shows. ``files`` limits
+the fix to coding files of those names (positions differ between versions).
+
+Expectations (``expect``), checked on the row as written before anything is applied:
+``subject``/``filename`` (canonical subject id, clip name), ``onset``/``apex``/``offset`` (a frame
+number, or ``missing``: no frame number in the cell), ``emotion``/``aus`` (text, case-insensitive, or
+``{contains: TEXT}``), and ``buildable: false`` -- the row as written cannot be built (keyframes out
+of order or not on disk) while the fixed row can; that is the only check available for corrections
+whose original value is unknown, and it is evaluated per clip by the row scan.
+
+An anchored fix is applied only when its row holds what it expects, its fixed keyframes are in
+order (onset <= apex <= offset), and every other fix of its ``group`` matched too (a shifted or
+re-sorted sheet makes several anchors fail at once). Every anchored fix gets a :class:`FixOutcome`
+in ``ScanResult.fix_report``; the build writes them to ``build-info.json``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mepipe import resources
+from mepipe.datasets.sheets import MISSING_MARKS, cell_int, cell_str, is_blank
 from mepipe.errors import AnnotationError
 
 FIXABLE_FIELDS = ("onset", "apex", "offset", "emotion", "aus", "drop")
+EXPECT_FIELDS = ("subject", "filename", "onset", "apex", "offset", "emotion", "aus", "buildable")
+KEYFRAMES = ("onset", "apex", "offset")
+MISSING = "missing"
+
+#: Outcomes of an anchored fix. ``applied`` and ``already_correct`` are fine; ``skipped`` means the
+#: row was not built (e.g. excluded by ``dataset.options.types``); every other status means the fix
+#: did not fit this coding file and was left out -- logged as a warning and reported.
+STATUSES = (
+    "applied",
+    "already_correct",
+    "skipped",
+    "mismatch",
+    "withheld",
+    "other_file",
+    "not_needed",
+    "did_not_repair",
+    "unused",
+)
+UNMATCHED = frozenset(STATUSES[3:])
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where an anchored fix points: a data-row ``index`` (0-based, under the header) or an Excel ``row``."""
+
+    index: int | None = None
+    row: int | None = None
+    files: tuple[str, ...] = ()
+
+    def excel_row(self, header_row: int) -> int:
+        """The Excel row number, given the sheet's header row (0 for a sheet without one)."""
+        return self.row if self.row is not None else header_row + 1 + int(self.index or 0)
+
+    def describe(self) -> str:
+        return f"row {self.row}" if self.row is not None else f"data row index {self.index}"
 
 
 @dataclass(frozen=True)
 class Fix:
+    """One entry of a fix table: keyed (``subject``, ``filename``) or anchored (``anchor``)."""
+
     id: str
-    subject: str
-    filename: str
     values: dict[str, Any]
     reason: str
+    subject: str = ""
+    filename: str = ""
+    anchor: Anchor | None = None
+    expect: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class FixTable:
+    """A loaded fix table: keyed fixes by ``(subject, filename)`` and the anchored ones in file order."""
+
+    path: str
+    keyed: dict[tuple[str, str], tuple[Fix, ...]]
+    anchored: tuple[Fix, ...]
+
+    def for_clip(self, subject: str, filename: str) -> tuple[Fix, ...]:
+        return self.keyed.get((subject, filename), ())
+
+
+@dataclass(frozen=True)
+class FixOutcome:
+    """What happened to one fix on one build: applied, or why not.
+
+    Attributes:
+        dataset, fix_id: the adapter and the fix.
+        status: one of :data:`STATUSES`.
+        file: the coding file read; row: the Excel row the fix points at (``None`` for keyed fixes).
+        subject, filename: the clip the row resolved to ('' when it did not resolve).
+        expected, found: the checked values, as the table gives them and as the row holds them.
+        message: one sentence for the build summary.
+        source: where the correction comes from (the table's ``source``).
+    """
+
+    dataset: str
+    fix_id: str
+    status: str
+    file: str
+    row: int | None
+    subject: str = ""
+    filename: str = ""
+    expected: dict[str, str] = field(default_factory=dict)
+    found: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+    source: str = ""
+
+    @property
+    def unmatched(self) -> bool:
+        """True when the fix was left out because it did not fit (a warning)."""
+        return self.status in UNMATCHED
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _anchor(entry: Mapping[str, Any], file: Path, fid: str) -> Anchor:
+    a = entry["anchor"]
+    if not isinstance(a, Mapping) or ("index" in a) == ("row" in a):
+        raise AnnotationError(f"{file}: fix {fid!r}: anchor needs exactly one of index (0-based) or row")
+    files = a.get("files") or ()
+    return Anchor(
+        int(a["index"]) if "index" in a else None,
+        int(a["row"]) if "row" in a else None,
+        tuple(str(f) for f in ([files] if isinstance(files, str) else files)),
+    )
 
 
 @cache
-def load_fixes(dataset: str, path: str | None = None) -> dict[tuple[str, str], tuple[Fix, ...]]:
+def load_fixes(dataset: str, path: str | None = None) -> FixTable:
     """Read the fix table of ``dataset`` (``manifests/fixes/<dataset>.yaml``, or ``path``).
 
     Raises:
         ConfigError: the table does not exist (every adapter that applies fixes ships one, even if
             it holds no fix, so a missing file means a broken install or a wrong ``fixes`` option).
+        AnnotationError: a malformed entry, naming the file, the entry and what it lacks.
     """
     file = resources.resolve("fixes", path) if path else resources.find("fixes", dataset)
     doc = yaml.safe_load(file.read_text()) or {}
-    table: dict[tuple[str, str], list[Fix]] = {}
+    keyed: dict[tuple[str, str], list[Fix]] = {}
+    anchored: list[Fix] = []
+    ids: set[str] = set()
     for i, entry in enumerate(doc.get("fixes") or [], start=1):
-        missing = [k for k in ("id", "subject", "filename", "set", "reason") if k not in entry]
+        key = ("anchor",) if "anchor" in entry else ("subject", "filename")
+        missing = [k for k in ("id", *key, "set", "reason") if k not in entry]
         if missing:
             raise AnnotationError(
-                f"{file}: fix #{i} lacks {missing}; every fix needs id, subject, filename, set, reason"
+                f"{file}: fix #{i} lacks {missing}; a fix needs id, set, reason and either subject + "
+                "filename or an anchor (see mepipe/datasets/fixes.py)"
             )
+        fid = str(entry["id"])
+        if fid in ids:
+            raise AnnotationError(f"{file}: fix id {fid!r} is used twice; ids must be unique")
+        ids.add(fid)
         bad = sorted(set(entry["set"]) - set(FIXABLE_FIELDS))
-        if bad:
+        bad_expect = sorted(set(entry.get("expect") or {}) - set(EXPECT_FIELDS))
+        if bad or bad_expect:
             raise AnnotationError(
-                f"{file}: fix {entry['id']!r} sets unknown field(s) {bad}; allowed: {FIXABLE_FIELDS}"
+                f"{file}: fix {fid!r} uses unknown field(s) {bad + bad_expect}; set allows "
+                f"{FIXABLE_FIELDS}, expect allows {EXPECT_FIELDS}"
             )
         fix = Fix(
-            str(entry["id"]),
-            str(entry["subject"]),
-            str(entry["filename"]),
+            fid,
             dict(entry["set"]),
             str(entry["reason"]),
+            str(entry.get("subject", "")),
+            str(entry.get("filename", "")),
+            _anchor(entry, file, fid) if "anchor" in entry else None,
+            dict(entry.get("expect") or {}),
+            str(entry.get("group", "")),
+            str(entry.get("source", "")),
         )
-        table.setdefault((fix.subject, fix.filename), []).append(fix)
-    return {k: tuple(v) for k, v in table.items()}
+        if fix.anchor is None:
+            keyed.setdefault((fix.subject, fix.filename), []).append(fix)
+        else:
+            anchored.append(fix)
+    return FixTable(str(file), {k: tuple(v) for k, v in keyed.items()}, tuple(anchored))
 
 
 def apply_fixes(
     dataset: str, subject: str, filename: str, values: dict[str, Any], path: str | None = None
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Return ``values`` with every matching fix applied, and the ids of the fixes applied."""
-    fixes = load_fixes(dataset, path).get((subject, filename), ())
+    """Return ``values`` with every keyed fix of ``(subject, filename)`` applied, and their ids."""
+    fixes = load_fixes(dataset, path).for_clip(subject, filename)
     out = dict(values)
     for fix in fixes:
         out.update(fix.values)
     return out, tuple(f.id for f in fixes)
+
+
+# --------------------------------------------------------------------------------- anchored fixes
+def _is_missing(v: Any) -> bool:
+    return is_blank(v) or cell_str(v) in MISSING_MARKS
+
+
+def _same(field_name: str, have: Any, want: Any) -> bool:
+    """Does the cell ``have`` hold the table value ``want``?"""
+    if field_name in KEYFRAMES:
+        if str(want).strip().lower() == MISSING:
+            return _is_missing(have)
+        try:
+            return cell_int(have, field_name) == int(want)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(want, Mapping) and "contains" in want:
+        return str(want["contains"]).lower() in cell_str(have).lower()
+    return cell_str(have).lower() == cell_str(want).lower()
+
+
+def _shown(want: Any) -> str:
+    return f"contains {want['contains']!r}" if isinstance(want, Mapping) else cell_str(want)
+
+
+def ordered(onset: int | None, apex: int | None, offset: int | None) -> bool:
+    """``onset <= apex <= offset`` over the keyframes that are known."""
+    known = [v for v in (onset, apex, offset) if v is not None]
+    return all(a <= b for a, b in zip(known, known[1:], strict=False))
+
+
+@dataclass
+class AnchorPlan:
+    """The anchored fixes of one sheet, decided before the rows are built.
+
+    Attributes:
+        static: Excel row -> fixes to apply (their expectations held).
+        dynamic: Excel row -> ``buildable: false`` fixes, tried when the row does not build as written.
+        outcomes: fixes already decided (mismatch, withheld, other_file, already_correct).
+    """
+
+    static: dict[int, list[Fix]] = field(default_factory=dict)
+    dynamic: dict[int, list[Fix]] = field(default_factory=dict)
+    outcomes: list[FixOutcome] = field(default_factory=list)
+
+
+def plan_anchored(
+    dataset: str,
+    table: FixTable,
+    sheet: Path,
+    header_row: int,
+    rows: Mapping[int, Mapping[str, Any]],
+    keyframes: Callable[[Mapping[str, Any]], tuple[int | None, int | None, int | None]],
+) -> AnchorPlan:
+    """Check every anchored fix of ``table`` against the row it points at.
+
+    Args:
+        dataset: adapter name (for the outcomes).
+        table: the fix table.
+        sheet: the coding file read (its name is compared with ``anchor.files``).
+        header_row: Excel row of the header (0 when the sheet has none).
+        rows: Excel row -> the row's fields as written: ``subject`` (canonical, '' if it did not
+            parse), ``filename``, ``onset``, ``apex``, ``offset``, ``emotion``, ``aus``.
+        keyframes: parses a field mapping's onset/apex/offset the adapter's way (raises ValueError).
+    """
+    plan = AnchorPlan()
+    decided: dict[str, FixOutcome] = {}
+    passed: list[tuple[Fix, int]] = []
+
+    def outcome(fix: Fix, status: str, row: int | None, fields: Mapping[str, Any], text: str) -> FixOutcome:
+        found = {k: cell_str(fields.get(k)) for k in fix.expect if k in fields}
+        return FixOutcome(
+            dataset,
+            fix.id,
+            status,
+            str(sheet),
+            row,
+            cell_str(fields.get("subject")),
+            cell_str(fields.get("filename")),
+            {k: _shown(v) for k, v in fix.expect.items()},
+            found,
+            text,
+            fix.source,
+        )
+
+    for fix in table.anchored:
+        assert fix.anchor is not None
+        where = f"{sheet.name} {fix.anchor.describe()}"
+        if fix.anchor.files and sheet.name not in fix.anchor.files:
+            decided[fix.id] = outcome(
+                fix,
+                "other_file",
+                None,
+                {},
+                f"written for {list(fix.anchor.files)}, this build reads {sheet.name}; not applied",
+            )
+            continue
+        number = fix.anchor.excel_row(header_row)
+        fields = rows.get(number)
+        if fields is None:
+            decided[fix.id] = outcome(
+                fix, "mismatch", number, {}, f"{where} (Excel row {number}) holds no clip; not applied"
+            )
+            continue
+        wanted = {k: v for k, v in fix.values.items() if k != "drop"}
+        if wanted and all(_same(k, fields.get(k), v) for k, v in wanted.items()):
+            decided[fix.id] = outcome(
+                fix, "already_correct", number, fields, f"{where} already holds {wanted}; nothing to do"
+            )
+            continue
+        wrong = [k for k, v in fix.expect.items() if k != "buildable" and not _same(k, fields.get(k), v)]
+        if wrong:
+            shown = ", ".join(
+                f"{k} {cell_str(fields.get(k))!r} (expected {_shown(fix.expect[k])})" for k in wrong
+            )
+            decided[fix.id] = outcome(
+                fix,
+                "mismatch",
+                number,
+                fields,
+                f"{where} (Excel row {number}) holds {shown}: another version or a re-sorted sheet; "
+                "not applied",
+            )
+            continue
+        passed.append((fix, number))
+
+    # the fixed keyframes of a row must be in order (all static fixes of the row together)
+    by_row: dict[int, list[Fix]] = {}
+    for fix, number in passed:
+        if fix.expect.get("buildable") is not False:
+            by_row.setdefault(number, []).append(fix)
+    for number, fixes in by_row.items():
+        merged = dict(rows[number])
+        for fix in fixes:
+            merged.update(fix.values)
+        try:
+            fixed = keyframes(merged)
+            good = ordered(*fixed)
+            text = f"the fixed keyframes {fixed} are out of order"
+        except ValueError as exc:
+            good, text = False, f"the fixed row does not parse ({exc})"
+        if not good:
+            for fix in fixes:
+                decided[fix.id] = outcome(
+                    fix, "mismatch", number, rows[number], f"row {number}: {text}; not applied"
+                )
+
+    # a group stands or falls together
+    failed_groups = {
+        f.group: fid
+        for f in table.anchored
+        if f.group and (fid := f.id) in decided and decided[fid].status in ("mismatch", "other_file")
+    }
+    for fix, number in passed:
+        if fix.id in decided:
+            continue
+        if fix.group in failed_groups:
+            n_bad = sum(
+                1
+                for f in table.anchored
+                if f.group == fix.group and f.id in decided and decided[f.id].unmatched
+            )
+            decided[fix.id] = outcome(
+                fix,
+                "withheld",
+                number,
+                rows[number],
+                f"row {number} matches, but {n_bad} other fix(es) of group {fix.group} do not (e.g. "
+                f"{failed_groups[fix.group]}): this is not the file version the group was written for; "
+                "not applied",
+            )
+            continue
+        target = plan.dynamic if fix.expect.get("buildable") is False else plan.static
+        target.setdefault(number, []).append(fix)
+    plan.outcomes = [decided[f.id] for f in table.anchored if f.id in decided]
+    return plan
+
+
+def row_outcome(
+    dataset: str, fix: Fix, status: str, sheet: Path, row: int, subject: str, filename: str, message: str
+) -> FixOutcome:
+    """The outcome of an anchored fix decided while its row was built."""
+    return FixOutcome(
+        dataset,
+        fix.id,
+        status,
+        str(sheet),
+        row,
+        subject,
+        filename,
+        {k: _shown(v) for k, v in fix.expect.items()},
+        {},
+        message,
+        fix.source,
+    )
+
+
+def unused_keyed(
+    dataset: str, table: FixTable, seen: Iterable[tuple[str, str]], sheet: Path
+) -> list[FixOutcome]:
+    """Outcomes for the keyed fixes whose (subject, filename) no row of the sheet has."""
+    present = set(seen)
+    return [
+        FixOutcome(
+            dataset,
+            fix.id,
+            "unused",
+            str(sheet),
+            None,
+            fix.subject,
+            fix.filename,
+            message=f"no row of {sheet.name} is {fix.subject}/{fix.filename}; the fix is not used "
+            f"(check the subject spelling, or remove it from {table.path})",
+            source=fix.source,
+        )
+        for key, fixes in table.keyed.items()
+        if key not in present
+        for fix in fixes
+    ]

@@ -1,15 +1,20 @@
-"""Reading annotation spreadsheets (xlsx/xls/csv) with errors that name the file, row and fix."""
+"""Reading annotation spreadsheets (xlsx, legacy xls through xlrd, csv) with errors that name the
+file, row and fix, and the cell parsers every adapter shares."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mepipe.errors import AnnotationError
+
+#: Cell values that mean "not annotated" in a frame-number column (CASME II and MMEW write ``/``,
+#: SAMM-LV writes ``-1``; a blank cell is also missing).
+MISSING_MARKS = ("/", "-", "-1", "", "nan", "NaN", "N/A", "n/a")
 
 
 def find_annotation(root: Path, wanted: object, known: Sequence[str], dataset: str) -> Path:
@@ -38,34 +43,25 @@ def read_table(path: Path, *, header_row: int | None = 1, sheet: str | int = 0) 
         if path.suffix.lower() == ".csv":
             return pd.read_csv(path, header=header, dtype=object)
         return pd.read_excel(path, sheet_name=sheet, header=header, dtype=object)
-    except ImportError as exc:
-        raise AnnotationError(f"{path}: cannot read this format ({exc}); convert it to .xlsx") from exc
+    except ImportError as exc:  # .xls needs xlrd (a dependency), .xlsx openpyxl
+        raise AnnotationError(
+            f"{path}: the reader for this format is not installed ({exc}); reinstall mepipe with its "
+            "dependencies (pip install xlrd openpyxl), or save the file as .xlsx"
+        ) from exc
     except Exception as exc:  # corrupt file, wrong format, missing sheet
         raise AnnotationError(
             f"{path}: cannot be read as a spreadsheet ({exc}); re-copy it from the archive"
         ) from exc
 
 
-def read_sheet(
-    path: Path, columns: Sequence[str], *, header_row: int = 1, sheet: str | int = 0
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(excel_row, {column: value})`` for every non-empty data row.
-
-    Raises:
-        AnnotationError: naming the file, the header row and the missing columns.
-    """
-    df = read_table(path, header_row=header_row, sheet=sheet)
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
+def sheet_names(path: Path) -> list[str]:
+    """The sheet names of a workbook (``.xlsx`` or ``.xls``), in order."""
+    try:
+        return list(pd.ExcelFile(path).sheet_names)
+    except Exception as exc:  # corrupt file, wrong format, missing reader
         raise AnnotationError(
-            f"{path}: header row {header_row} lacks column(s) {missing}; found {list(df.columns)}. "
-            "Is this the right file version, and is the header on that row?"
-        )
-    for i, rec in enumerate(df.to_dict("records")):
-        if all(is_blank(rec[c]) for c in columns):
-            continue
-        yield header_row + 1 + i, {c: rec[c] for c in columns}
+            f"{path}: cannot be read as a workbook ({exc}); re-copy it from the archive"
+        ) from exc
 
 
 def is_blank(v: Any) -> bool:
