@@ -24,7 +24,8 @@ Quirks handled here (``shared/reference/datasets.md`` section 2, CAS(ME)^3):
 
 Part C (``casme3_c``): ``CAS(ME)3_part_C_ME.xlsx`` with ``sub, count, au, onset, offset`` and frames
 ``ME_C/{sub:02d}/{count}/color/``. It has **no apex** and **no emotion** column (AU-only labels; the
-AUs are written with commas, ``4,7``, and kept verbatim).
+AUs are written with commas, ``4,7``, and kept verbatim -- except that a full-width comma ``，``, a
+typing slip MEB corrects in one row, is written as ``,``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 from mepipe.datasets.base import register_adapter
 from mepipe.datasets.common import digits_of, subfolders_by_lower_name
 from mepipe.datasets.rowscan import Columns, RowProblem, SheetAdapter, SheetRow
+from mepipe.datasets.sheets import cell_str
 
 FPS = 30.0
 A_TYPES = {"micro-expression": "micro", "macro-expression": "macro"}
@@ -132,3 +134,10 @@ class Casme3CAdapter(SheetAdapter):
 
     def subject_id(self, value: Any) -> str:
         return f"{digits_of(value):02d}"  # folder names are zero-padded: ME_C/01/
+
+    def annotation(self, row: SheetRow) -> dict[str, Any]:
+        # MEB (Casme3C.data_frame) replaces the full-width comma of one row's AU cell ("sample 16");
+        # it is never meaningful, so every row gets the ASCII comma.
+        values = super().annotation(row)
+        values["aus"] = cell_str(values["aus"]).replace("\uff0c", ",")
+        return values
