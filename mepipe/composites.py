@@ -337,5 +337,7 @@ def check_composite(rule: CompositeRule, clips: Sequence[ClipLike]) -> list[str]
     missing = rule.missing_from(clips)
     if missing:
         shown = ", ".join(c.name for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        problems.append(f"{rule.name}: {len(missing)} clip(s) of {rule.list_path} were not found: {shown}")
+        problems.append(
+            f"{rule.name}: {len(missing)} clip(s) of {rule.list_path} are not among the resolved clips (not on disk, failed, or labelled otherwise): {shown}"
+        )
     return problems

@@ -146,7 +146,10 @@ def test_megc2019_rule_on_manifest_rows():
     problems = check_composite(rule, res.kept)
     assert "megc2019: total is 3, expected 442" in problems
     assert any(p.startswith("megc2019: casme2 negative is 0, expected 88") for p in problems)
-    assert any("439 clip(s) of" in p and "casme2/sub01/EP19_05f" in p for p in problems)
+    assert any(
+        "439 clip(s) of" in p and "not among the resolved clips" in p and "casme2/sub01/EP19_05f" in p
+        for p in problems
+    )
 
 
 def test_composite_rule_that_matches_reports_nothing(tmp_path):

@@ -39,6 +39,7 @@ in ``ScanResult.fix_report``; the build writes them to ``build-info.json``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -50,6 +51,9 @@ import yaml
 from mepipe import resources
 from mepipe.datasets.sheets import MISSING_MARKS, cell_int, cell_str, is_blank
 from mepipe.errors import AnnotationError
+from mepipe.logs import get_logger
+
+log = get_logger(__name__)
 
 FIXABLE_FIELDS = ("onset", "apex", "offset", "emotion", "aus", "drop")
 EXPECT_FIELDS = ("subject", "filename", "onset", "apex", "offset", "emotion", "aus", "buildable")
@@ -442,3 +446,24 @@ def unused_keyed(
         if key not in present
         for fix in fixes
     ]
+
+
+def warn_unmatched(dataset: str, table: FixTable, outcomes: Iterable[FixOutcome]) -> None:
+    """Log the fixes that did not fit: one warning per group (a whole table written for another
+    version is one line, not twenty), one per ungrouped fix; every fix in detail at debug level."""
+    groups = {f.id: f.group for f in table.anchored}
+    by_group: dict[str, list[FixOutcome]] = {}
+    for o in outcomes:
+        if o.unmatched:
+            log.debug("%s: fix %s not applied (%s): %s", dataset, o.fix_id, o.status, o.message)
+            by_group.setdefault(groups.get(o.fix_id) or o.fix_id, []).append(o)
+    for group, items in by_group.items():
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(o.status for o in items).items()))
+        what = f"fix {items[0].fix_id}" if len(items) == 1 else f"{len(items)} fixes of group {group}"
+        log.warning(
+            "%s: %s not applied (%s): %s; every fix's outcome is in build-info.json (fix_report)",
+            dataset,
+            what,
+            counts,
+            items[0].message,
+        )

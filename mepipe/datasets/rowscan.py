@@ -47,13 +47,11 @@ from mepipe.datasets.fixes import (
     plan_anchored,
     row_outcome,
     unused_keyed,
+    warn_unmatched,
 )
 from mepipe.datasets.sheets import cell_str, find_annotation
 from mepipe.errors import ConfigError
-from mepipe.logs import get_logger
 from mepipe.records import ClipIssue, ClipRecord
-
-log = get_logger(__name__)
 
 
 class RowProblem(ValueError):
@@ -182,10 +180,10 @@ class SheetAdapter(DatasetAdapter):
 
     def source(self, row: SheetRow, values: Mapping[str, Any]) -> Path:
         """The clip's frame folder (default :attr:`path_template` under the frame root)."""
-        rel = self.path_template.format(
-            subject=row.subject, name=row.name, folder=row.cell(self.columns.name)
-        )
-        return self.frames_root / rel
+        # joined part by part, so a name cell holding a path (``../x``, ``/abs``) is seen as one and
+        # refused by the containment check (path_outside_source) instead of landing somewhere odd
+        fields = {"subject": row.subject, "name": row.name, "folder": row.cell(self.columns.name)}
+        return self.frames_root.joinpath(*(part.format(**fields) for part in self.path_template.split("/")))
 
     def extra(self, row: SheetRow) -> dict[str, str]:
         """``extra`` of the clip: the Excel row and the :attr:`extra_columns` that are filled."""
@@ -233,9 +231,7 @@ class SheetAdapter(DatasetAdapter):
         out.fix_report.extend(self._report[f.id] for f in table.anchored if f.id in self._report)
         seen = [(r.subject, r.name) for r in rows if r.problem is None]
         out.fix_report.extend(unused_keyed(self.name, table, seen, self.sheet))
-        for o in out.fix_report:
-            if o.unmatched:
-                log.warning("%s: fix %s not applied (%s): %s", self.name, o.fix_id, o.status, o.message)
+        warn_unmatched(self.name, table, out.fix_report)
         return out
 
     def _types(self) -> str:
