@@ -139,7 +139,8 @@ class CompositeRule:
             if str(extra.get(k, "")) != str(v):
                 return (
                     out,
-                    f"composite {self.name} keeps only {k}={v} clips of {clip.dataset} (this one: {extra.get(k)!r})",
+                    f"composite {self.name} keeps only {k}={v} clips of {clip.dataset} "
+                    f"(this one: {extra.get(k)!r})",
                 )
         if key in self.exclude:
             return out, f"composite {self.name} excludes {key}: {self.exclude[key]}"
@@ -153,13 +154,15 @@ class CompositeRule:
                     f"the {self.name} list ({self.list_path} line {listed.line}) labels {key} "
                     f"{listed.label}, but its emotion {clip.emotion_raw!r} is "
                     + (f"{cls}" if cls else "no class")
-                    + f" under {self.scheme}; fix the emotion with a fix table entry, or check the coding file"
+                    + f" under {self.scheme}; fix the emotion with a fix table entry, or check the "
+                    "coding file"
                 )
             return None
         if self.class_of(clip) is None:
             return (
                 out,
-                f"emotion {clip.emotion_raw!r} of {clip.dataset} is not a class of label scheme {self.scheme}",
+                f"emotion {clip.emotion_raw!r} of {clip.dataset} is not a class of label scheme "
+                f"{self.scheme}",
             )
         return None
 
@@ -220,7 +223,8 @@ def load_clip_list(
             key = list_key(dataset, subject, filename)
             if key in out:
                 raise ConfigError(
-                    f"{path} line {line}: {dataset}/{subject}/{filename} is listed twice (line {out[key].line})"
+                    f"{path} line {line}: {dataset}/{subject}/{filename} is listed twice "
+                    f"(line {out[key].line})"
                 )
             out[key] = ListedClip(dataset, subject, filename, cls, line)
     return str(path), out
@@ -338,6 +342,7 @@ def check_composite(rule: CompositeRule, clips: Sequence[ClipLike]) -> list[str]
     if missing:
         shown = ", ".join(c.name for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
         problems.append(
-            f"{rule.name}: {len(missing)} clip(s) of {rule.list_path} are not among the resolved clips (not on disk, failed, or labelled otherwise): {shown}"
+            f"{rule.name}: {len(missing)} clip(s) of {rule.list_path} are not among the resolved "
+            f"clips (not on disk, failed, or labelled otherwise): {shown}"
         )
     return problems

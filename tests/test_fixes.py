@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from mepipe.datasets import get_adapter
+from mepipe.datasets.anchors import STATUSES
 from mepipe.datasets.base import ScanResult
-from mepipe.datasets.fixes import STATUSES, load_fixes
+from mepipe.datasets.fixes import load_fixes
 from tests.test_adapters_me import SAMM_HEADER, frames, workbook
 
 CASME2_HEADER = [
@@ -102,7 +103,7 @@ def test_shipped_casme2_fixes_apply_to_the_rows_they_point_at(tmp_path):
 
 def test_shipped_casme2_fixes_leave_a_shifted_sheet_alone_and_say_so(tmp_path):
     ids = casme2_like_meb(tmp_path, shift=1)  # another version: every row one lower
-    with Records("mepipe.datasets.fixes") as logged:
+    with Records("mepipe.datasets.anchors") as logged:
         scan = get_adapter("casme2", tmp_path).scan()
     got = report(scan)
     assert len(got) == 22 and {s for s, _ in got.values()} <= {"mismatch", "withheld"}
@@ -340,7 +341,8 @@ def test_malformed_fix_tables_name_the_entry(tmp_path):
     with pytest.raises(AnnotationError, match="exactly one of index"):
         load_fixes("casme2", str(bad))
     bad.write_text(
-        "version: 2\nfixes:\n  - {id: a, anchor: {index: 1}, expect: {colour: red}, set: {apex: 1}, reason: r}\n"
+        "version: 2\nfixes:\n"
+        "  - {id: a, anchor: {index: 1}, expect: {colour: red}, set: {apex: 1}, reason: r}\n"
     )
     with pytest.raises(AnnotationError, match=r"unknown field\(s\) \['colour'\]"):
         load_fixes("casme2", str(bad))

@@ -93,7 +93,8 @@ def test_a_relabelled_or_missing_clip_is_reported(tmp_path):
     megc_tree(tmp_path, relabel="006_1_2", drop="EP12_03f")
     with pytest.warns(
         UserWarning,
-        match=r"2 clip\(s\) of .*megc2019.csv are not among the resolved clips.*: casme2/sub05/EP12_03f, samm/6/006_1_2",
+        match=r"2 clip\(s\) of .*megc2019.csv are not among the resolved clips.*: "
+        r"casme2/sub05/EP12_03f, samm/6/006_1_2",
     ):
         scan = get_adapter("composite", tmp_path, rule="megc2019").scan()
     assert len(scan.clips) == 440

@@ -28,13 +28,13 @@ from mepipe.records import ClipIssue, ClipRecord
 from mepipe.registry import Registry
 
 if TYPE_CHECKING:
-    from mepipe.datasets.fixes import FixOutcome
+    from mepipe.datasets.anchors import FixOutcome
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def inside(path: str | Path, roots: tuple[Path, ...]) -> bool:
-    """True when ``path``, with every symlink resolved, lies inside one of ``roots`` (or ``roots`` is empty)."""
+    """True when ``path``, symlinks resolved, lies inside one of ``roots`` (always when there are none)."""
     if not roots:
         return True
     real = Path(os.path.realpath(path))
@@ -58,7 +58,7 @@ class ScanResult:
     Attributes:
         clips: buildable clips, in annotation order.
         failures: ``(clip or None, issue)`` for every row that cannot be built.
-        fix_report: one :class:`~mepipe.datasets.fixes.FixOutcome` per row-anchored fix of the fix
+        fix_report: one :class:`~mepipe.datasets.anchors.FixOutcome` per row-anchored fix of the fix
             table (applied, or why not: another file version, a mismatching row ...) and per keyed fix
             that matched no row. The build writes it to ``build-info.json``.
         roots: folders every clip source must lie in (the dataset root, a configured frame folder);

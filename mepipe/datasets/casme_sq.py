@@ -60,7 +60,8 @@ def _sheet(path: Path, name: str, position: int) -> str | int:
     if len(names) > position:
         return position
     raise AnnotationError(
-        f"{path}: has sheets {names}, but CAS(ME)^2 needs {CODE_SHEET!r}, {SUBJECT_SHEET!r} and {VIDEO_SHEET!r}; "
+        f"{path}: has sheets {names}, but CAS(ME)^2 needs {CODE_SHEET!r}, {SUBJECT_SHEET!r} and "
+        f"{VIDEO_SHEET!r}; "
         "use the coding file as distributed"
     )
 

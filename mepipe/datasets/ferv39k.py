@@ -41,7 +41,8 @@ class Ferv39kAdapter(SplitListAdapter):
     def lists(self) -> list[tuple[Path, str, str]]:
         setup = str(self.options.get("setup", "All_scenes"))
         tag = setup.split("_")[0]
-        names = list(self.options.get("lists") or (f"train_{tag}.csv", f"test_{tag}.csv"))  # type: ignore[call-overload]
+        wanted = self.options.get("lists") or (f"train_{tag}.csv", f"test_{tag}.csv")
+        names = [str(n) for n in wanted]  # type: ignore[union-attr]
         files = [(self.root / SETUP_DIR / setup / n, "split", Path(n).stem.split("_")[0]) for n in names]
         if not any(p.is_file() for p, _, _ in files):
             raise AnnotationError(

@@ -185,7 +185,8 @@ class SplitListAdapter(DatasetAdapter):
 
     def folds(self) -> list[int]:
         """The folds to read (``dataset.options.folds``, default all)."""
-        return [int(k) for k in (self.options.get("folds") or range(1, self.n_folds + 1))]  # type: ignore[union-attr]
+        folds = self.options.get("folds") or range(1, self.n_folds + 1)
+        return [int(k) for k in folds]  # type: ignore[union-attr]
 
     @abstractmethod
     def lists(self) -> list[tuple[Path, str, str]]:

@@ -9,7 +9,7 @@ every row into a clip record or a typed failure, in sheet order:
 1. the subject cell is parsed (``bad_subject``) and the clip name read; where a dataset repeats
    names on purpose (CAS(ME)^3) the repeats are numbered ``a``, ``a2``, ``a3``;
 2. the row-anchored fixes of the fix table are checked against the rows they point at
-   (:func:`~mepipe.datasets.fixes.plan_anchored`);
+   (:func:`~mepipe.datasets.anchors.plan_anchored`);
 3. per row: :meth:`SheetAdapter.kind` gives the expression type (or skips or rejects the row); the
    keyed and anchored fixes are applied (``fixes`` column); the keyframe cells are parsed
    (``bad_value``); :meth:`SheetAdapter.source` locates the frame folder; the clip is checked
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mepipe.datasets.anchors import AnchorPlan, plan_anchored, row_outcome, unused_keyed, warn_unmatched
 from mepipe.datasets.base import DatasetAdapter, FrameLister, ScanResult
 from mepipe.datasets.common import (
     KEYFRAMES,
@@ -39,16 +40,7 @@ from mepipe.datasets.common import (
     read_rows,
     row_issue,
 )
-from mepipe.datasets.fixes import (
-    AnchorPlan,
-    Fix,
-    FixTable,
-    load_fixes,
-    plan_anchored,
-    row_outcome,
-    unused_keyed,
-    warn_unmatched,
-)
+from mepipe.datasets.fixes import Fix, FixTable, load_fixes
 from mepipe.datasets.sheets import cell_str, find_annotation
 from mepipe.errors import ConfigError
 from mepipe.records import ClipIssue, ClipRecord
@@ -379,7 +371,10 @@ class SheetAdapter(DatasetAdapter):
             hint = f"fix the cell or add a fix to manifests/fixes/{self.name}.yaml"
             return None, self._issue(row, exc, "bad_value", hint)
         if self.end_at_apex and offset is None and apex is None:
-            text = "neither the offset nor the apex is annotated, so the interval has no end; add a fix with the offset"
+            text = (
+                "neither the offset nor the apex is annotated, so the interval has no end; "
+                "add a fix with the offset"
+            )
             return None, self._issue(row, text, "bad_value")
         try:
             folder = self.source(row, values)
