@@ -98,7 +98,7 @@ def test_megc2019_rule_records_the_published_counts():
     rule = load_composite("megc2019")
     exp = rule.expected
     assert rule.scheme == "megc2019_3" and {m.dataset for m in rule.members} == {"casme2", "samm", "smic"}
-    assert set(rule.exclude) == {"casme2/sub04/EP12_01f", "casme2/sub05/EP12_03f", "casme2/sub24/EP02_07"}
+    assert rule.exclude == {}  # the official list decides, not MEB's exclusions
     assert exp["total"] == 442 == sum(d["total"] for d in exp["datasets"].values())
     assert exp["classes"] == {"negative": 250, "positive": 109, "surprise": 83}
     for cls, n in exp["classes"].items():
@@ -109,14 +109,26 @@ def test_megc2019_rule_records_the_published_counts():
         exp["datasets"]["samm"]["negative"],
         exp["datasets"]["smic"]["negative"],
     ) == (88, 92, 70)
+    # the shipped list has exactly the counts the rule expects
+    listed = list(rule.clip_list.values())
+    assert len(listed) == 442
+    for ds, want in exp["datasets"].items():
+        part = [c for c in listed if c.dataset == ds]
+        assert len(part) == want["total"] and len({c.subject for c in part}) == want["subjects"]
+        for cls in ("negative", "positive", "surprise"):
+            assert sum(c.label == cls for c in part) == want[cls], (ds, cls)
+    names = {c.name: c.label for c in listed}
+    assert names["casme2/sub05/EP12_03f"] == "surprise"  # MEB drops it; the organisers list it
+    assert "casme2/sub04/EP12_01f" not in names and "casme2/sub24/EP02_07" not in names
+    assert names["samm/6/006_1_2"] == "negative" and names["smic/s01/s01_ne_01"] == "negative"
 
 
 def test_megc2019_rule_on_manifest_rows():
     rule = load_composite("megc2019")
     rows = [
         row("casme2", "sub01", "EP02_01f", "happiness"),
-        row("casme2", "sub04", "EP12_01f", "repression"),  # excluded by name
-        row("casme2", "sub05", "EP01_01", "fear"),  # not a megc2019_3 class
+        row("casme2", "sub04", "EP12_01f", "repression"),  # not in the official list
+        row("casme2", "sub05", "EP01_01", "fear"),  # not a megc2019_3 class, not listed
         row("samm", "006", "006_1_2", "Anger"),
         row("samm", "006", "006_1_3", "Other"),
         row("smic", "s01", "s1_ne_01", "negative", extra='{"variant": "HS"}'),
@@ -126,13 +138,18 @@ def test_megc2019_rule_on_manifest_rows():
     res = resolve(rule, rows)
     assert [r.key for r in res.kept] == ["casme2/sub01/EP02_01f", "samm/006/006_1_2", "smic/s01/s1_ne_01"]
     why = {r.key: w for r, w in res.excluded}
-    assert "MEB" in why["casme2/sub04/EP12_01f"] and "variant=HS" in why["smic/s01/s1_ne_02"]
+    assert "not in the megc2019 clip list" in why["casme2/sub04/EP12_01f"]
+    assert "variant=HS" in why["smic/s01/s1_ne_02"]
     assert "not a member" in why["casme_sq/s15/anger1_1"]
     counts = composite_counts(rule, res.kept)
     assert counts["classes"] == {"positive": 1, "negative": 2} and counts["subjects"] == 3
     problems = check_composite(rule, res.kept)
     assert "megc2019: total is 3, expected 442" in problems
     assert any(p.startswith("megc2019: casme2 negative is 0, expected 88") for p in problems)
+    assert any(
+        "439 clip(s) of" in p and "not among the resolved clips" in p and "casme2/sub01/EP19_05f" in p
+        for p in problems
+    )
 
 
 def test_composite_rule_that_matches_reports_nothing(tmp_path):

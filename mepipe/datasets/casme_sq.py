@@ -16,7 +16,8 @@ Quirks handled here (``shared/reference/datasets.md`` sections 2 and 3, CAS(ME)^
   (a pre-training source with annotated intervals). The option ``types`` keeps only one kind.
 * ``offset`` 0 (and ``apex`` 0) mean **unknown**. With an unknown offset the clip is cut at the apex
   and ``extra["offset"]`` says ``unknown``, so the keyframe stage reports the offset as estimated;
-  a row with neither is reported (``bad_value``).
+  a row with neither is reported (``bad_value``). A headerless sheet's anchored fixes count rows
+  from Excel row 1.
 * The folder holds the whole recording; frames are cut to the annotated interval. File numbers
   (``img1.jpg``) are the frame numbers the sheet uses. 30 fps.
 * Canonical subject ids are the folder names (``s15``); clip ids ``s15/anger1_1``.
@@ -24,40 +25,43 @@ Quirks handled here (``shared/reference/datasets.md`` sections 2 and 3, CAS(ME)^
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import FrameLister, digits_of, finish_clip, fixed_row_values, pick_dir, row_issue
-from mepipe.datasets.sheets import cell_int, cell_str, find_annotation, is_blank, read_table
-from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipIssue, ClipRecord
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.common import digits_of
+from mepipe.datasets.rowscan import Columns, RowProblem, SheetAdapter, SheetRow
+from mepipe.datasets.sheets import cell_int, cell_str, is_blank, read_table, sheet_names
+from mepipe.errors import AnnotationError
 
-CODING_FILES = ("CAS(ME)^2code_final.xlsx", "CAS(ME)2code_final.xlsx", "code_final.xlsx")
-FRAME_DIRS = ("rawpic", "CASME_sq/rawpic", "rawpic_crop")
 CODE_SHEET, SUBJECT_SHEET, VIDEO_SHEET = "CASFEcode_final", "naming rule1", "naming rule2"
-POSITIONAL = ("subject", "video", "onset", "apex", "offset", "aus", "emotion", "type", "self_report")
+#: The headerless sheet's columns, named by position (the names appear in messages).
+POSITIONAL = (
+    "subject (1st column)",
+    "video (2nd column)",
+    "onset (3rd column)",
+    "apex (4th column)",
+    "offset (5th column)",
+    "AUs (6th column)",
+    "emotion (7th column)",
+    "expression type (8th column)",
+    "self-report (9th column)",
+)
 TYPES = {"micro-expression": "micro", "macro-expression": "macro"}
 UNKNOWN = ("0", "", "/", "-")
-FPS = 30.0
 
 
 def _sheet(path: Path, name: str, position: int) -> str | int:
     """The sheet called ``name``, else the one at ``position`` (copies rename sheets)."""
-    import pandas as pd
-
-    try:
-        names = pd.ExcelFile(path).sheet_names
-    except Exception as exc:
-        raise AnnotationError(
-            f"{path}: cannot be read as a workbook ({exc}); re-copy it from the archive"
-        ) from exc
+    names = sheet_names(path)
     if name in names:
         return name
     if len(names) > position:
         return position
     raise AnnotationError(
-        f"{path}: has sheets {names}, but CAS(ME)^2 needs {CODE_SHEET!r}, {SUBJECT_SHEET!r} and {VIDEO_SHEET!r}; "
+        f"{path}: has sheets {names}, but CAS(ME)^2 needs {CODE_SHEET!r}, {SUBJECT_SHEET!r} and "
+        f"{VIDEO_SHEET!r}; "
         "use the coding file as distributed"
     )
 
@@ -96,16 +100,8 @@ def _video_codes(path: Path) -> dict[str, str]:
     return out
 
 
-def _keyframe(v: Any, column: str, *, missing_ok: bool) -> int | None:
-    """The onset must be a number; apex/offset ``0`` (or a mark in :data:`UNKNOWN`) mean unknown."""
-    if not missing_ok:
-        return cell_int(v, column)
-    value = cell_int(v, column, missing=UNKNOWN)
-    return None if value == 0 else value
-
-
 @register_adapter("casme_sq")
-class CasmeSqAdapter(DatasetAdapter):
+class CasmeSqAdapter(SheetAdapter):
     """CAS(ME)^2 expression intervals in long videos (30 fps, 640x480, 22 subjects; 57 micro + 300 macro).
 
     Options:
@@ -115,152 +111,80 @@ class CasmeSqAdapter(DatasetAdapter):
         fixes: alternative fix table (default ``manifests/fixes/casme_sq.yaml``).
     """
 
-    expression_type = "micro"
+    coding_files = ("CAS(ME)^2code_final.xlsx", "CAS(ME)2code_final.xlsx", "code_final.xlsx")
+    frame_dirs = ("rawpic", "CASME_sq/rawpic", "rawpic_crop")
+    frames_what = "CAS(ME)^2 rawpic"
+    columns = Columns(*POSITIONAL[:5], POSITIONAL[6], POSITIONAL[5])
+    header_row = 0  # the code sheet has no header
+    optional_keyframes = ("apex", "offset")
+    end_at_apex = True
+    fps = 30.0
     option_names = ("annotation", "frames_dir", "types", "fixes")
 
-    def scan(self) -> ScanResult:
-        types = str(self.options.get("types", "all"))
-        if types not in ("all", "micro", "macro"):
-            raise ConfigError(
-                f"casme_sq: types {types!r} must be all, micro or macro; fix dataset.options.types"
-            )
-        sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
-        subjects, videos = _subject_codes(sheet), _video_codes(sheet)
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="CAS(ME)^2 rawpic")
-        table = read_table(sheet, header_row=None, sheet=_sheet(sheet, CODE_SHEET, 0))
-        frames = FrameLister()
-        out = ScanResult()
+    def prepare(self) -> None:
+        self.subjects, self.videos = _subject_codes(self.sheet), _video_codes(self.sheet)
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        table = read_table(self.sheet, header_row=None, sheet=_sheet(self.sheet, CODE_SHEET, 0))
         for i, rec in enumerate(table.itertuples(index=False), start=1):
             cells = list(rec) + [None] * (len(POSITIONAL) - len(rec))
-            row = dict(zip(POSITIONAL, cells[: len(POSITIONAL)], strict=True))
             if all(is_blank(v) for v in cells[:5]):
                 continue
-            if i == 1 and cell_str(row["subject"]).lower().startswith("sub"):
+            if i == 1 and cell_str(cells[0]).lower().startswith("sub"):
                 continue  # header line in a re-saved copy; the distributed sheet has none
-            self._row(out, frames, sheet, frames_root, subjects, videos, types, i, row)
-        return out
+            yield i, dict(zip(POSITIONAL, cells[: len(POSITIONAL)], strict=True))
 
-    def _row(
-        self,
-        out: ScanResult,
-        frames: FrameLister,
-        sheet: Path,
-        frames_root: Path,
-        subjects: dict[int, int],
-        videos: dict[str, str],
-        types: str,
-        row_no: int,
-        row: dict[str, Any],
-    ) -> None:
-        def fail(reason: str, text: str, clip_id: str = "", subject: str = "") -> None:
-            out.failures.append(
-                (None, row_issue(self.name, sheet, row_no, reason, text, clip_id=clip_id, subject=subject))
+    def subject_id(self, value: Any) -> str:
+        number = digits_of(value)
+        if number not in self.subjects:
+            raise RowProblem(
+                "bad_subject", f"subject {number} is not listed in sheet {SUBJECT_SHEET!r}; add it there"
             )
+        return f"s{self.subjects[number]:02d}"
 
-        kind = TYPES.get(cell_str(row["type"]).lower())
+    def kind(self, row: SheetRow) -> str | None:
+        kind = TYPES.get(row.cell(POSITIONAL[7]).lower())
         if kind is None:
-            fail(
+            raise RowProblem(
                 "bad_value",
-                f"expression type {row['type']!r} is not micro-expression or macro-expression; "
+                f"expression type {row.cells[POSITIONAL[7]]!r} is not micro-expression or macro-expression; "
                 "fix the 8th column",
             )
-            return
-        if types != "all" and kind != types:
-            return  # excluded by the pipeline's dataset.options.types
-        try:
-            number = digits_of(row["subject"])
-        except ValueError as exc:
-            fail("bad_subject", f"{exc}; fix the 1st column")
-            return
-        if number not in subjects:
-            fail("bad_subject", f"subject {number} is not listed in sheet {SUBJECT_SHEET!r}; add it there")
-            return
-        code = subjects[number]
-        subject = f"s{code:02d}"
-        video = cell_str(row["video"])
-        clip_id = f"{subject}/{video}"
-        stimulus = video.split("_")[0].lower()
-        if stimulus not in videos:
-            fail(
-                "bad_value",
-                f"video {video!r}: stimulus {stimulus!r} is not listed in sheet {VIDEO_SHEET!r}",
-                clip_id,
-                subject,
-            )
-            return
-        fixed = fixed_row_values(
-            self.name,
-            sheet,
-            row_no,
-            subject,
-            video,
-            clip_id,
-            {
-                "onset": row["onset"],
-                "apex": row["apex"],
-                "offset": row["offset"],
-                "emotion": row["emotion"],
-                "aus": row["aus"],
-            },
-            ("onset (3rd column)", "apex (4th column)", "offset (5th column)"),
-            self.options.get("fixes"),
-            optional=("apex", "offset"),
-            parse=_keyframe,
-        )
-        if fixed is None:  # dropped by a fix
-            return
-        if isinstance(fixed, ClipIssue):
-            out.failures.append((None, fixed))
-            return
-        if fixed.offset is None and fixed.apex is None:
-            fail(
-                "bad_value",
-                "offset is 0 (unknown) and there is no apex, so the interval has no end; "
-                "add a fix with the offset",
-                clip_id,
-                subject,
-            )
-            return
-        folder = self._video_folder(frames_root, code, videos[stimulus])
-        source = "annotated" if fixed.apex is not None else "apex_missing"
-        clip = ClipRecord(
-            dataset=self.name,
-            subject=subject,
-            clip_id=clip_id,
-            source_kind="images",
-            source_path=str(folder),
-            onset=fixed.onset,
-            apex=fixed.apex,
-            offset=fixed.offset,
-            keyframe_source=source,
-            emotion_raw=fixed.emotion,
-            aus_raw=fixed.aus,
-            fps=FPS,
-            expression_type=kind,
-            fixes=fixed.fixes,
-            extra={
-                "row": str(row_no),
-                "subject_number": str(number),
-                "video_code": videos[stimulus],
-                "self_report": cell_str(row["self_report"]),
-                **(
-                    {"offset": "unknown (0 in the sheet); clip cut at the apex"}
-                    if fixed.offset is None
-                    else {}
-                ),
-            },
-        )
-        out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True))
+        return kind
 
-    @staticmethod
-    def _video_folder(frames_root: Path, code: int, video_code: str) -> Path:
+    def keyframe(self, v: Any, column: str, *, missing_ok: bool) -> int | None:
+        """The onset must be a number; apex/offset ``0`` (or a mark in :data:`UNKNOWN`) mean unknown."""
+        if not missing_ok:
+            return cell_int(v, column)
+        value = cell_int(v, column, missing=UNKNOWN)
+        return None if value == 0 else value
+
+    def _stimulus(self, row: SheetRow) -> str:
+        stimulus = row.name.split("_")[0].lower()
+        if stimulus not in self.videos:
+            raise RowProblem(
+                "bad_value",
+                f"video {row.name!r}: stimulus {stimulus!r} is not listed in sheet {VIDEO_SHEET!r}",
+            )
+        return self.videos[stimulus]
+
+    def source(self, row: SheetRow, values: Mapping[str, Any]) -> Path:
         """``rawpic/s15/15_0101<title>``; a non-existent path (reported later) when absent."""
-        subject_dir = frames_root / f"s{code:02d}"
+        code, video_code = int(row.subject[1:]), self._stimulus(row)
+        subject_dir = self.frames_root / row.subject
         if not subject_dir.is_dir():
-            subject_dir = frames_root / f"s{code}"
-        prefix = f"{code:02d}_{video_code}"
+            subject_dir = self.frames_root / f"s{code}"
+        prefixes = (f"{code:02d}_{video_code}", f"{code}_{video_code}")
         if subject_dir.is_dir():
             for p in sorted(subject_dir.iterdir()):
-                if p.is_dir() and (p.name.startswith(prefix) or p.name.startswith(f"{code}_{video_code}")):
+                if p.is_dir() and p.name.startswith(prefixes):
                     return p
-        return subject_dir / f"{prefix}*"
+        return subject_dir / f"{prefixes[0]}*"
+
+    def extra(self, row: SheetRow) -> dict[str, str]:
+        return {
+            **super().extra(row),
+            "subject_number": str(digits_of(row.cells[self.columns.subject])),
+            "video_code": self._stimulus(row),
+            "self_report": row.cell(POSITIONAL[8]),
+        }

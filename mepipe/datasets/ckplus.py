@@ -20,7 +20,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter, validate_image_clip
+from mepipe.datasets.base import (
+    DatasetAdapter,
+    FrameLister,
+    ScanResult,
+    register_adapter,
+    validate_image_clip,
+)
 from mepipe.datasets.macro import frames_record
 from mepipe.errors import ConfigError
 from mepipe.records import ClipIssue
@@ -70,7 +76,8 @@ class CkPlusAdapter(DatasetAdapter):
         emotions = self._pick("emotion_dir", EMOTION_DIRS, required=False)
         fps = float(self.options.get("fps", 30.0))
         labelled_only = bool(self.options.get("labelled_only", False))
-        out = ScanResult()
+        out = self.new_result(images)
+        lister = FrameLister(out.roots)
         for subj_dir in sorted(p for p in images.iterdir() if p.is_dir()):
             for seq_dir in sorted(p for p in subj_dir.iterdir() if p.is_dir()):
                 subject, seq = subj_dir.name, seq_dir.name
@@ -82,17 +89,9 @@ class CkPlusAdapter(DatasetAdapter):
                     try:
                         label, peak = read_emotion(label_file)
                     except ValueError as exc:
-                        out.failures.append(
-                            (
-                                None,
-                                ClipIssue(
-                                    self.name,
-                                    cid,
-                                    "bad_value",
-                                    f"{exc}; fix the file",
-                                    subject,
-                                    str(label_file),
-                                ),
+                        out.fail(
+                            ClipIssue(
+                                self.name, cid, "bad_value", f"{exc}; fix the file", subject, str(label_file)
                             )
                         )
                         continue
@@ -100,19 +99,15 @@ class CkPlusAdapter(DatasetAdapter):
                     continue
                 extra = {"labelled": "1" if label_file else "0"}
                 clip, issue = frames_record(
-                    self.name, cid, subject, seq_dir, emotion_raw=label, fps=fps, extra=extra
+                    self.name, cid, subject, seq_dir, lister=lister, emotion_raw=label, fps=fps, extra=extra
                 )
                 if issue is not None:
-                    out.failures.append((clip, issue))
+                    out.add(clip, issue)
                     continue
                 first, last = clip.frame_numbers[0], clip.frame_numbers[-1]
                 apex = peak if peak is not None else last
                 clip = replace(clip, onset=first, apex=apex, offset=apex, keyframe_source="sequence")
-                issue = validate_image_clip(clip)
-                if issue is not None:
-                    out.failures.append((clip, issue))
-                    continue
-                out.clips.append(clip)
+                out.add(clip, validate_image_clip(clip))
         return out
 
     def _pick(self, option: str, defaults: tuple[str, ...], *, required: bool) -> Path | None:

@@ -8,20 +8,15 @@ onset/apex/offset are compared with those numbers directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from mepipe.datasets.base import list_frames, validate_image_clip
-from mepipe.datasets.fixes import apply_fixes
-from mepipe.datasets.sheets import cell_int, cell_str, is_blank, read_table
+from mepipe.datasets.base import FrameLister, FrameListError, validate_image_clip
+from mepipe.datasets.sheets import MISSING_MARKS, cell_int, cell_str, is_blank, read_table
 from mepipe.errors import AnnotationError, ConfigError
 from mepipe.records import ClipIssue, ClipRecord
-
-#: Cell values that mean "not annotated" in a frame-number column (CASME II and MMEW write ``/``,
-#: SAMM-LV writes ``-1``; a blank cell is also missing).
-MISSING_MARKS = ("/", "-", "-1", "", "nan", "NaN", "N/A", "n/a")
 
 #: The annotated keyframes of a row, in time order.
 KEYFRAMES = ("onset", "apex", "offset")
@@ -104,88 +99,6 @@ class KeyframeParser(Protocol):
     def __call__(self, v: Any, column: str, *, missing_ok: bool) -> int | None: ...
 
 
-@dataclass(frozen=True)
-class RowValues:
-    """An annotation row's keyframes and labels after the fix table (see :func:`fixed_row_values`).
-
-    Attributes:
-        onset, apex, offset: source frame numbers; ``None`` where the keyframe is not annotated
-            (only possible for the keyframes the adapter declares optional).
-        emotion, aus: the emotion and AU cells as clean strings (``''`` when blank).
-        fixes: ids of the fixes applied to the row (recorded in the manifest's ``fixes`` column).
-    """
-
-    onset: int | None
-    apex: int | None
-    offset: int | None
-    emotion: str
-    aus: str
-    fixes: tuple[str, ...]
-
-
-def fixed_row_values(
-    dataset: str,
-    sheet: Path,
-    row: int,
-    subject: str,
-    filename: str,
-    clip_id: str,
-    cells: Mapping[str, Any],
-    columns: tuple[str, str, str],
-    fixes_path: str | None = None,
-    *,
-    optional: Collection[str] = ("apex",),
-    parse: KeyframeParser = frame_value,
-) -> RowValues | ClipIssue | None:
-    """Apply the fix table to one annotation row and read its keyframes.
-
-    Args:
-        dataset: adapter name; selects ``manifests/fixes/<dataset>.yaml`` and is named in the message.
-        sheet, row: the annotation file and its 1-based Excel row (for the failure message).
-        subject, filename: the fix key (canonical subject id, the annotation's clip/file name).
-        clip_id: the clip id a failure is reported under.
-        cells: the row's raw ``onset``, ``apex``, ``offset``, ``emotion`` and ``aus`` values.
-        columns: the sheet's column names of onset, apex and offset, in that order (for messages).
-        fixes_path: an alternative fix table (``dataset.options.fixes``), else the checked-in one.
-        optional: the keyframes that may be missing (``None``); the others must hold a number.
-        parse: reads one keyframe cell (default :func:`frame_value`). The required keyframes are
-            read first, then the optional ones, each in onset/apex/offset order, so the first bad
-            cell in that order is the one reported.
-
-    Returns:
-        ``None`` when a fix drops the row; a ``bad_value`` :class:`ClipIssue` naming the file, the
-        row, the cell and the fix when a keyframe cell is not a frame number; else the
-        :class:`RowValues` (emotion and AUs also taken after the fixes).
-    """
-    values, fix_ids = apply_fixes(dataset, subject, filename, dict(cells), fixes_path)
-    if values.get("drop"):
-        return None
-    names = dict(zip(KEYFRAMES, columns, strict=True))
-    try:
-        frame = {
-            k: parse(values[k], names[k], missing_ok=k in optional)
-            for k in sorted(KEYFRAMES, key=lambda k: k in optional)
-        }
-    except ValueError as exc:
-        return row_issue(
-            dataset,
-            sheet,
-            row,
-            "bad_value",
-            f"{exc}; fix the cell or add a fix to manifests/fixes/{dataset}.yaml",
-            clip_id=clip_id,
-            subject=subject,
-        )
-    return RowValues(
-        frame["onset"],
-        frame["apex"],
-        frame["offset"],
-        cell_str(values["emotion"]),
-        cell_str(values["aus"]),
-        fix_ids,
-    )
-
-
 def pick_dir(
     root: Path,
     wanted: object,
@@ -217,24 +130,6 @@ def subfolders_by_lower_name(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-
-
-class FrameLister:
-    """Lists each frame folder once (long-video datasets annotate many clips in one folder)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[Path, tuple[list[str], list[int]] | ValueError] = {}
-
-    def __call__(self, folder: Path) -> tuple[list[str], list[int]]:
-        if folder not in self._cache:
-            try:
-                self._cache[folder] = list_frames(folder)
-            except ValueError as exc:  # a stray image file without a frame number
-                self._cache[folder] = exc
-        hit = self._cache[folder]
-        if isinstance(hit, ValueError):
-            raise hit
-        return hit
 
 
 def row_issue(
@@ -278,6 +173,8 @@ def finish_clip(
     def fail(c: ClipRecord, reason: str, text: str) -> tuple[ClipRecord, ClipIssue]:
         return c, ClipIssue(c.dataset, c.clip_id, reason, where + text, c.subject, str(sheet or folder), row)
 
+    if not frames.allows(folder):
+        return fail(clip, "path_outside_source", f"clip {clip.clip_id}: {frames.refusal(folder)}")
     if not folder.is_dir():
         return fail(
             clip,
@@ -287,8 +184,8 @@ def finish_clip(
         )
     try:
         files, numbers = frames(folder)
-    except ValueError as exc:
-        return fail(clip, "bad_frame_name", f"{folder}: {exc}; move non-frame images out of the clip folder")
+    except FrameListError as exc:  # bad_frame_name, duplicate_frame_number, path_outside_source
+        return fail(clip, exc.reason, str(exc))
     full = replace(clip, frame_files=tuple(files), frame_numbers=tuple(numbers))
     issue = validate_image_clip(full, require_contiguous=False)
     if issue is not None:

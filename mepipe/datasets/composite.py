@@ -14,7 +14,8 @@ It wraps the member adapters, so the pipeline schema and ``build_dataset`` stay 
 (or absolute). Clips keep their own dataset name (``casme2``, ``samm``, ``smic``), so keys are
 ``casme2/sub01/EP02_01f`` and subjects are keyed ``dataset/subject`` (``casme2/sub01``) everywhere.
 Clips a rule leaves out become failed rows with reason ``excluded_by_composite`` and the rule's
-reason, so every annotation row of every member is accounted for in the manifest.
+reason (``label_conflict`` when the rule's clip list labels the clip otherwise than the scheme), so
+every annotation row of every member is accounted for in the manifest.
 """
 
 from __future__ import annotations
@@ -116,15 +117,11 @@ class CompositeAdapter(DatasetAdapter):
             return out
         res = resolve(rule, out.clips)
         out.clips = res.kept
+        conflicts = {id(c) for c, _ in res.conflicts}
         for clip, why in res.excluded:
-            out.failures.append(
-                (
-                    clip,
-                    ClipIssue(
-                        clip.dataset, clip.clip_id, "excluded_by_composite", why, clip.subject, rule.path
-                    ),
-                )
-            )
+            reason = "label_conflict" if id(clip) in conflicts else "excluded_by_composite"
+            issue = ClipIssue(clip.dataset, clip.clip_id, reason, why, clip.subject, rule.path)
+            out.failures.append((clip, issue))
         problems = check_composite(rule, res.kept) if check != "off" else []
         if problems:
             text = (

@@ -20,24 +20,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.macro import SplitLabels, clip_number, find_video, read_delimited
-from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipIssue
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.macro import SplitListAdapter, clip_number
+from mepipe.errors import AnnotationError
 
 SPLIT_DIR = "EmoLabel_DataSplit"
-VIDEO_DIRS = ("Clip/original", "Clip/clip_224x224", "original")
-FRAME_DIRS = ("Clip/jpg_256", "Clip/jpg_224", "jpg_256")
-N_FOLDS = 5
+FORMS = {
+    "video": ("Clip/original", "Clip/clip_224x224", "original"),
+    "frames": ("Clip/jpg_256", "Clip/jpg_224", "jpg_256"),
+}
 LABELS = ("1", "2", "3", "4", "5", "6", "7")
 
 
-def split_file(root: Path, split: str, fold: int) -> Path:
-    return root / SPLIT_DIR / f"{split}(single-labeled)" / f"set_{fold}.csv"
-
-
 @register_adapter("dfew")
-class DfewAdapter(DatasetAdapter):
+class DfewAdapter(SplitListAdapter):
     """DFEW in-the-wild dynamic facial expressions (single-labelled clips, 5 folds).
 
     Options:
@@ -48,76 +44,32 @@ class DfewAdapter(DatasetAdapter):
         fps: frame rate assumed for frame folders (default 25).
     """
 
-    expression_type = "macro"
     option_names = ("form", "clip_dir", "folds", "fps")
+    sep = ","
+    header = ("video_name", "label")
+    default_fps = 25.0
 
-    def scan(self) -> ScanResult:
-        form, clip_root = self._clip_root()
-        folds = [int(k) for k in (self.options.get("folds") or range(1, N_FOLDS + 1))]
-        fps = float(self.options.get("fps", 25.0))
-        out = ScanResult()
-        gathered = SplitLabels(self.name)
-        files = [(split, k, split_file(self.root, split, k)) for k in folds for split in ("train", "test")]
-        present = [f for f in files if f[2].is_file()]
-        if not present:
+    def lists(self) -> list[tuple[Path, str, str]]:
+        files = [
+            (self.root / SPLIT_DIR / f"{split}(single-labeled)" / f"set_{k}.csv", f"set_{k}", split)
+            for k in self.folds()
+            for split in ("train", "test")
+        ]
+        if not any(p.is_file() for p, _, _ in files):
             raise AnnotationError(
-                f"dfew: no split file under {self.root / SPLIT_DIR}; expected e.g. {files[0][2]}. "
+                f"dfew: no split file under {self.root / SPLIT_DIR}; expected e.g. {files[0][0]}. "
                 "Copy EmoLabel_DataSplit from the DFEW archive into the dataset root"
             )
-        for split, fold, path in present:
-            rows = read_delimited(path, sep=",", header=True)
-            first = next(rows, None)
-            if first is None or [c.lower() for c in first[1][:2]] != ["video_name", "label"]:
-                raise AnnotationError(
-                    f"{path}: expected the header 'video_name,label', found {first and first[1]}; "
-                    "is this the split file as distributed?"
-                )
-            for line, cells in rows:
-                try:
-                    number = clip_number(cells[0])
-                    label = str(int(float(cells[1])))
-                    if label not in LABELS:
-                        raise ValueError(f"label {cells[1]!r} is not 1..7")
-                except (ValueError, IndexError) as exc:
-                    out.failures.append(
-                        (
-                            None,
-                            ClipIssue(
-                                self.name,
-                                f"row{line}",
-                                "bad_value",
-                                f"{path} line {line}: {exc}; fix or remove the row",
-                                file=str(path),
-                                row=line,
-                            ),
-                        )
-                    )
-                    continue
-                gathered.add(out, f"{number:05d}", label, fold, split, path, line)
-        gathered.emit(out, form, clip_root, fps)
-        return out
+        return files
 
-    def _clip_root(self) -> tuple[str, Path]:
-        form = str(self.options.get("form", "auto"))
-        if form not in ("auto", "video", "frames"):
-            raise ConfigError(f"dfew: form {form!r} is not one of auto, video, frames (dataset.options.form)")
+    def parse(self, cells: list[str]) -> tuple[str, str]:
+        """``video_name`` is the clip number (``1`` for ``00001``); ``label`` is 1-based, 1..7."""
+        number = clip_number(cells[0])
+        label = str(int(float(cells[1])))
+        if label not in LABELS:
+            raise ValueError(f"label {cells[1]!r} is not 1..7")
+        return f"{number:05d}", label
+
+    def clip_root(self) -> tuple[str, Path]:
         wanted = self.options.get("clip_dir")
-        if wanted:
-            folder = self.root / str(wanted)
-            if not folder.is_dir():
-                raise ConfigError(f"dfew: clip_dir {folder} does not exist (dataset.options.clip_dir)")
-            if form == "auto":
-                form = (
-                    "video"
-                    if any(find_video(folder, p.stem) for p in list(folder.iterdir())[:20])
-                    else "frames"
-                )
-            return form, folder
-        candidates = [("video", d) for d in VIDEO_DIRS] + [("frames", d) for d in FRAME_DIRS]
-        for kind, d in candidates:
-            if (form in ("auto", kind)) and (self.root / d).is_dir():
-                return kind, self.root / d
-        raise ConfigError(
-            f"dfew: no clip folder under {self.root}; expected one of {list(VIDEO_DIRS)} (videos) or "
-            f"{list(FRAME_DIRS)} (frames), or set dataset.options.clip_dir"
-        )
+        return self.pick_form(FORMS, folder=str(wanted) if wanted else None)

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.macro import find_video, frames_record, missing_source, read_delimited, video_record
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.macro import SplitListAdapter, rel_clip_id
 from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipIssue
-from mepipe.sources import is_video_file
 
 CLIP_DIRS = ("2_ClipsforFaceCrop", "1_ClipsforFaceCrop", "0_7_LabelClips", ".")
 SETUP_DIR = "4_setups"
 
 
 @register_adapter("ferv39k")
-class Ferv39kAdapter(DatasetAdapter):
+class Ferv39kAdapter(SplitListAdapter):
     """FERV39k large-scale in-the-wild video facial expressions (train/test lists per setup).
 
     Options:
@@ -38,95 +36,36 @@ class Ferv39kAdapter(DatasetAdapter):
         fps: frame rate assumed for frame folders (default 30).
     """
 
-    expression_type = "macro"
     option_names = ("setup", "lists", "clip_dir", "fps")
 
-    def scan(self) -> ScanResult:
+    def lists(self) -> list[tuple[Path, str, str]]:
         setup = str(self.options.get("setup", "All_scenes"))
-        names = list(
-            self.options.get("lists")
-            or (f"train_{setup.split('_')[0]}.csv", f"test_{setup.split('_')[0]}.csv")
-        )
-        clip_root = self._clip_root()
-        fps = float(self.options.get("fps", 30.0))
-        out = ScanResult()
-        seen: dict[str, tuple[str, str]] = {}
-        lists = [self.root / SETUP_DIR / setup / n for n in names]
-        if not any(p.is_file() for p in lists):
+        tag = setup.split("_")[0]
+        wanted = self.options.get("lists") or (f"train_{tag}.csv", f"test_{tag}.csv")
+        names = [str(n) for n in wanted]  # type: ignore[union-attr]
+        files = [(self.root / SETUP_DIR / setup / n, "split", Path(n).stem.split("_")[0]) for n in names]
+        if not any(p.is_file() for p, _, _ in files):
             raise AnnotationError(
-                f"ferv39k: none of {[str(p) for p in lists]} exists; copy 4_setups from the "
+                f"ferv39k: none of {[str(p) for p, _, _ in files]} exists; copy 4_setups from the "
                 "FERV39k archive, or set dataset.options.setup / lists"
             )
-        for path in lists:
-            if not path.is_file():
-                continue
-            split = path.stem.split("_")[0]
-            for line, cells in read_delimited(path, sep=None, header=False):
-                if len(cells) != 2:
-                    out.failures.append(
-                        (
-                            None,
-                            ClipIssue(
-                                self.name,
-                                f"row{line}",
-                                "bad_value",
-                                f"{path} line {line}: expected '<path> <Label>', got {cells}",
-                                file=str(path),
-                                row=line,
-                            ),
-                        )
-                    )
-                    continue
-                rel, label = cells
-                rel_path = PurePosixPath(rel.replace("\\", "/").strip("/"))
-                cid = str(rel_path.with_suffix("")) if is_video_file(rel) else str(rel_path)
-                if cid in seen:
-                    if seen[cid][0] != label:
-                        out.failures.append(
-                            (
-                                None,
-                                ClipIssue(
-                                    self.name,
-                                    cid,
-                                    "label_conflict",
-                                    f"{path} line {line}: clip {cid} is listed again with label {label} "
-                                    f"(was {seen[cid][0]} in {seen[cid][1]}); fix the list",
-                                    cid,
-                                    str(path),
-                                    line,
-                                ),
-                            )
-                        )
-                    continue
-                seen[cid] = (label, f"{path.name} line {line}")
-                extra = {"split": split, "scene": rel_path.parts[0] if len(rel_path.parts) > 1 else ""}
-                target = clip_root / rel_path
-                video = (
-                    target
-                    if is_video_file(rel) and target.is_file()
-                    else find_video(target.parent, target.name)
-                )
-                if video is not None:
-                    out.clips.append(
-                        video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
-                    )
-                    continue
-                if not target.is_dir():
-                    out.failures.append(
-                        (
-                            None,
-                            missing_source(self.name, cid, cid, f"no folder or video {target}", path, line),
-                        )
-                    )
-                    continue
-                out.add(*frames_record(self.name, cid, cid, target, emotion_raw=label, fps=fps, extra=extra))
-        return out
+        return files
 
-    def _clip_root(self) -> Path:
+    def parse(self, cells: list[str]) -> tuple[str, str]:
+        """``<rel_path> <LabelString>``; the id is the path without a video suffix."""
+        if len(cells) != 2:
+            raise ValueError(f"expected '<path> <Label>', got {cells}")
+        return rel_clip_id(cells[0]), cells[1]
+
+    def clip_extra(self, cid: str) -> dict[str, str]:
+        parts = PurePosixPath(cid).parts
+        return {"scene": parts[0] if len(parts) > 1 else ""}
+
+    def clip_root(self) -> tuple[str, Path]:
         wanted = self.options.get("clip_dir")
         for name in [wanted] if wanted else CLIP_DIRS:
             if (self.root / str(name)).is_dir():
-                return self.root / str(name)
+                return "either", self.root / str(name)
         raise ConfigError(
             f"ferv39k: clip folder {wanted} not found under {self.root} (dataset.options.clip_dir)"
         )

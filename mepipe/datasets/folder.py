@@ -15,7 +15,8 @@ With a CSV (option ``csv``, a header row required) each row is a clip:
   folders, 0-based decoded indices for videos); blank = not annotated;
 * every other column is kept as a string in ``extra`` (e.g. ``split``, ``fold``).
 
-Rows naming a missing file are ``missing_file`` failures; duplicate paths are ``duplicate_clip``.
+Rows naming a missing file are ``missing_file`` failures; duplicate paths are ``duplicate_clip``; a
+path leading outside the root (``../x``, a symlink out of the tree) is ``path_outside_source``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 from mepipe.datasets.base import (
     IMAGE_SUFFIXES,
     DatasetAdapter,
+    FrameLister,
     ScanResult,
     register_adapter,
     validate_image_clip,
@@ -67,7 +69,8 @@ class FolderAdapter(DatasetAdapter):
         return self._scan_tree()
 
     def _scan_tree(self) -> ScanResult:
-        out = ScanResult()
+        out = self.new_result()
+        lister = FrameLister(out.roots)
         recursive = bool(self.options.get("recursive", True))
         from_parent = bool(self.options.get("label_from_parent", False))
         walk = sorted(self.root.rglob("*") if recursive else self.root.iterdir())
@@ -78,7 +81,7 @@ class FolderAdapter(DatasetAdapter):
             label = p.parent.name if from_parent and p.parent != self.root else ""
             if p.is_file() and is_video_file(p):
                 cid = str(PurePosixPath(*rel.parts).with_suffix(""))
-                out.clips.append(
+                out.add(
                     video_record(
                         self.dataset,
                         cid,
@@ -98,6 +101,7 @@ class FolderAdapter(DatasetAdapter):
                         cid,
                         cid,
                         p,
+                        lister=lister,
                         emotion_raw=label,
                         fps=self.fps,
                         extra={},
@@ -120,8 +124,8 @@ class FolderAdapter(DatasetAdapter):
                 f"{path}: no 'path' column (found {list(df.columns)}); the first row must be a "
                 "header such as path,label,subject"
             )
-        out = ScanResult()
-        seen: set[str] = set()
+        out = self.new_result()
+        lister = FrameLister(out.roots)
         for i, rec in enumerate(df.to_dict("records")):
             line = i + 2
             rel = rec["path"].strip().replace("\\", "/").strip("/")
@@ -132,41 +136,15 @@ class FolderAdapter(DatasetAdapter):
             subject = cell_str(rec.get("subject", "")) or cid
             label = cell_str(rec.get("label", ""))
             extra = {k: cell_str(v) for k, v in rec.items() if k not in KNOWN_COLUMNS}
-            if cid in seen:
-                out.failures.append(
-                    (
-                        None,
-                        ClipIssue(
-                            self.dataset,
-                            cid,
-                            "duplicate_clip",
-                            f"{path} line {line}: {rel} is listed twice; remove one row",
-                            subject,
-                            str(path),
-                            line,
-                        ),
-                    )
-                )
-                continue
-            seen.add(cid)
             try:
                 keys = {
                     k: cell_int(rec.get(k, ""), k, missing=("", "/", "-", "nan"))
                     for k in ("onset", "apex", "offset")
                 }
             except ValueError as exc:
-                out.failures.append(
-                    (
-                        None,
-                        ClipIssue(
-                            self.dataset,
-                            cid,
-                            "bad_value",
-                            f"{path} line {line}: {exc}",
-                            subject,
-                            str(path),
-                            line,
-                        ),
+                out.fail(
+                    ClipIssue(
+                        self.dataset, cid, "bad_value", f"{path} line {line}: {exc}", subject, str(path), line
                     )
                 )
                 continue
@@ -185,15 +163,12 @@ class FolderAdapter(DatasetAdapter):
                     extra=extra,
                     expression_type=self.kind,
                 )
-                out.clips.append(_with_keys(clip, keys))
+                out.add(_with_keys(clip, keys), file=path, row=line)
                 continue
             if not target.is_dir() or target.suffix.lower() in IMAGE_SUFFIXES:
-                out.failures.append(
-                    (
-                        None,
-                        missing_source(
-                            self.dataset, cid, subject, f"no video or frame folder {target}", path, line
-                        ),
+                out.fail(
+                    missing_source(
+                        self.dataset, cid, subject, f"no video or frame folder {target}", path, line
                     )
                 )
                 continue
@@ -202,6 +177,7 @@ class FolderAdapter(DatasetAdapter):
                 cid,
                 subject,
                 target,
+                lister=lister,
                 emotion_raw=label,
                 fps=self.fps,
                 extra=extra,
@@ -210,7 +186,7 @@ class FolderAdapter(DatasetAdapter):
             if issue is None:
                 clip = _with_keys(clip, keys)
                 issue = validate_image_clip(clip, require_contiguous=False)
-            out.add(clip, issue)
+            out.add(clip, issue, file=path, row=line)
         return out
 
 

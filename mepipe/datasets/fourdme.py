@@ -11,21 +11,20 @@ Quirks handled here (``shared/reference/datasets.md`` section 2, 4DME):
 * Subject folders use the ``sub_ID`` text as written; a bare number is looked up as written and
   zero-padded, and canonicalised to two digits (``1`` -> ``01``).
 * The extras file (``..._extras_release v1.xlsx``, self-report/video emotions) is not read.
-* MEB swaps the AU columns of two rows known only by position: see ``manifests/fixes/fourdme.yaml``.
+* MEB swaps the label columns of two rows known only by position: not ported, see
+  ``manifests/fixes/fourdme.yaml``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import FrameLister, finish_clip, fixed_row_values, pick_dir, read_rows, row_issue
-from mepipe.datasets.sheets import cell_str, find_annotation
-from mepipe.records import ClipIssue, ClipRecord
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.rowscan import Columns, SheetAdapter, SheetRow
+from mepipe.datasets.sheets import cell_str
 
-CODING_FILES = ("4DME_Labelling_Micro_release v1.xlsx", "4DME_Labelling_Micro_release_v1.xlsx")
-FRAME_DIRS = ("gray_micro", "4DME/gray_micro")
-COLUMNS = ("sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs")
 MULTI = ("Positive", "Negative", "Surprise", "Repression", "Others")
 #: Frame rate of the 2D grayscale camera as the 4DME paper gives it; not verified against the files
 #: here -- override with ``dataset.options.fps`` if your copy says otherwise.
@@ -41,7 +40,7 @@ def subject_id(value: object) -> str:
 
 
 @register_adapter("fourdme")
-class FourDmeAdapter(DatasetAdapter):
+class FourDmeAdapter(SheetAdapter):
     """4DME micro-expression clips, 2D grayscale frames (41 subjects, 267 clips).
 
     Options:
@@ -51,72 +50,25 @@ class FourDmeAdapter(DatasetAdapter):
         fixes: alternative fix table (default ``manifests/fixes/fourdme.yaml``).
     """
 
+    coding_files = ("4DME_Labelling_Micro_release v1.xlsx", "4DME_Labelling_Micro_release_v1.xlsx")
+    frame_dirs = ("gray_micro", "4DME/gray_micro")
+    frames_what = "4DME gray_micro"
+    columns = Columns("sub_ID", "fold_name", "Onset", "Apex", "Offset", "Emotion", "AUs")
+    optional_columns = MULTI
+    extra_columns = {k: f"multi_{k.lower()}" for k in MULTI}
     option_names = ("annotation", "frames_dir", "fps", "fixes")
 
-    def scan(self) -> ScanResult:
-        sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="4DME gray_micro")
-        fps = float(self.options.get("fps", FPS))  # type: ignore[arg-type]
-        frames = FrameLister()
-        out = ScanResult()
-        for row_no, row in read_rows(sheet, COLUMNS, MULTI):
-            raw_subject = cell_str(row["sub_ID"])
-            try:
-                subject = subject_id(row["sub_ID"])
-            except ValueError as exc:
-                out.failures.append(
-                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the sub_ID cell"))
-                )
-                continue
-            fold = cell_str(row["fold_name"])
-            clip_id = f"{subject}/{fold}"
-            fixed = fixed_row_values(
-                self.name,
-                sheet,
-                row_no,
-                subject,
-                fold,
-                clip_id,
-                {
-                    "onset": row["Onset"],
-                    "apex": row["Apex"],
-                    "offset": row["Offset"],
-                    "emotion": row["Emotion"],
-                    "aus": row["AUs"],
-                },
-                ("Onset", "Apex", "Offset"),
-                self.options.get("fixes"),
-            )
-            if fixed is None:  # dropped by a fix
-                continue
-            if isinstance(fixed, ClipIssue):
-                out.failures.append((None, fixed))
-                continue
-            extra = {"row": str(row_no)}
-            extra.update({f"multi_{k.lower()}": cell_str(row[k]) for k in MULTI if cell_str(row[k])})
-            clip = ClipRecord(
-                dataset=self.name,
-                subject=subject,
-                clip_id=clip_id,
-                source_kind="images",
-                source_path=str(self._subject_dir(frames_root, raw_subject, subject) / fold),
-                onset=fixed.onset,
-                apex=fixed.apex,
-                offset=fixed.offset,
-                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
-                emotion_raw=fixed.emotion,
-                aus_raw=fixed.aus,
-                fps=fps,
-                expression_type="micro",
-                fixes=fixed.fixes,
-                extra=extra,
-            )
-            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no))
-        return out
+    def subject_id(self, value: Any) -> str:
+        return subject_id(value)
 
-    @staticmethod
-    def _subject_dir(frames_root: Path, raw: str, canonical: str) -> Path:
-        for name in (raw, canonical):
-            if (frames_root / name).is_dir():
-                return frames_root / name
-        return frames_root / raw
+    def prepare(self) -> None:
+        self.fps = float(self.options.get("fps", FPS))  # type: ignore[arg-type]
+
+    def source(self, row: SheetRow, values: Mapping[str, Any]) -> Path:
+        """``<sub_ID as written>/<fold_name>``, else under the canonical (zero-padded) id."""
+        raw = row.cell(self.columns.subject)
+        subject_dir = next(
+            (self.frames_root / n for n in (raw, row.subject) if (self.frames_root / n).is_dir()),
+            self.frames_root / raw,
+        )
+        return subject_dir / row.name

@@ -6,6 +6,12 @@ neutral -> peak). A clip is either a **video file** (``source_kind="video"``: fr
 **frame folder** (``source_kind="images"``: frame numbers are the numbers in the file names, sorted
 numerically; fps from the adapter's ``fps`` option since folders carry none).
 
+:class:`SplitListAdapter` is the one scan of the datasets whose labels and folds come from split
+lists (DFEW, MAFW, FERV39k): each declares where its lists are, how a line reads and where its clips
+are; the scan reads every list, merges a clip listed in several (its membership lands in ``extra``),
+fails a clip the lists label differently (``label_conflict``) and a line that does not parse
+(``bad_value``), and locates each clip (``missing_file`` when it is not on disk).
+
 Adapters never decode video here (listing only); a video that cannot be decoded becomes a failed
 manifest row at build time (``unreadable_video``, ``empty_video``, ``corrupt_video``).
 """
@@ -13,13 +19,16 @@ manifest row at build time (``unreadable_video``, ``empty_video``, ``corrupt_vid
 from __future__ import annotations
 
 import csv
+from abc import abstractmethod
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
-from mepipe.datasets.base import IMAGE_SUFFIXES, ScanResult, list_frames
-from mepipe.errors import AnnotationError
+from mepipe.datasets.base import IMAGE_SUFFIXES, DatasetAdapter, FrameLister, FrameListError, ScanResult
+from mepipe.errors import AnnotationError, ConfigError
 from mepipe.records import ClipIssue, ClipRecord
-from mepipe.sources import VIDEO_SUFFIXES
+from mepipe.sources import VIDEO_SUFFIXES, is_video_file
 
 
 def find_video(folder: Path, stem: str) -> Path | None:
@@ -57,9 +66,9 @@ def video_record(
         source_path=str(path),
         emotion_raw=emotion_raw,
         fps=fps,
-        expression_type=expression_type,
+        expression_type=expression_type,  # type: ignore[arg-type]
         extra=extra,
-    )  # type: ignore[arg-type]
+    )
 
 
 def frames_record(
@@ -68,53 +77,42 @@ def frames_record(
     subject: str,
     folder: Path,
     *,
+    lister: FrameLister,
     emotion_raw: str,
     fps: float,
     extra: dict[str, str],
     expression_type: str = "macro",
 ) -> tuple[ClipRecord, ClipIssue | None]:
-    """A ``source_kind="images"`` record for a frame folder, with an issue when it holds no frames."""
-    files, numbers = list_frames(folder) if folder.is_dir() else ([], [])
-    clip = ClipRecord(
-        dataset=dataset,
-        subject=subject,
-        clip_id=clip_id,
+    """A ``source_kind="images"`` record for a frame folder, with an issue when it cannot be listed
+    (outside the dataset root, missing, no frames, a bad or repeated frame number)."""
+    clip = replace(
+        video_record(
+            dataset,
+            clip_id,
+            subject,
+            folder,
+            emotion_raw=emotion_raw,
+            fps=fps,
+            extra=extra,
+            expression_type=expression_type,
+        ),
         source_kind="images",
-        source_path=str(folder),
-        frame_files=tuple(files),
-        frame_numbers=tuple(numbers),
-        emotion_raw=emotion_raw,
-        fps=fps,
-        expression_type=expression_type,  # type: ignore[arg-type]
-        extra=extra,
     )
+
+    def issue(reason: str, text: str) -> tuple[ClipRecord, ClipIssue]:
+        return clip, ClipIssue(dataset, clip_id, reason, f"clip {clip_id}: {text}", subject, str(folder))
+
+    if not lister.allows(folder):
+        return issue("path_outside_source", lister.refusal(folder))
     if not folder.is_dir():
-        return clip, ClipIssue(
-            dataset,
-            clip_id,
-            "missing_folder",
-            f"clip {clip_id}: frame folder {folder} does not exist; check --source and the layout",
-            subject,
-            str(folder),
-        )
+        return issue("missing_folder", f"frame folder {folder} does not exist; check --source and the layout")
+    try:
+        files, numbers = lister(folder)
+    except FrameListError as exc:
+        return issue(exc.reason, str(exc))
+    clip = replace(clip, frame_files=tuple(files), frame_numbers=tuple(numbers))
     if not files:
-        return clip, ClipIssue(
-            dataset,
-            clip_id,
-            "no_frames",
-            f"clip {clip_id}: {folder} holds no image frames",
-            subject,
-            str(folder),
-        )
-    if len(set(numbers)) != len(numbers):
-        return clip, ClipIssue(
-            dataset,
-            clip_id,
-            "duplicate_frames",
-            f"clip {clip_id}: {folder} has two files with the same frame number; remove the duplicates",
-            subject,
-            str(folder),
-        )
+        return issue("no_frames", f"{folder} holds no image frames")
     return clip, None
 
 
@@ -134,92 +132,11 @@ def missing_source(
     )
 
 
-def add_split_clip(
-    out: ScanResult,
-    dataset: str,
-    form: str,
-    clip_root: Path,
-    cid: str,
-    *,
-    label: str,
-    fps: float,
-    extra: dict[str, str],
-    split_file: Path,
-    line: int,
-) -> None:
-    """Record clip ``cid`` listed in a split file: the video ``clip_root/<cid>.mp4`` (``form ==
-    "video"``) or the frame folder ``clip_root/<cid>``; a missing source becomes a failure naming
-    the split file and line."""
-    if form != "video":
-        out.add(*frames_record(dataset, cid, cid, clip_root / cid, emotion_raw=label, fps=fps, extra=extra))
-        return
-    video = find_video(clip_root, cid)
-    if video is None:
-        out.failures.append(
-            (None, missing_source(dataset, cid, cid, f"no {clip_root}/{cid}.mp4", split_file, line))
-        )
-        return
-    out.clips.append(video_record(dataset, cid, cid, video, emotion_raw=label, fps=fps, extra=extra))
-
-
-class SplitLabels:
-    """Clip labels gathered over several split files (DFEW and MAFW list each clip once per fold).
-
-    A clip labelled differently in two files becomes one ``label_conflict`` failure naming both
-    places and is not built; fold membership (``set_k: train|test``) goes into the clip's ``extra``.
-    """
-
-    def __init__(self, dataset: str) -> None:
-        self.dataset = dataset
-        self.labels: dict[str, tuple[str, Path, int]] = {}
-        self.member: dict[str, dict[str, str]] = {}
-        self.conflicted: set[str] = set()
-
-    def add(
-        self, out: ScanResult, cid: str, label: str, fold: int, split: str, path: Path, line: int
-    ) -> None:
-        """Record that ``path`` line ``line`` lists clip ``cid`` with ``label`` in fold ``fold``'s ``split``."""
-        known = self.labels.get(cid)
-        if known is not None and known[0] != label:
-            if cid not in self.conflicted:
-                self.conflicted.add(cid)
-                text = (
-                    f"clip {cid} is labelled {known[0]} in {known[1]} line {known[2]} but {label} in {path} "
-                    f"line {line}; the split files disagree, fix one of them"
-                )
-                out.failures.append(
-                    (None, ClipIssue(self.dataset, cid, "label_conflict", text, cid, str(path), line))
-                )
-            return
-        self.labels.setdefault(cid, (label, path, line))
-        self.member.setdefault(cid, {})[f"set_{fold}"] = split
-
-    def emit(self, out: ScanResult, form: str, clip_root: Path, fps: float) -> None:
-        """Add every unconflicted clip (sorted by id) to ``out`` via :func:`add_split_clip`."""
-        for cid in sorted(self.labels):
-            if cid in self.conflicted:
-                continue
-            label, path, line = self.labels[cid]
-            extra = dict(sorted(self.member[cid].items()))
-            add_split_clip(
-                out,
-                self.dataset,
-                form,
-                clip_root,
-                cid,
-                label=label,
-                fps=fps,
-                extra=extra,
-                split_file=path,
-                line=line,
-            )
-
-
-def read_delimited(path: Path, *, sep: str | None, header: bool) -> Iterator[tuple[int, list[str]]]:
+def read_delimited(path: Path, *, sep: str | None) -> Iterator[tuple[int, list[str]]]:
     """Rows of a small text table as ``(line number, cells)``; blank lines skipped.
 
     ``sep=None`` splits on runs of whitespace (FERV39k, MAFW lists); otherwise a CSV with that
-    delimiter. With ``header`` the first non-blank line is returned as line 1 too (callers check it).
+    delimiter.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -243,3 +160,148 @@ def clip_number(value: str) -> int:
     if not f.is_integer() or f < 0:
         raise ValueError(f"{value!r} is not a clip number")
     return int(f)
+
+
+def rel_clip_id(rel: str) -> str:
+    """A clip id from a path in a list: ``Action/Happy/0001`` (a video suffix dropped)."""
+    p = PurePosixPath(rel.replace("\\", "/").strip("/"))
+    return str(p.with_suffix("")) if is_video_file(rel) else str(p)
+
+
+class SplitListAdapter(DatasetAdapter):
+    """A clip-labelled dataset whose labels and folds come from split lists (see the module docstring).
+
+    Subclasses declare ``sep`` (``None``: whitespace) and ``header`` (the first line's cells, lower
+    case; ``()``: no header line), set ``default_fps`` and implement :meth:`lists`, :meth:`parse` and
+    :meth:`clip_root`. ``form`` is ``video`` (a clip is ``<root>/<id>.<video suffix>``), ``frames``
+    (the folder ``<root>/<id>``) or ``either`` (the video when there is one, else the folder).
+    """
+
+    expression_type = "macro"
+    sep: ClassVar[str | None] = None
+    header: ClassVar[tuple[str, ...]] = ()
+    default_fps: ClassVar[float] = 30.0
+    n_folds: ClassVar[int] = 5
+
+    def folds(self) -> list[int]:
+        """The folds to read (``dataset.options.folds``, default all)."""
+        folds = self.options.get("folds") or range(1, self.n_folds + 1)
+        return [int(k) for k in folds]  # type: ignore[union-attr]
+
+    @abstractmethod
+    def lists(self) -> list[tuple[Path, str, str]]:
+        """Every list file that may exist: ``(path, membership key, value)``, e.g.
+        ``(set_1/train.txt, "set_1", "train")``. Raises when none exists."""
+
+    @abstractmethod
+    def parse(self, cells: list[str]) -> tuple[str, str]:
+        """``(clip id, label)`` of a list line; raises ``ValueError`` saying what is wrong."""
+
+    @abstractmethod
+    def clip_root(self) -> tuple[str, Path]:
+        """``(form, folder)`` the clip ids are relative to."""
+
+    def clip_extra(self, cid: str) -> dict[str, str]:
+        """``extra`` fields of a clip besides its list membership."""
+        return {}
+
+    def scan(self) -> ScanResult:
+        form, root = self.clip_root()
+        fps = float(self.options.get("fps", self.default_fps))  # type: ignore[arg-type]
+        out = self.new_result(root)
+        lister = FrameLister(out.roots)
+        labels: dict[str, tuple[str, Path, int]] = {}
+        member: dict[str, dict[str, str]] = {}
+        conflicted: set[str] = set()
+        for path, key, value in self.lists():
+            if not path.is_file():
+                continue
+            rows = read_delimited(path, sep=self.sep)
+            if self.header:
+                first = next(rows, None)
+                if first is None or tuple(c.lower() for c in first[1][: len(self.header)]) != self.header:
+                    raise AnnotationError(
+                        f"{path}: expected the header {','.join(self.header)!r}, found {first and first[1]}; "
+                        "is this the split file as distributed?"
+                    )
+            for line, cells in rows:
+                try:
+                    cid, label = self.parse(cells)
+                except (ValueError, IndexError) as exc:
+                    text = f"{path} line {line}: {exc}; fix or remove the line"
+                    out.fail(ClipIssue(self.name, f"row{line}", "bad_value", text, file=str(path), row=line))
+                    continue
+                known = labels.setdefault(cid, (label, path, line))
+                if known[0] != label and cid not in conflicted:
+                    conflicted.add(cid)
+                    text = (
+                        f"clip {cid} is labelled {known[0]} in {known[1]} line {known[2]} but {label} in "
+                        f"{path} line {line}; the split files disagree, fix one of them"
+                    )
+                    out.fail(ClipIssue(self.name, cid, "label_conflict", text, cid, str(path), line))
+                member.setdefault(cid, {}).setdefault(key, value)
+        for cid in sorted(set(labels) - conflicted):
+            label, path, line = labels[cid]
+            extra = {**dict(sorted(member[cid].items())), **self.clip_extra(cid)}
+            self._add(out, form, root, lister, cid, label, fps, extra, path, line)
+        return out
+
+    def _add(
+        self,
+        out: ScanResult,
+        form: str,
+        root: Path,
+        lister: FrameLister,
+        cid: str,
+        label: str,
+        fps: float,
+        extra: dict[str, str],
+        path: Path,
+        line: int,
+    ) -> None:
+        """Record clip ``cid`` as a video or a frame folder; a missing source names the list line."""
+        target = root / cid
+        video = None
+        if form in ("video", "either"):
+            video = (
+                target if is_video_file(cid) and target.is_file() else find_video(target.parent, target.name)
+            )
+        if video is not None:
+            clip = video_record(self.name, cid, cid, video, emotion_raw=label, fps=fps, extra=extra)
+            out.add(clip, file=path, row=line)
+        elif form == "video" or (form == "either" and not target.is_dir()):
+            what = f"no {root}/{cid}.mp4" if form == "video" else f"no folder or video {target}"
+            out.fail(missing_source(self.name, cid, cid, what, path, line))
+        else:
+            clip, issue = frames_record(
+                self.name, cid, cid, target, lister=lister, emotion_raw=label, fps=fps, extra=extra
+            )
+            out.add(clip, issue, file=path, row=line)
+
+    def pick_form(self, forms: dict[str, tuple[str, ...]], *, folder: str | None = None) -> tuple[str, Path]:
+        """The ``dataset.options.form`` and its folder: the first existing of ``forms[form]`` (all
+        forms in order for ``auto``), or the ``clip_dir`` option ``folder``.
+
+        Raises:
+            ConfigError: an unknown form, or no such folder, listing what was tried.
+        """
+        form = str(self.options.get("form", "auto"))
+        if form != "auto" and form not in forms:
+            raise ConfigError(
+                f"{self.name}: form {form!r} is not one of auto, {', '.join(forms)} (dataset.options.form)"
+            )
+        if folder:
+            path = self.root / folder
+            if not path.is_dir():
+                raise ConfigError(f"{self.name}: clip_dir {path} does not exist (dataset.options.clip_dir)")
+            if form == "auto":
+                form = "video" if any(is_video_file(p) for p in list(path.iterdir())[:20]) else "frames"
+            return form, path
+        tried = [(k, d) for k, dirs in forms.items() if form in ("auto", k) for d in dirs]
+        for kind, d in tried:
+            if (self.root / d).is_dir():
+                return kind, self.root / d
+        raise ConfigError(
+            f"{self.name}: no clip folder under {self.root}; expected one of {[d for _, d in tried]} "
+            "(dataset.options.form / clip_dir)"
+        )

@@ -18,18 +18,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.macro import SplitLabels, read_delimited
-from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipIssue
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.macro import SplitListAdapter
+from mepipe.errors import AnnotationError
 
 SPLIT_DIR = "split/single/no_caption"
-FORMS = {"video": "data/clips", "frames": "data/frames", "faces": "data/faces"}
-N_FOLDS = 5
+FORMS = {"video": ("data/clips",), "frames": ("data/frames",), "faces": ("data/faces",)}
 
 
 @register_adapter("mafw")
-class MafwAdapter(DatasetAdapter):
+class MafwAdapter(SplitListAdapter):
     """MAFW multi-modal affective database, single-labelled clips (11 classes, 5 folds).
 
     Options:
@@ -39,57 +37,27 @@ class MafwAdapter(DatasetAdapter):
         fps: frame rate assumed for frame folders (default 30).
     """
 
-    expression_type = "macro"
     option_names = ("form", "folds", "split_dir", "fps")
 
-    def scan(self) -> ScanResult:
-        form, clip_root = self._clip_root()
-        folds = [int(k) for k in (self.options.get("folds") or range(1, N_FOLDS + 1))]
+    def lists(self) -> list[tuple[Path, str, str]]:
         split_dir = self.root / str(self.options.get("split_dir", SPLIT_DIR))
-        fps = float(self.options.get("fps", 30.0))
-        out = ScanResult()
-        gathered = SplitLabels(self.name)
-        lists = [
-            (k, split, split_dir / f"set_{k}" / f"{split}.txt") for k in folds for split in ("train", "test")
+        files = [
+            (split_dir / f"set_{k}" / f"{split}.txt", f"set_{k}", split)
+            for k in self.folds()
+            for split in ("train", "test")
         ]
-        if not any(p.is_file() for *_, p in lists):
+        if not any(p.is_file() for p, _, _ in files):
             raise AnnotationError(
-                f"mafw: no split list under {split_dir} (expected e.g. {lists[0][2]}); copy "
+                f"mafw: no split list under {split_dir} (expected e.g. {files[0][0]}); copy "
                 "split/ from the MAFW archive or set dataset.options.split_dir"
             )
-        for fold, split, path in lists:
-            if not path.is_file():
-                continue
-            for line, cells in read_delimited(path, sep=None, header=False):
-                if len(cells) != 2:
-                    out.failures.append(
-                        (
-                            None,
-                            ClipIssue(
-                                self.name,
-                                f"row{line}",
-                                "bad_value",
-                                f"{path} line {line}: expected '<clip>.mp4 <label>', got {cells}",
-                                file=str(path),
-                                row=line,
-                            ),
-                        )
-                    )
-                    continue
-                cid = Path(cells[0]).stem
-                label = cells[1]
-                gathered.add(out, cid, label, fold, split, path, line)
-        gathered.emit(out, form, clip_root, fps)
-        return out
+        return files
 
-    def _clip_root(self) -> tuple[str, Path]:
-        form = str(self.options.get("form", "auto"))
-        if form != "auto" and form not in FORMS:
-            raise ConfigError(
-                f"mafw: form {form!r} is not one of auto, {', '.join(FORMS)} (dataset.options.form)"
-            )
-        for kind, rel in FORMS.items():
-            if form in ("auto", kind) and (self.root / rel).is_dir():
-                return kind, self.root / rel
-        wanted = [FORMS[form]] if form != "auto" else list(FORMS.values())
-        raise ConfigError(f"mafw: no clip folder under {self.root}; expected {wanted} (dataset.options.form)")
+    def parse(self, cells: list[str]) -> tuple[str, str]:
+        """``<clip>.mp4 <label>``, the label name kept verbatim."""
+        if len(cells) != 2:
+            raise ValueError(f"expected '<clip>.mp4 <label>', got {cells}")
+        return Path(cells[0]).stem, cells[1]
+
+    def clip_root(self) -> tuple[str, Path]:
+        return self.pick_form(FORMS)

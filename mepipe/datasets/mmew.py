@@ -12,39 +12,21 @@ Quirks handled here (``shared/reference/datasets.md`` section 2, MMEW):
 * Subject ids are canonicalised to ``S01`` (the spelling of the clip names); the cell may be ``1``.
 * ``others`` is kept as written. MEB renames it to ``repression`` for its cross-dataset tables; that
   is a labelling decision and lives in the label schemes (``manifests/labels/mmew_*.yaml``).
-* MEB's 16 apex/offset corrections are known only by row position: see ``manifests/fixes/mmew.yaml``.
+* MEB's 16 apex/offset corrections are known only by row position and without the values they
+  replace: ``manifests/fixes/mmew.yaml`` anchors them to their rows and applies one only where the
+  row as written cannot be built and the corrected row can.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import (
-    FrameLister,
-    digits_of,
-    finish_clip,
-    fixed_row_values,
-    pick_dir,
-    read_rows,
-    row_issue,
-)
-from mepipe.datasets.sheets import cell_str, find_annotation
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.common import digits_of, row_issue
+from mepipe.datasets.rowscan import Columns, SheetAdapter, SheetRow
 from mepipe.records import ClipIssue, ClipRecord
-
-CODING_FILES = ("MMEW_Micro_Exp.xlsx",)
-FRAME_DIRS = ("MMEW/Micro_Expression", "Micro_Expression", "MMEW_Final/Micro_Expression")
-COLUMNS = (
-    "Subject",
-    "Filename",
-    "OnsetFrame",
-    "ApexFrame",
-    "OffsetFrame",
-    "Action Units",
-    "Estimated Emotion",
-)
-OPTIONAL = ("remarks",)
-FPS = 90.0
 
 
 def subject_id(value: object) -> str:
@@ -53,7 +35,7 @@ def subject_id(value: object) -> str:
 
 
 @register_adapter("mmew")
-class MmewAdapter(DatasetAdapter):
+class MmewAdapter(SheetAdapter):
     """MMEW micro-expression clips (90 fps, 1920x1080, 36 subjects, 300 clips).
 
     Options:
@@ -63,99 +45,46 @@ class MmewAdapter(DatasetAdapter):
         fixes: alternative fix table (default ``manifests/fixes/mmew.yaml``).
     """
 
-    option_names = ("annotation", "frames_dir", "fixes")
+    coding_files = ("MMEW_Micro_Exp.xlsx",)
+    frame_dirs = ("MMEW/Micro_Expression", "Micro_Expression", "MMEW_Final/Micro_Expression")
+    frames_what = "MMEW Micro_Expression"
+    columns = Columns(
+        "Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion", "Action Units"
+    )
+    optional_columns = ("remarks",)
+    extra_columns = {"remarks": "remarks"}
+    fps = 90.0
 
-    def scan(self) -> ScanResult:
-        sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
-        frames_root = pick_dir(
-            self.root, self.options.get("frames_dir"), FRAME_DIRS, what="MMEW Micro_Expression"
-        )
-        emotion_dirs = {p.name.lower(): p for p in sorted(frames_root.iterdir()) if p.is_dir()}
-        frames = FrameLister()
-        out = ScanResult()
-        for row_no, row in read_rows(sheet, COLUMNS, OPTIONAL):
-            try:
-                subject = subject_id(row["Subject"])
-            except ValueError as exc:
-                out.failures.append(
-                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the Subject cell"))
-                )
-                continue
-            filename = cell_str(row["Filename"])
-            clip_id = f"{subject}/{filename}"
-            sheet_emotion = cell_str(row["Estimated Emotion"])
-            fixed = fixed_row_values(
-                self.name,
-                sheet,
-                row_no,
-                subject,
-                filename,
-                clip_id,
-                {
-                    "onset": row["OnsetFrame"],
-                    "apex": row["ApexFrame"],
-                    "offset": row["OffsetFrame"],
-                    "emotion": sheet_emotion,
-                    "aus": row["Action Units"],
-                },
-                ("OnsetFrame", "ApexFrame", "OffsetFrame"),
-                self.options.get("fixes"),
-            )
-            if fixed is None:  # dropped by a fix
-                continue
-            if isinstance(fixed, ClipIssue):
-                out.failures.append((None, fixed))
-                continue
-            emotion = fixed.emotion
-            folder = self._clip_folder(frames_root, emotion_dirs, sheet_emotion, filename)
-            extra = {"row": str(row_no)}
-            if cell_str(row["remarks"]):
-                extra["remarks"] = cell_str(row["remarks"])
-            clip = ClipRecord(
-                dataset=self.name,
-                subject=subject,
-                clip_id=clip_id,
-                source_kind="images",
-                source_path=str(folder),
-                onset=fixed.onset,
-                apex=fixed.apex,
-                offset=fixed.offset,
-                keyframe_source="annotated" if fixed.apex is not None else "apex_missing",
-                emotion_raw=emotion,
-                aus_raw=fixed.aus,
-                fps=FPS,
-                expression_type="micro",
-                fixes=fixed.fixes,
-                extra=extra,
-            )
-            folder_emotion = folder.parent.name
-            if folder.is_dir() and folder_emotion.lower() != emotion.lower():
-                out.failures.append(
-                    (
-                        clip,
-                        ClipIssue(
-                            self.name,
-                            clip_id,
-                            "label_conflict",
-                            f"{sheet} row {row_no}: the sheet says {emotion!r} but the clip folder is under "
-                            f"{folder_emotion!r} ({folder}); add a fix setting the emotion in manifests/fixes/mmew.yaml",
-                            subject,
-                            str(sheet),
-                            row_no,
-                        ),
-                    )
-                )
-                continue
-            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no))
-        return out
+    def subject_id(self, value: Any) -> str:
+        return subject_id(value)
 
-    @staticmethod
-    def _clip_folder(frames_root: Path, emotion_dirs: dict[str, Path], emotion: str, filename: str) -> Path:
-        """``<emotion>/<filename>``; if absent, the same clip folder under another emotion folder."""
-        first = emotion_dirs.get(emotion.lower(), frames_root / emotion) / filename
+    def prepare(self) -> None:
+        self._emotion_dirs: dict[str, Path] | None = None
+
+    def source(self, row: SheetRow, values: Mapping[str, Any]) -> Path:
+        """``<emotion as written>/<Filename>``; if absent, the same clip folder under another emotion."""
+        if self._emotion_dirs is None:
+            self._emotion_dirs = {p.name.lower(): p for p in sorted(self.frames_root.iterdir()) if p.is_dir()}
+        emotion, filename = row.cell(self.columns.emotion), row.name
+        first = self._emotion_dirs.get(emotion.lower(), self.frames_root / emotion) / filename
         if first.is_dir():
             return first
-        for d in emotion_dirs.values():
+        for d in self._emotion_dirs.values():
             if (d / filename).is_dir():
                 return d / filename
         return first
+
+    def check(self, row: SheetRow, clip: ClipRecord) -> ClipIssue | None:
+        folder = Path(clip.source_path)
+        if folder.is_dir() and folder.parent.name.lower() != clip.emotion_raw.lower():
+            return row_issue(
+                self.name,
+                self.sheet,
+                row.number,
+                "label_conflict",
+                f"the sheet says {clip.emotion_raw!r} but the clip folder is under {folder.parent.name!r} "
+                f"({folder}); add a fix setting the emotion in manifests/fixes/mmew.yaml",
+                clip_id=clip.clip_id,
+                subject=clip.subject,
+            )
+        return None

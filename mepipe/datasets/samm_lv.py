@@ -19,28 +19,17 @@ Quirks handled here (``shared/reference/datasets.md`` section 3, SAMM-LV):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import (
-    FrameLister,
-    digits_of,
-    find_header_row,
-    finish_clip,
-    fixed_row_values,
-    pick_dir,
-    read_rows,
-    row_issue,
-)
-from mepipe.datasets.sheets import cell_str, find_annotation
-from mepipe.errors import AnnotationError, ConfigError
-from mepipe.records import ClipIssue, ClipRecord
+from mepipe.datasets.base import register_adapter
+from mepipe.datasets.common import digits_of, find_header_row, read_rows
+from mepipe.datasets.rowscan import Columns, RowProblem, SheetAdapter, SheetRow
+from mepipe.datasets.sheets import cell_str
+from mepipe.errors import AnnotationError
 
-CODING_FILES = ("SAMM_LongVideos_V2_Release.xlsx",)
-FRAME_DIRS = ("SAMM_longvideos", "SAMM_LongVideos", "rawpic", ".")
-COLUMNS = ("Subject", "Filename", "Onset", "Apex", "Offset", "Type", "Action Units")
 OPTIONAL = ("Inducement Code", "Duration", "Notes")
-FPS = 200.0
 
 
 def expression_kind(value: object) -> str | None:
@@ -63,7 +52,7 @@ def _emotions(path: Path) -> dict[str, str]:
 
 
 @register_adapter("samm_lv")
-class SammLvAdapter(DatasetAdapter):
+class SammLvAdapter(SheetAdapter):
     """SAMM long videos: macro and micro intervals (200 fps, 2040x1088 grayscale).
 
     Options:
@@ -74,17 +63,24 @@ class SammLvAdapter(DatasetAdapter):
         fixes: alternative fix table (default ``manifests/fixes/samm_lv.yaml``).
     """
 
+    coding_files = ("SAMM_LongVideos_V2_Release.xlsx",)
+    frame_dirs = ("SAMM_longvideos", "SAMM_LongVideos", "rawpic", ".")
+    frames_what = "SAMM long-video"
+    columns = Columns("Subject", "Filename", "Onset", "Apex", "Offset", None, "Action Units")
+    required_columns = ("Type",)
+    optional_columns = OPTIONAL
+    extra_columns = {c: c.lower().replace(" ", "_") for c in OPTIONAL}
+    header_row = None  # after the prose preamble: detected
+    optional_keyframes = ("apex", "offset")  # an unknown offset (-1/blank) cuts the clip at the apex
+    end_at_apex = True
+    fps = 200.0
     option_names = ("annotation", "frames_dir", "emotions", "types", "fixes")
 
-    def scan(self) -> ScanResult:
-        types = str(self.options.get("types", "all"))
-        if types not in ("all", "micro", "macro"):
-            raise ConfigError(
-                f"samm_lv: types {types!r} must be all, micro or macro; fix dataset.options.types"
-            )
-        sheet = find_annotation(self.root, self.options.get("annotation"), CODING_FILES, self.name)
-        header = find_header_row(sheet, ("Subject", "Filename"))  # after the prose preamble
-        emotions: dict[str, str] = {}
+    def subject_id(self, value: Any) -> str:
+        return f"{digits_of(value):03d}"
+
+    def prepare(self) -> None:
+        self.emotions: dict[str, str] = {}
         if self.options.get("emotions"):
             path = Path(str(self.options["emotions"]))
             path = path if path.is_absolute() else self.root / path
@@ -93,120 +89,24 @@ class SammLvAdapter(DatasetAdapter):
                     f"samm_lv: {path} (dataset.options.emotions) not found; point it at a SAMM "
                     "micro coding file such as SAMM_Micro_FACS_Codes_v2.xlsx, or remove the option"
                 )
-            emotions = _emotions(path)
-        frames_root = pick_dir(self.root, self.options.get("frames_dir"), FRAME_DIRS, what="SAMM long-video")
-        frames = FrameLister()
-        out = ScanResult()
-        for row_no, row in read_rows(sheet, COLUMNS, OPTIONAL, header_row=header):
-            filename = cell_str(row["Filename"])
-            try:
-                subject = f"{digits_of(row['Subject']):03d}"
-            except ValueError as exc:
-                out.failures.append(
-                    (None, row_issue(self.name, sheet, row_no, "bad_subject", f"{exc}; fix the Subject cell"))
-                )
-                continue
-            clip_id = f"{subject}/{filename}"
-            kind = expression_kind(row["Type"])
-            if kind is None:
-                out.failures.append(
-                    (
-                        None,
-                        row_issue(
-                            self.name,
-                            sheet,
-                            row_no,
-                            "bad_value",
-                            f"Type {row['Type']!r} is neither Macro nor Micro; fix the cell",
-                            clip_id=clip_id,
-                            subject=subject,
-                        ),
-                    )
-                )
-                continue
-            if types != "all" and kind != types:
-                continue  # excluded by dataset.options.types
-            parts = filename.split("_")
-            if len(parts) < 3:
-                out.failures.append(
-                    (
-                        None,
-                        row_issue(
-                            self.name,
-                            sheet,
-                            row_no,
-                            "bad_value",
-                            f"Filename {filename!r} is not <subject>_<video>_<n>; fix the cell",
-                            clip_id=clip_id,
-                            subject=subject,
-                        ),
-                    )
-                )
-                continue
-            # An unknown offset (``-1``/blank) is allowed here: the clip is then cut at the apex.
-            fixed = fixed_row_values(
-                self.name,
-                sheet,
-                row_no,
-                subject,
-                filename,
-                clip_id,
-                {
-                    "onset": row["Onset"],
-                    "apex": row["Apex"],
-                    "offset": row["Offset"],
-                    "emotion": emotions.get(filename, ""),
-                    "aus": row["Action Units"],
-                },
-                ("Onset", "Apex", "Offset"),
-                self.options.get("fixes"),
-                optional=("apex", "offset"),
+            self.emotions = _emotions(path)
+
+    def kind(self, row: SheetRow) -> str | None:
+        kind = expression_kind(row.cells["Type"])
+        if kind is None:
+            raise RowProblem(
+                "bad_value", f"Type {row.cells['Type']!r} is neither Macro nor Micro; fix the cell"
             )
-            if fixed is None:  # dropped by a fix
-                continue
-            if isinstance(fixed, ClipIssue):
-                out.failures.append((None, fixed))
-                continue
-            if fixed.offset is None and fixed.apex is None:
-                out.failures.append(
-                    (
-                        None,
-                        row_issue(
-                            self.name,
-                            sheet,
-                            row_no,
-                            "bad_value",
-                            "neither Offset nor Apex is annotated, so the interval has "
-                            "no end; add a fix with the offset",
-                            clip_id=clip_id,
-                            subject=subject,
-                        ),
-                    )
-                )
-                continue
-            source = "annotated" if fixed.apex is not None else "apex_missing"
-            extra = {"row": str(row_no), "type": cell_str(row["Type"])}
-            if fixed.offset is None:
-                extra["offset"] = "unknown; clip cut at the apex"
-            extra.update(
-                {k.lower().replace(" ", "_"): cell_str(row[k]) for k in OPTIONAL if cell_str(row[k])}
-            )
-            clip = ClipRecord(
-                dataset=self.name,
-                subject=subject,
-                clip_id=clip_id,
-                source_kind="images",
-                source_path=str(frames_root / "_".join(parts[:2])),
-                onset=fixed.onset,
-                apex=fixed.apex,
-                offset=fixed.offset,
-                keyframe_source=source,
-                emotion_raw=fixed.emotion,
-                aus_raw=fixed.aus,
-                fps=FPS,
-                expression_type=kind,
-                fixes=fixed.fixes,
-                extra=extra,
-            )
-            out.add(*finish_clip(clip, frames, sheet=sheet, row=row_no, end_at_apex=True))
-        return out
+        return kind
+
+    def annotation(self, row: SheetRow) -> dict[str, Any]:
+        return {**super().annotation(row), "emotion": self.emotions.get(row.name, "")}
+
+    def source(self, row: SheetRow, values: Mapping[str, Any]) -> Path:
+        parts = row.name.split("_")
+        if len(parts) < 3:
+            raise RowProblem("bad_value", f"Filename {row.name!r} is not <subject>_<video>_<n>; fix the cell")
+        return self.frames_root / "_".join(parts[:2])
+
+    def extra(self, row: SheetRow) -> dict[str, str]:
+        return {**super().extra(row), "type": row.cell("Type")}

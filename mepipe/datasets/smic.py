@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mepipe.datasets.base import DatasetAdapter, ScanResult, register_adapter
-from mepipe.datasets.common import MISSING_MARKS, FrameLister, digits_of, finish_clip, pick_dir
+from mepipe.datasets.base import DatasetAdapter, FrameLister, FrameListError, ScanResult, register_adapter
+from mepipe.datasets.common import digits_of, finish_clip, pick_dir
 from mepipe.datasets.fixes import apply_fixes
-from mepipe.datasets.sheets import cell_int, cell_str
+from mepipe.datasets.sheets import MISSING_MARKS, cell_int, cell_str
 from mepipe.errors import ConfigError
 from mepipe.records import ClipIssue, ClipRecord
 
@@ -63,38 +63,32 @@ class SmicAdapter(DatasetAdapter):
         if self.root.name.upper() == variant:
             candidates.insert(0, ".")
         frames_root = pick_dir(self.root, self.options.get("frames_dir"), candidates, what=f"SMIC {variant}")
-        frames = FrameLister()
-        out = ScanResult()
+        out = self.new_result(frames_root)
+        frames = FrameLister(out.roots)
         for subject_dir in sorted(p for p in frames_root.iterdir() if p.is_dir()):
             try:
                 subject = subject_id(subject_dir.name)
             except ValueError:
-                out.failures.append(
-                    (
-                        None,
-                        ClipIssue(
-                            self.name,
-                            subject_dir.name,
-                            "bad_subject",
-                            f"{subject_dir}: folder name is not a SMIC subject (s1..s20); move it out of {frames_root}",
-                            file=str(subject_dir),
-                        ),
+                out.fail(
+                    ClipIssue(
+                        self.name,
+                        subject_dir.name,
+                        "bad_subject",
+                        f"{subject_dir}: folder name is not a SMIC subject (s1..s20); move it out of {frames_root}",
+                        file=str(subject_dir),
                     )
                 )
                 continue
             micro = subject_dir / "micro"
             if not micro.is_dir():
-                out.failures.append(
-                    (
-                        None,
-                        ClipIssue(
-                            self.name,
-                            subject,
-                            "missing_folder",
-                            f"{subject_dir}: no 'micro' folder; expected {subject_dir.name}/micro/<label>/<clip>/",
-                            subject,
-                            str(subject_dir),
-                        ),
+                out.fail(
+                    ClipIssue(
+                        self.name,
+                        subject,
+                        "missing_folder",
+                        f"{subject_dir}: no 'micro' folder; expected {subject_dir.name}/micro/<label>/<clip>/",
+                        subject,
+                        str(subject_dir),
                     )
                 )
                 continue
@@ -116,23 +110,20 @@ class SmicAdapter(DatasetAdapter):
     ) -> None:
         clip_id = f"{subject}/{clip_dir.name}"
         if label not in LABELS:
-            out.failures.append(
-                (
-                    None,
-                    ClipIssue(
-                        self.name,
-                        clip_id,
-                        "unknown_label",
-                        f"{clip_dir}: label folder {clip_dir.parent.name!r} is not one of {list(LABELS)}; rename it",
-                        subject,
-                        str(clip_dir),
-                    ),
+            out.fail(
+                ClipIssue(
+                    self.name,
+                    clip_id,
+                    "unknown_label",
+                    f"{clip_dir}: label folder {clip_dir.parent.name!r} is not one of {list(LABELS)}; rename it",
+                    subject,
+                    str(clip_dir),
                 )
             )
             return
         try:
             _, numbers = frames(clip_dir)
-        except ValueError:
+        except FrameListError:  # reported by finish_clip below
             numbers = []
         # The clip folder *is* the annotated interval: its first/last frames are onset/offset.
         values = {
