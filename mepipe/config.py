@@ -39,7 +39,8 @@ class FaceConfig(_Strict):
     """Face detection, the choice among candidates and the presence checks (see mepipe/face/)."""
 
     detector: str = Field(
-        default="dlib-hog", description="registered face detector: dlib-hog, dlib-cnn, yunet (`mepipe backends`)"
+        default="dlib-hog",
+        description="registered face detector: dlib-hog, dlib-cnn, yunet (`mepipe backends`)",
     )
     landmarker: str = Field(default="dlib-68", description="registered 68-point landmarker: dlib-68, fan")
     options: dict[str, Any] = Field(
@@ -61,7 +62,9 @@ class FaceConfig(_Strict):
         default="best",
         description="several plausible faces: keep the best (flagged several_faces) or fail the clip",
     )
-    max_candidates: int = Field(default=5, ge=1, description="detector boxes judged per frame, best score first")
+    max_candidates: int = Field(
+        default=5, ge=1, description="detector boxes judged per frame, best score first"
+    )
     plausible_score: float = Field(
         default=0.3,
         ge=-2.0,

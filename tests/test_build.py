@@ -137,7 +137,9 @@ def test_per_frame_mode_and_reference_search(casme2_root: Path, tmp_path: Path):
     row = next(r for r in read_manifest(out) if r.clip_id == "sub01/EP02_01f")
     assert row.status == "failed" and row.reason == "face_lost" and "onset frame 46" in row.message
     out = tmp_path / "pf2"
-    build_dataset(_cfg(align={"mode": "per_frame", "smoothing": 3}, keyframes={"mode": "estimate"}), casme2_root, out)
+    build_dataset(
+        _cfg(align={"mode": "per_frame", "smoothing": 3}, keyframes={"mode": "estimate"}), casme2_root, out
+    )
     row = next(r for r in read_manifest(out) if r.clip_id == "sub01/EP02_01f")
     clip = read_clip(out / "shards" / row.shard, "casme2/sub01/EP02_01f")
     assert clip.attrs["reference_frame"] == 47 and "no face on frame 46" in clip.attrs["face_note"]

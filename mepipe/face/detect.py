@@ -107,7 +107,11 @@ def referee_on_crop(gray_crop: np.ndarray, margin: float) -> float:
     s = gray_crop.shape[0]
     want = template_box(REFEREE_SIZE, REFEREE_MARGIN).width
     f = want / template_box(s, margin).width
-    img = gray_crop if abs(f - 1.0) < 0.02 else cv2.resize(gray_crop, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    img = (
+        gray_crop
+        if abs(f - 1.0) < 0.02
+        else cv2.resize(gray_crop, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    )
     tb = template_box(s, margin).scaled(f)
     cx, cy, w = (tb.left + tb.right) / 2, (tb.top + tb.bottom) / 2, tb.width
     best = NO_WINDOW
@@ -121,7 +125,9 @@ def referee_on_crop(gray_crop: np.ndarray, margin: float) -> float:
 def referee_score(gray: np.ndarray, landmarks: np.ndarray) -> float:
     """Referee score of a candidate: ``gray`` (frame) warped by its ``landmarks`` into the canonical crop."""
     m = crop_transform(landmarks, REFEREE_SIZE, REFEREE_MARGIN)
-    crop = cv2.warpAffine(gray, m, (REFEREE_SIZE, REFEREE_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(
+        gray, m, (REFEREE_SIZE, REFEREE_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
     return referee_on_crop(crop, REFEREE_MARGIN)
 
 
@@ -169,7 +175,9 @@ def locate_face(gray: np.ndarray, detector: FaceDetector, landmarker: Landmarker
     cands = [judge(gray, b, landmarker, cfg) for b in sized[: cfg.max_candidates]]
     best = choose(cands)
     if best is None:
-        worst = ", ".join(f"score {c.box.score:.2f} referee {c.referee:.2f} fit {c.fit_error:.0f}%" for c in cands)
+        worst = ", ".join(
+            f"score {c.box.score:.2f} referee {c.referee:.2f} fit {c.fit_error:.0f}%" for c in cands
+        )
         raise FaceIssue(
             "implausible_face",
             f"{detector.name} found {len(cands)} candidate(s), none a plausible face ({worst}; need referee >= "

@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from mepipe.face.backends import Box
-from mepipe.face.geometry import apply_transform, crop_template, estimate_similarity, inter_ocular, unit_template
+from mepipe.face.geometry import (
+    apply_transform,
+    crop_template,
+    estimate_similarity,
+    inter_ocular,
+    unit_template,
+)
 
 RIGID_POINTS: tuple[int, ...] = (0, 1, 2, 3, 13, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45)
 """Points that move with the head but hardly with facial action: the upper jaw contour (0-3, 13-16,

@@ -63,7 +63,9 @@ def measure_stability(sink: CropSink, positions: list[int], reference: int, cfg:
     return worst
 
 
-def assess(result: FaceResult, sink: CropSink, cfg: PipelineConfig, keyframes: tuple[int, ...] = ()) -> FaceQuality:
+def assess(
+    result: FaceResult, sink: CropSink, cfg: PipelineConfig, keyframes: tuple[int, ...] = ()
+) -> FaceQuality:
     """Quality values and flags of a clip after the face stage.
 
     Args:

@@ -55,7 +55,9 @@ def warp_to_crop(rgb: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | No
     """Warp a frame into the ``(size, size, 3) uint8`` crop with the ``(2, 3)`` source->crop transform."""
     if rgb.ndim == 2:
         rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
-    return cv2.warpAffine(rgb, m, (size, size), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        rgb, m, (size, size), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,7 +199,9 @@ class RegisterAligner(_Smoothing):
         return compose(similarity_from_params(params), self.reference)
 
 
-def make_aligner(fit: FaceFit, cfg: PipelineConfig, landmarker: Landmarker, reference_rgb: np.ndarray) -> Aligner:
+def make_aligner(
+    fit: FaceFit, cfg: PipelineConfig, landmarker: Landmarker, reference_rgb: np.ndarray
+) -> Aligner:
     """The aligner of ``cfg.align.mode``."""
     if cfg.align.mode == "clip":
         return ClipAligner(fit, cfg)

@@ -62,13 +62,17 @@ class ArraySink:
             self.first = position
         expected = self.first + len(self._crops)
         if position != expected:
-            raise ValueError(f"crops must arrive in contiguous increasing order: got {position}, expected {expected}")
+            raise ValueError(
+                f"crops must arrive in contiguous increasing order: got {position}, expected {expected}"
+            )
         self._crops.append(crop)
 
     def get(self, position: int) -> np.ndarray:
         k = position - self.first
         if not 0 <= k < len(self._crops):
-            raise IndexError(f"position {position} was not added (kept {self.first}..{self.first + len(self) - 1})")
+            raise IndexError(
+                f"position {position} was not added (kept {self.first}..{self.first + len(self) - 1})"
+            )
         return self._crops[k]
 
     def __len__(self) -> int:
@@ -129,7 +133,9 @@ def _moved_note(note: str, numbers: np.ndarray, wanted: int, ref_pos: int) -> st
     return f"{note}; {moved}" if note else moved
 
 
-def _search_failed(last: FaceIssue | None, numbers: np.ndarray, lo: int, hi: int, cfg: PipelineConfig) -> FaceIssue:
+def _search_failed(
+    last: FaceIssue | None, numbers: np.ndarray, lo: int, hi: int, cfg: PipelineConfig
+) -> FaceIssue:
     reason = last.reason if last is not None else "no_face"
     what = f"{last}" if last is not None else f"{cfg.face.detector} found no face"
     return FaceIssue(
@@ -151,10 +157,14 @@ def _require(required: dict[str, int], first: int, last: int, numbers: np.ndarra
 class _SpanWriter:
     """Aligner + forward presence + sink for positions ``first..``, fed in order."""
 
-    def __init__(self, fit: FaceFit, ref_pos: int, ref_rgb: np.ndarray, first: int, cfg: PipelineConfig, sink: CropSink):
+    def __init__(
+        self, fit: FaceFit, ref_pos: int, ref_rgb: np.ndarray, first: int, cfg: PipelineConfig, sink: CropSink
+    ):
         lmk = get_landmarker(cfg.face.landmarker, cfg.face.options)
         self.aligner = make_aligner(fit, cfg, lmk, ref_rgb)
-        self.presence = PresenceCheck(warp_to_crop(ref_rgb, self.aligner.reference, cfg.align.crop_size), cfg.face, cfg.align.margin)
+        self.presence = PresenceCheck(
+            warp_to_crop(ref_rgb, self.aligner.reference, cfg.align.crop_size), cfg.face, cfg.align.margin
+        )
         self.span = ForwardSpan(ref_pos, self.presence, cfg.face.check_every, cfg.face.lost_frames)
         self.ref_pos, self.sink, self.first = ref_pos, sink, first
         self.transforms: list[np.ndarray] = []
@@ -190,9 +200,19 @@ class _SpanWriter:
         return self.aligner.reference if mode == "clip" else np.stack(self.transforms)
 
 
-def _finish(w: _SpanWriter, fit: FaceFit, ref_pos: int, first: int, glitches: list[int], note: str,
-            notes: list[str], n_source: int, cfg: PipelineConfig, numbers: np.ndarray,
-            required: dict[str, int]) -> FaceResult:
+def _finish(
+    w: _SpanWriter,
+    fit: FaceFit,
+    ref_pos: int,
+    first: int,
+    glitches: list[int],
+    note: str,
+    notes: list[str],
+    n_source: int,
+    cfg: PipelineConfig,
+    numbers: np.ndarray,
+    required: dict[str, int],
+) -> FaceResult:
     w.finish()
     _require(required, first, w.last, numbers)
     glitches = sorted(glitches + w.span.glitches)
@@ -201,7 +221,9 @@ def _finish(w: _SpanWriter, fit: FaceFit, ref_pos: int, first: int, glitches: li
         notes.append(f"face not confirmed on isolated frame(s) {shown} (kept)")
     if w.aligner.held:
         notes.append(f"{w.aligner.held} frame(s) with implausible landmarks kept the previous alignment")
-    return FaceResult(ref_pos, fit, first, w.last, w.result_transforms(cfg.align.mode), note, notes, n_source, glitches)
+    return FaceResult(
+        ref_pos, fit, first, w.last, w.result_transforms(cfg.align.mode), note, notes, n_source, glitches
+    )
 
 
 def _backward_oracle(frame_of, m: np.ndarray, presence: PresenceCheck, size: int):
@@ -215,8 +237,14 @@ def _backward_oracle(frame_of, m: np.ndarray, presence: PresenceCheck, size: int
     return present
 
 
-def align_random_access(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig,
-                        sink: CropSink, required: dict[str, int] | None = None) -> FaceResult:
+def align_random_access(
+    src: FrameSource,
+    clip: ClipRecord,
+    numbers: np.ndarray,
+    cfg: PipelineConfig,
+    sink: CropSink,
+    required: dict[str, int] | None = None,
+) -> FaceResult:
     """Image folders: find the reference among ``face.search_frames`` frames, grow the span, emit crops."""
     required = required or {}
     n = len(numbers)
@@ -248,8 +276,14 @@ def align_random_access(src: FrameSource, clip: ClipRecord, numbers: np.ndarray,
     return _finish(w, fit, ref_pos, first, glitches, note, [], n, cfg, numbers, required)
 
 
-def align_sequential(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig,
-                     sink: CropSink, required: dict[str, int] | None = None) -> FaceResult:
+def align_sequential(
+    src: FrameSource,
+    clip: ClipRecord,
+    numbers: np.ndarray,
+    cfg: PipelineConfig,
+    sink: CropSink,
+    required: dict[str, int] | None = None,
+) -> FaceResult:
     """Videos: decode front to back (see the module docstring).
 
     The reference search starts at the configured frame and goes on for ``video.search_frames`` frames
@@ -292,7 +326,9 @@ def align_sequential(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cf
     every, lost, size = cfg.face.check_every, cfg.face.lost_frames, cfg.align.crop_size
     if spilled:
         frames.close()  # type: ignore[attr-defined]
-        table = [w.presence(warp_to_crop(f, w.aligner.reference, size)) for _, f in src.iter_range(0, ref_pos)]
+        table = [
+            w.presence(warp_to_crop(f, w.aligner.reference, size)) for _, f in src.iter_range(0, ref_pos)
+        ]
         first, glitches = scan_back(ref_pos, table.__getitem__, every, lost)
         frames = src.iter_range(first, n)
     else:
@@ -323,8 +359,14 @@ def align_sequential(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cf
     return _finish(w, fit, ref_pos, first, glitches, note, notes, n, cfg, numbers, required)
 
 
-def align_clip(src: FrameSource, clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig,
-               sink: CropSink, required: dict[str, int] | None = None) -> FaceResult:
+def align_clip(
+    src: FrameSource,
+    clip: ClipRecord,
+    numbers: np.ndarray,
+    cfg: PipelineConfig,
+    sink: CropSink,
+    required: dict[str, int] | None = None,
+) -> FaceResult:
     """Run the face stage on one clip: sequential decode for videos, indexed reads for frame folders.
 
     Args:

@@ -165,5 +165,7 @@ def dlib_model_path(file: str = "shape_predictor_68_face_landmarks.dat") -> Path
         )
     path = package_file("face_recognition_models", "models", file)
     if path is None or not path.is_file():
-        raise ConfigError(f"{file} is missing from face_recognition_models; reinstall face-recognition-models==0.3.0")
+        raise ConfigError(
+            f"{file} is missing from face_recognition_models; reinstall face-recognition-models==0.3.0"
+        )
     return path

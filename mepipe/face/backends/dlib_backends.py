@@ -69,7 +69,8 @@ class DlibHogDetector(FaceDetector):
     def detect(self, gray: np.ndarray) -> list[Box]:
         rects, scores, _ = self._det.run(np.ascontiguousarray(gray), self.upsample, self.threshold)
         boxes = [
-            Box(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in zip(rects, scores, strict=True)
+            Box(r.left(), r.top(), r.right(), r.bottom(), float(s))
+            for r, s in zip(rects, scores, strict=True)
         ]
         return sorted(boxes, key=lambda b: -b.score)
 
@@ -102,7 +103,8 @@ class DlibCnnDetector(FaceDetector):
     def detect(self, gray: np.ndarray) -> list[Box]:
         found = self._det(np.ascontiguousarray(gray), self.upsample)
         boxes = [
-            Box(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), float(d.confidence)) for d in found
+            Box(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), float(d.confidence))
+            for d in found
         ]
         return sorted(boxes, key=lambda b: -b.score)
 
