@@ -14,7 +14,7 @@ records the detector's score as ``face_score``, flagged against the backend's ow
 from __future__ import annotations
 
 import importlib.util
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,7 +86,7 @@ class BackendInfo:
     score: str = ""
 
 
-class Backend(ABC):
+class Backend:
     """Shared by detectors and landmarkers: options, availability, model files."""
 
     name: ClassVar[str] = ""
