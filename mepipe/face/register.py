@@ -12,15 +12,15 @@ returns the rest. Crops are ``(S, S, 3) uint8``, transforms ``(2, 3) float64`` s
   parameters smoothed over ``align.smoothing`` frames. The mouth and brows take part in the fit, so a
   part of the expression is fitted away as if it were head motion.
 * ``register`` (:class:`RegisterAligner`): each frame is first warped with the reference similarity;
-  landmarks found on that crop are registered onto the reference crop's landmarks with a similarity
-  fitted, robustly, on the rigid points only (:data:`mepipe.face.fit.RIGID_POINTS`: upper jaw contour,
-  nose bridge and base, eye corners; never brows or mouth); the correction's parameters are smoothed
-  over ``align.smoothing`` frames and composed with the reference similarity. Head motion goes, the
-  facial action stays (measured by ``benchmarks/stabilisation.py``).
+  that crop is registered onto the reference crop with a similarity fitted, robustly, on the rigid
+  parts of the face only (forehead, temples, jaw contour; never brows, eyes, nose or mouth, which carry
+  the expression), from dense optical flow; the correction's parameters are smoothed over
+  ``align.smoothing`` frames and composed with the reference similarity. Head motion goes, the facial
+  action mostly stays (measured by ``benchmarks/stabilisation.py``).
 
-In both tracking modes a frame whose landmarks are implausible (fit error above ``face.max_fit_error``,
-or a jump of more than :data:`MAX_JUMP_IOD` from the last accepted frame: a blink of the landmarker, a
-frame without the face) keeps the last accepted parameters instead.
+In both tracking modes a frame whose measurement is implausible (``per_frame``: landmark fit error
+above ``face.max_fit_error``; both: a jump of more than :data:`MAX_JUMP_IOD` from the last accepted
+frame, as a landmarker failure or a frame without the face gives) keeps the last accepted parameters.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 from mepipe.config import PipelineConfig
 from mepipe.face.backends import Landmarker
 from mepipe.face.detect import FaceFit, to_gray
-from mepipe.face.fit import RIGID_POINTS, fit_error, landmark_box, rigid_motion, robust_similarity
+from mepipe.face.fit import fit_error, landmark_box, rigid_motion, robust_similarity
 from mepipe.face.geometry import (
     apply_transform,
     crop_template,
@@ -42,6 +42,10 @@ from mepipe.face.geometry import (
     similarity_from_params,
     similarity_params,
 )
+from mepipe.keyframes import face_mask, region_mask
+
+EXPRESSIVE_RADIUS = 0.45
+"""IOD: radius of the discs around the brow, eye, nose and mouth landmarks left out of the registration."""
 
 MAX_JUMP_IOD = 25.0
 """% IOD: a frame whose fitted transform moves the face by more than this from the last accepted frame
@@ -170,29 +174,48 @@ class PerFrameAligner(_Smoothing):
 
 
 class RegisterAligner(_Smoothing):
-    """``align.mode: register`` (see the module docstring)."""
+    """``align.mode: register`` (see the module docstring).
+
+    The correction of frame t is estimated from the image, not from landmarks: dense optical flow (OpenCV
+    DIS) from the reference crop to frame t's reference-warped crop, at 112 px, on the face hull minus
+    discs of :data:`EXPRESSIVE_RADIUS` IOD around the brows, eyes, nose and mouth landmarks (what is left:
+    forehead, temples, the jaw contour and the cheeks' outer part), then a robust similarity fit. dlib's
+    68 points are not used for this because its "rigid" points move with the expression: registered on
+    them, only ~50 % of a micro action survived (``benchmarks/stabilisation.py`` history in REPORT-FACE.md).
+    """
+
+    ANALYSIS = 112
 
     def __init__(self, fit: FaceFit, cfg: PipelineConfig, landmarker: Landmarker, reference_rgb: np.ndarray):
         super().__init__(fit, cfg, landmarker)
-        first = to_gray(warp_to_crop(reference_rgb, self.reference, self.size))
-        guess = apply_transform(self.reference, fit.landmarks)
-        self.target = self.lmk.landmarks(first, landmark_box(guess)).astype(np.float64)
-        self.prev = self.target
-        self.rigid = list(RIGID_POINTS)
+        a = self.ANALYSIS
+        self.ref = self._small(reference_rgb)
+        pts = crop_template(self.size, self.margin) * (a / self.size)
+        mask = face_mask(pts, a) & ~region_mask(pts, a, ("brows", "eyes", "nose", "mouth"), EXPRESSIVE_RADIUS)
+        mask[1::2, :] = False  # every other row and column: a quarter of the points, the same fit
+        mask[:, 1::2] = False
+        self.ys, self.xs = np.nonzero(mask)
+        self.grid = np.stack([self.xs, self.ys], 1).astype(np.float64)
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.k = self.size / a
         self._last_corr = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        self._probe = crop_template(self.size, self.margin)
+
+    def _small(self, rgb: np.ndarray) -> np.ndarray:
+        g = to_gray(warp_to_crop(rgb, self.reference, self.size))
+        return cv2.resize(g, (self.ANALYSIS, self.ANALYSIS), interpolation=cv2.INTER_AREA)
 
     def initial(self) -> np.ndarray:
         return np.zeros(4)  # identity correction
 
     def measure(self, rgb: np.ndarray) -> np.ndarray | None:
-        crop = to_gray(warp_to_crop(rgb, self.reference, self.size))
-        pts = self.lmk.landmarks(crop, landmark_box(self.prev)).astype(np.float64)
-        if fit_error(pts) > self.max_fit:
+        flow = self.dis.calc(self.ref, self._small(rgb), None)
+        moved = self.grid + flow[self.ys, self.xs]
+        corr, _ = robust_similarity(moved * self.k, self.grid * self.k, keep=0.7)
+        jump = rigid_motion(apply_transform(corr, self._probe), apply_transform(self._last_corr, self._probe))
+        if not np.all(np.isfinite(corr)) or jump > MAX_JUMP_IOD:
             return None
-        corr, _ = robust_similarity(pts[self.rigid], self.target[self.rigid])
-        if rigid_motion(apply_transform(corr, pts), apply_transform(self._last_corr, pts)) > MAX_JUMP_IOD:
-            return None
-        self.prev, self._last_corr = pts, corr
+        self._last_corr = corr
         return similarity_params(corr)
 
     def transform(self, params: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ __all__ = [
     "FaceDetector",
     "Landmarker",
     "backend_options",
+    "backend_table",
     "check_face_backends",
     "dlib_model_path",
     "get_detector",
@@ -117,12 +118,21 @@ def list_backends(options: dict[str, Any] | None = None) -> list[BackendInfo]:
     return out
 
 
-def model_file_note(info: BackendInfo) -> str:
-    """One line for a backend table: file name and short hash, or why there is none."""
-    if not info.model_file:
-        return "-"
-    name = info.model_file.rsplit("/", 1)[-1]
-    return f"{name} ({info.sha256[:12]})" if info.sha256 else f"{name} (missing)"
+def backend_table(options: dict[str, Any] | None = None) -> str:
+    """:func:`list_backends` as plain text, one block per backend (``mepipe backends``)."""
+    lines = []
+    for b in list_backends(options):
+        state = "usable" if b.usable else "NOT usable"
+        lines.append(f"{b.kind} {b.name}: {state}" + (f" ({b.why})" if b.why else ""))
+        if b.model_file:
+            lines.append(f"  model file: {b.model_file}")
+            lines.append(f"  sha256:     {b.sha256 or '(file missing)'}")
+        else:
+            lines.append("  model file: none")
+        if b.score:
+            lines.append(f"  score:      {b.score}")
+        lines.append(f"  licence:    {b.licence}")
+    return "\n".join(lines)
 
 
 def require_usable(kind: str, name: str, options: dict[str, Any] | None = None) -> None:
