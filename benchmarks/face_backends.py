@@ -42,7 +42,12 @@ def main() -> None:
     lmk = get_landmarker("dlib-68")
     with tempfile.TemporaryDirectory() as tmp:
         data = synthesize(
-            "casme2", Path(tmp), subjects=args.subjects, clips_per_subject=args.clips, seed=args.seed, conditions=CASES
+            "casme2",
+            Path(tmp),
+            subjects=args.subjects,
+            clips_per_subject=args.clips,
+            seed=args.seed,
+            conditions=CASES,
         )
         gt = read_ground_truth(data.ground_truth)
         frames = []
@@ -50,7 +55,9 @@ def main() -> None:
             bgr = cv2.imread(str(Path(tmp) / c["path"] / f"img{c['onset']}.jpg"))
             frames.append((c["condition"]["name"], bgr[..., ::-1].copy(), np.asarray(c["landmarks_onset"])))
     print(f"{len(frames)} onset frames (640x480), detection on a {args.side}-px copy, landmarks dlib-68")
-    print(f"{'detector':<10}{'case':<20}{'clips':>6}{'right face (mepipe)':>21}{'right face (largest box)':>26}{'ms/detection':>14}")
+    print(
+        f"{'detector':<10}{'case':<20}{'clips':>6}{'right face (mepipe)':>21}{'right face (largest box)':>26}{'ms/detection':>14}"
+    )
     for name in usable:
         det = get_detector(name)
         cfg = FaceConfig(detector=name, detect_max_side=args.side, min_face=40)
@@ -79,7 +86,9 @@ def main() -> None:
                 t[2] += right(lmk.landmarks(gray, big))
         for case in CASES:
             n, ok, big = tally[case]
-            print(f"{name:<10}{case:<20}{n:>6}{ok:>14} ({100 * ok / n:3.0f}%){big:>18} ({100 * big / n:3.0f}%){np.median(ms):>14.1f}")
+            print(
+                f"{name:<10}{case:<20}{n:>6}{ok:>14} ({100 * ok / n:3.0f}%){big:>18} ({100 * big / n:3.0f}%){np.median(ms):>14.1f}"
+            )
 
 
 if __name__ == "__main__":

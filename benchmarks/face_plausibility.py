@@ -76,20 +76,30 @@ def main() -> None:
         "blank wall": np.full((300, 300), 120, np.uint8),
         "noise": rng.integers(0, 255, (300, 300)).astype(np.uint8),
         "smooth texture": cv2.GaussianBlur(rng.integers(0, 255, (300, 300)).astype(np.uint8), (0, 0), 6),
-        "astronaut background (flag)": cv2.resize(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)[0:150, 0:150], (300, 300)),
-        "astronaut background (suit)": cv2.resize(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)[300:450, 300:450], (300, 300)),
+        "astronaut background (flag)": cv2.resize(
+            cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)[0:150, 0:150], (300, 300)
+        ),
+        "astronaut background (suit)": cv2.resize(
+            cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)[300:450, 300:450], (300, 300)
+        ),
     }
     for name, g in textures.items():
         pts = lmk.landmarks(g, Box(75, 75, 225, 225))
         regions.append((name, float("nan"), fit_error(pts), referee_score(g, pts)))
-    for title, recs in (("real faces", faces), ("detector false hits", false_hits), ("regions without a face", regions)):
+    for title, recs in (
+        ("real faces", faces),
+        ("detector false hits", false_hits),
+        ("regions without a face", regions),
+    ):
         print(f"\n{title} ({len(recs)})")
         print(f"{'':<40}{'det score':>10}{'fit % IOD':>11}{'referee':>9}")
         for name, s, fe, ref in sorted(recs, key=lambda r: r[3]):
             print(f"{name[:40]:<40}{s:>10.2f}{fe:>11.1f}{ref:>9.2f}")
         if recs:
-            print(f"{'range':<40}{'':>10}{min(r[2] for r in recs):>5.1f}-{max(r[2] for r in recs):<5.1f}"
-                  f"{min(r[3] for r in recs):>5.2f}..{max(r[3] for r in recs):.2f}")
+            print(
+                f"{'range':<40}{'':>10}{min(r[2] for r in recs):>5.1f}-{max(r[2] for r in recs):<5.1f}"
+                f"{min(r[3] for r in recs):>5.2f}..{max(r[3] for r in recs):.2f}"
+            )
 
 
 if __name__ == "__main__":

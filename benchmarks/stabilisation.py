@@ -74,7 +74,13 @@ def main() -> None:
     rows = []
     for label, motion, gain in SETTINGS:
         clips = [
-            render_clip(args.seed * 1000 + k, args.frames, aus=(6, 12) if k % 2 == 0 else (1, 2, 4), motion=motion, drift_gain=gain)
+            render_clip(
+                args.seed * 1000 + k,
+                args.frames,
+                aus=(6, 12) if k % 2 == 0 else (1, 2, 4),
+                motion=motion,
+                drift_gain=gain,
+            )
             for k in range(args.clips)
         ]
         for mode in MODES:
@@ -98,12 +104,28 @@ def main() -> None:
                 motions.append(mo)
                 kept.append(ret)
             allm = np.concatenate(motions)
-            rows.append((label, mode, np.median(allm), np.percentile(allm, 95), np.mean(kept), np.min(kept), 1000 * secs / frames))
-    print(f"{args.clips} clips x {args.frames} frames per setting, 640x480, crop 224, micro action (AU6+12 / AU1+2+4)")
-    print(f"{'head':<18}{'align.mode':<12}{'residual head motion % IOD':>30}{'retained action':>22}{'ms/frame':>10}")
+            rows.append(
+                (
+                    label,
+                    mode,
+                    np.median(allm),
+                    np.percentile(allm, 95),
+                    np.mean(kept),
+                    np.min(kept),
+                    1000 * secs / frames,
+                )
+            )
+    print(
+        f"{args.clips} clips x {args.frames} frames per setting, 640x480, crop 224, micro action (AU6+12 / AU1+2+4)"
+    )
+    print(
+        f"{'head':<18}{'align.mode':<12}{'residual head motion % IOD':>30}{'retained action':>22}{'ms/frame':>10}"
+    )
     print(f"{'':<18}{'':<12}{'median':>15}{'p95':>15}{'mean':>11}{'min':>11}")
     for label, mode, med, p95, mean, lo, ms in rows:
-        print(f"{label:<18}{mode:<12}{med:>15.2f}{p95:>15.2f}{100 * mean:>10.1f}%{100 * lo:>10.1f}%{ms:>10.2f}")
+        print(
+            f"{label:<18}{mode:<12}{med:>15.2f}{p95:>15.2f}{100 * mean:>10.1f}%{100 * lo:>10.1f}%{ms:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

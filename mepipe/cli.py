@@ -200,7 +200,9 @@ def inspect(
 @app.command()
 @friendly
 def backends(
-    weights: Path | None = typer.Option(None, "--weights", help="a FAN weights file to check (face.options.weights)"),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="a FAN weights file to check (face.options.weights)"
+    ),
 ) -> None:
     """List every face detector and landmarker: usable here or not (and why), model file, sha256, licence."""
     from mepipe.face.backends import backend_table

@@ -53,7 +53,9 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
     header = np.full((30, width, 3), 255, np.uint8)
     _text(
         header,
-        [f"{out_dir.name}: {len(ok)} ok ({n_flagged} flagged, first), {len(bad)} failed   (onset | apex | |apex-onset|)"],
+        [
+            f"{out_dir.name}: {len(ok)} ok ({n_flagged} flagged, first), {len(bad)} failed   (onset | apex | |apex-onset|)"
+        ],
         6,
         20,
         0.5,
@@ -84,7 +86,10 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
             if r.qa:
                 _text(
                     row,
-                    [f"QA: {r.qa}", f"score {r.face_score:.2f} fit {r.fit_error:.1f}% stab {r.stability:.1f}%"],
+                    [
+                        f"QA: {r.qa}",
+                        f"score {r.face_score:.2f} fit {r.fit_error:.1f}% stab {r.stability:.1f}%",
+                    ],
                     6,
                     110,
                     0.42,
