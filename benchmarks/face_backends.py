@@ -14,6 +14,7 @@ Usage: python benchmarks/face_backends.py [--subjects 3] [--clips 6] [--side 480
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from collections import defaultdict
@@ -77,10 +78,8 @@ def main() -> None:
 
             t = tally[case]
             t[0] += 1
-            try:
+            with contextlib.suppress(FaceIssue):
                 t[1] += right(locate_face(gray, det, lmk, cfg).landmarks)
-            except FaceIssue:
-                pass
             if boxes:
                 big = max(boxes, key=lambda b: b.area).scaled(1 / f)
                 t[2] += right(lmk.landmarks(gray, big))

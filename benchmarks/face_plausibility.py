@@ -23,7 +23,6 @@ from mepipe.face.detect import referee_score
 from mepipe.face.fit import fit_error
 from mepipe.synth.photo import astronaut
 
-
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
