@@ -11,6 +11,7 @@ STAMP := $(VENV)/.mepipe-installed
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints-cpu.txt -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps face-alignment==1.5.0  # FAN model code only (see pyproject fan extra)
 	touch $(STAMP)
 
 demo: $(STAMP)

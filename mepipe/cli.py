@@ -198,6 +198,19 @@ def inspect(
 
 
 @app.command()
+@friendly
+def backends(
+    weights: Path | None = typer.Option(
+        None, "--weights", help="a FAN weights file to check (face.options.weights)"
+    ),
+) -> None:
+    """List every face detector and landmarker: usable here or not (and why), model file, sha256, licence."""
+    from mepipe.face.backends import backend_table
+
+    print(backend_table({"weights": str(weights)} if weights else None))
+
+
+@app.command()
 def datasets() -> None:
     """List the registered dataset adapters."""
     import mepipe.datasets as ds

@@ -36,12 +36,17 @@ class DatasetConfig(_Strict):
 
 
 class FaceConfig(_Strict):
-    """Face detection and landmarks on the clip's reference frame."""
+    """Face detection, the choice among candidates and the presence checks (see mepipe/face/)."""
 
     detector: str = Field(
-        default="dlib-hog", description="registered face detector (mepipe.face.backends.DETECTORS)"
+        default="dlib-hog",
+        description="registered face detector: dlib-hog, dlib-cnn, yunet (`mepipe backends`)",
     )
-    landmarker: str = Field(default="dlib-68", description="registered 68-point landmarker (LANDMARKERS)")
+    landmarker: str = Field(default="dlib-68", description="registered 68-point landmarker: dlib-68, fan")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="backend options, e.g. {weights: /path/2DFAN4.pth.tar} for fan, {threshold: -0.3} for dlib-hog",
+    )
     reference: Literal["onset", "first", "apex"] = Field(
         default="onset", description="frame the face is detected and landmarked on (once per clip)"
     )
@@ -53,25 +58,76 @@ class FaceConfig(_Strict):
         default=0, ge=0, le=2, description="detector upsampling passes (finds smaller faces, slower)"
     )
     min_face: int = Field(default=48, ge=8, description="smallest face box side accepted, source pixels")
-    multiple_faces: Literal["largest", "fail"] = Field(
-        default="largest",
-        description="several faces: keep the largest (noted in the manifest) or fail the clip",
+    multiple_faces: Literal["best", "fail"] = Field(
+        default="best",
+        description="several plausible faces: keep the best (flagged several_faces) or fail the clip",
     )
+    max_candidates: int = Field(
+        default=5, ge=1, description="detector boxes judged per frame, best score first"
+    )
+    plausible_score: float = Field(
+        default=0.3,
+        ge=-2.0,
+        le=3.0,
+        description="referee score (dlib HOG on the aligned crop) a candidate needs to count as a face",
+    )
+    max_fit_error: float = Field(
+        default=40.0, gt=0.0, description="largest landmark residual against the template for a face, % IOD"
+    )
+    check_every: int = Field(
+        default=8, ge=0, description="presence check interval in frames (0: no checks, every frame kept)"
+    )
+    presence_similarity: float = Field(
+        default=0.6,
+        ge=-1.0,
+        le=1.0,
+        description="thumbnail correlation with the reference crop above which the face counts as present",
+    )
+    lost_frames: int = Field(
+        default=2, ge=1, description="consecutive frames without the face that end the span (fewer: a glitch)"
+    )
+
+    @model_validator(mode="after")
+    def _check_backends(self) -> FaceConfig:
+        from mepipe.face.backends import check_face_backends
+
+        try:
+            check_face_backends(self.detector, self.landmarker, self.options)
+        except ConfigError as exc:  # reported with the pipeline file and the key, like every bad value
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class AlignConfig(_Strict):
-    """Similarity alignment onto the canonical 68-point template and cropping."""
+    """Similarity alignment onto the canonical 68-point template and cropping (see mepipe/face/register.py)."""
 
     crop_size: int = Field(default=224, ge=32, le=1024, description="side of the square crops, pixels")
     margin: float = Field(
         default=0.3, ge=0.0, le=1.0, description="space around the landmarks, fraction of their width"
     )
-    mode: Literal["clip", "per_frame"] = Field(
+    mode: Literal["clip", "per_frame", "register"] = Field(
         default="clip",
-        description="clip: one transform for every frame; per_frame: landmarks tracked on every "
-        "frame, transforms smoothed over time",
+        description="clip: one transform for every frame; per_frame: all landmarks tracked on every frame; "
+        "register: each frame registered to the reference on rigid points (head motion goes, expression stays)",
     )
-    smoothing: int = Field(default=9, ge=1, description="per_frame: moving-average window over frames (odd)")
+    smoothing: int = Field(
+        default=9, ge=1, description="per_frame/register: moving-average window over frames (odd)"
+    )
+
+
+class QualityConfig(_Strict):
+    """Thresholds of the per-clip quality flags (manifest `qa` column; see docs/shard-format.md)."""
+
+    low_face_score: float | None = Field(
+        default=None, description="flag low_face_score below this detector score; null: the backend's default"
+    )
+    poor_fit: float = Field(default=20.0, gt=0.0, description="flag poor_fit above this fit error, % IOD")
+    unstable: float = Field(
+        default=3.0, gt=0.0, description="flag unstable above this residual head motion in the crops, % IOD"
+    )
+    stability_frames: int = Field(
+        default=5, ge=2, description="frames landmarked to measure stability (plus onset, apex, reference)"
+    )
 
 
 class ShardConfig(_Strict):
@@ -175,6 +231,7 @@ class PipelineConfig(_Strict):
     dataset: DatasetConfig
     face: FaceConfig = FaceConfig()
     align: AlignConfig = AlignConfig()
+    quality: QualityConfig = QualityConfig()
     shards: ShardConfig = ShardConfig()
     video: VideoConfig = VideoConfig()
     keyframes: KeyframeConfig = KeyframeConfig()

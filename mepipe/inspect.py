@@ -1,4 +1,9 @@
-"""Contact sheets: onset and apex crops of every built clip with landmarks drawn, plus the failures."""
+"""Contact sheets: onset and apex crops of every built clip with landmarks drawn, plus the failures.
+
+Clips whose face quality is flagged (manifest ``qa`` column: ``low_face_score``, ``poor_fit``,
+``unstable``, ``several_faces``, ``trimmed`` ...) come first, each with its flags and quality values in
+red, so an audit starts with the clips most likely to be wrong.
+"""
 
 from __future__ import annotations
 
@@ -41,13 +46,16 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
     then one text row per failed clip with its reason."""
     out_dir = Path(out_dir)
     rows = read_manifest(out_dir)
-    ok = [r for r in rows if r.status == "ok"][:max_clips]
+    ok = sorted((r for r in rows if r.status == "ok"), key=lambda r: r.qa == "")[:max_clips]
+    n_flagged = sum(r.qa != "" for r in rows if r.status == "ok")
     bad = [r for r in rows if r.status != "ok"]
     width = LABEL_W + 3 * TILE
     header = np.full((30, width, 3), 255, np.uint8)
     _text(
         header,
-        [f"{out_dir.name}: {len(ok)} ok, {len(bad)} failed   (onset | apex | |apex-onset|)"],
+        [
+            f"{out_dir.name}: {len(ok)} ok ({n_flagged} flagged, first), {len(bad)} failed   (onset | apex | |apex-onset|)"
+        ],
         6,
         20,
         0.5,
@@ -75,6 +83,18 @@ def contact_sheet(out_dir: str | Path, sheet: str | Path, *, max_clips: int = 20
                 6,
                 20,
             )
+            if r.qa:
+                _text(
+                    row,
+                    [
+                        f"QA: {r.qa}",
+                        f"score {r.face_score:.2f} fit {r.fit_error:.1f}% stab {r.stability:.1f}%",
+                    ],
+                    6,
+                    110,
+                    0.42,
+                    (200, 0, 0),
+                )
             row[:, LABEL_W : LABEL_W + TILE] = _tile(on, pts)
             row[:, LABEL_W + TILE : LABEL_W + 2 * TILE] = _tile(ap, pts)
             row[:, LABEL_W + 2 * TILE :] = _diff_tile(on, ap)

@@ -20,10 +20,11 @@ from dataclasses import replace
 import numpy as np
 
 from mepipe.config import PipelineConfig
-from mepipe.face.align import FaceIssue
+from mepipe.face.detect import FaceIssue
 from mepipe.face.geometry import apply_transform
-from mepipe.face.stage import align_clip
-from mepipe.keyframes import keep_indices, resolve_keyframes
+from mepipe.face.qa import assess
+from mepipe.face.stage import ArraySink, align_clip
+from mepipe.keyframes import keep_indices, position_of, resolve_keyframes
 from mepipe.records import ClipIssue, ClipRecord, ManifestRow
 from mepipe.shards.writer import ClipOutput, encode_jpeg, jpeg_digest
 from mepipe.sources import FrameReadError, open_source
@@ -41,6 +42,18 @@ def _video_keyframe_issue(clip: ClipRecord, numbers: np.ndarray) -> tuple[str, s
                 "frame indices); check the annotation or the file",
             )
     return None
+
+
+def _required_keyframes(clip: ClipRecord, numbers: np.ndarray, cfg: PipelineConfig) -> dict[str, int]:
+    """Annotated keyframes (positions) that must show the face: used unless keyframes are estimated/uniform."""
+    if cfg.keyframes.mode != "annotated":
+        return {}
+    out = {}
+    for label in ("onset", "apex", "offset"):
+        pos = position_of(numbers, getattr(clip, label))
+        if pos is not None:
+            out[label] = pos
+    return out
 
 
 def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssue:
@@ -79,10 +92,13 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
             bad = _video_keyframe_issue(clip, numbers)
             if bad is not None:
                 return issue(*bad)
-        al = align_clip(src, clip, numbers, cfg)
-        t_all = len(al.numbers)
-        timestamps = src.timestamps_ms()[:t_all]
-        source_sha = [src.checksum(i) for i in range(t_all)] if src.random_access else []
+        sink = ArraySink()
+        al = align_clip(src, clip, numbers, cfg, sink, _required_keyframes(clip, numbers, cfg))
+        span = slice(al.first, al.last + 1)
+        kept_numbers = numbers[span]
+        t_all = al.n_kept
+        timestamps = src.timestamps_ms()[span]
+        source_sha = [src.checksum(i) for i in range(al.first, al.last + 1)] if src.random_access else []
         file_sha = src.file_checksum()
         notes = list(src.notes) + al.notes
     except FrameReadError as exc:
@@ -92,17 +108,20 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
     finally:
         src.close()
     crop_points = apply_transform(al.reference_transform(), al.fit.landmarks)
+    all_frames = sink.frames()
+    ref_idx = al.ref_pos - al.first
     kf = resolve_keyframes(
-        clip, al.numbers, frames=al.frames, crop_points=crop_points, fps=clip.fps, cfg=cfg.keyframes
+        clip, kept_numbers, frames=all_frames, crop_points=crop_points, fps=clip.fps, cfg=cfg.keyframes
     )
     if kf.note:
         notes.append(kf.note)
+    quality = assess(al, sink, cfg, keyframes=(kf.onset_idx + al.first, kf.apex_idx + al.first))
     st = cfg.storage
     keep = keep_indices(
         t_all,
         step=st.frame_step,
         max_frames=st.max_frames,
-        always=(kf.onset_idx, kf.apex_idx, kf.offset_idx, al.ref_pos),
+        always=(kf.onset_idx, kf.apex_idx, kf.offset_idx, ref_idx),
     )
     whole = len(keep) == t_all
 
@@ -112,10 +131,17 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
     def idx(i: int) -> int:
         return int(np.searchsorted(keep, i))
 
-    frames = sub(al.frames)
+    frames = sub(all_frames)
     transforms = al.transforms if al.transforms.ndim == 2 else sub(al.transforms)
     extra_arrays: dict[str, np.ndarray] = {}
-    extra_attrs: dict[str, object] = {}
+    extra_attrs: dict[str, object] = {
+        "face_score": quality.face_score,
+        "fit_error": quality.fit_error,
+        "stability": quality.stability,
+        "qa": quality.qa,
+        "face_span": f"{int(kept_numbers[0])}-{int(kept_numbers[-1])}" if al.trimmed else "",
+        "face_referee": float(al.fit.referee),
+    }
     if kf.curve is not None:
         extra_arrays["motion_energy"] = sub(kf.curve).astype(np.float32)
         extra_attrs["keyframe_snr"] = float(kf.snr) if kf.snr is not None and np.isfinite(kf.snr) else -1.0
@@ -133,10 +159,10 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
     return ClipOutput(
         clip=clip,
         frames=None if frames_jpeg is not None else frames,
-        frame_numbers=sub(al.numbers),
+        frame_numbers=sub(kept_numbers),
         transforms=transforms,
         landmarks_ref=al.fit.landmarks,
-        reference_idx=idx(al.ref_pos),
+        reference_idx=idx(ref_idx),
         face_box=np.array([b.left, b.top, b.right, b.bottom]),
         faces_found=al.fit.faces_found,
         face_note=al.note,
@@ -144,7 +170,7 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
         apex_idx=idx(kf.apex_idx),
         offset_idx=idx(kf.offset_idx),
         keyframe_source=kf.source,
-        source_files=[files[i] for i in keep] if files else [],
+        source_files=[files[al.first + i] for i in keep] if files else [],
         source_sha256=[source_sha[i] for i in keep] if source_sha else [],
         frames_sha256=digest,
         extra_arrays=extra_arrays,
@@ -200,6 +226,11 @@ def ok_row(out: ClipOutput, shard: str) -> ManifestRow:
         reference_frame=out.source_number(out.reference_idx),
         faces_found=out.faces_found,
         face_note=out.face_note,
+        face_score=float(out.extra_attrs.get("face_score", -1.0)),
+        fit_error=float(out.extra_attrs.get("fit_error", -1.0)),
+        stability=float(out.extra_attrs.get("stability", -1.0)),
+        qa=str(out.extra_attrs.get("qa", "")),
+        face_span=str(out.extra_attrs.get("face_span", "")),
         frames_sha256=out.frames_sha256,
         source_path=c.source_path,
         extra=json.dumps(c.extra, sort_keys=True),

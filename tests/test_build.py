@@ -127,17 +127,27 @@ def test_interrupted_shard_is_reported_and_existing_build_is_protected(built, ca
 
 
 def test_per_frame_mode_and_reference_search(casme2_root: Path, tmp_path: Path):
-    # the onset frame has no face (blank); the face stage moves the reference to the next frame
+    # the onset frame has no face (blank): the face stage moves the reference to the next frame; the
+    # annotated onset shows no face, so the clip fails (face_lost) unless keyframes are estimated, when
+    # the clip is trimmed to the frames with the face
     folder = casme2_root / "CASME2_RAW_selected" / "sub01" / "EP02_01f"
     write_frames(folder, [46], frame_fn=lambda dx, dy: np.full((480, 640, 3), 100, np.uint8))
     out = tmp_path / "pf"
     build_dataset(_cfg(align={"mode": "per_frame", "smoothing": 3}), casme2_root, out)
-    clip = read_clip(out / "shards" / "shard-00000.h5", "casme2/sub01/EP02_01f")
+    row = next(r for r in read_manifest(out) if r.clip_id == "sub01/EP02_01f")
+    assert row.status == "failed" and row.reason == "face_lost" and "onset frame 46" in row.message
+    out = tmp_path / "pf2"
+    build_dataset(
+        _cfg(align={"mode": "per_frame", "smoothing": 3}, keyframes={"mode": "estimate"}), casme2_root, out
+    )
+    row = next(r for r in read_manifest(out) if r.clip_id == "sub01/EP02_01f")
+    clip = read_clip(out / "shards" / row.shard, "casme2/sub01/EP02_01f")
     assert clip.attrs["reference_frame"] == 47 and "no face on frame 46" in clip.attrs["face_note"]
-    assert clip.transform.shape == (12, 2, 3)
+    assert row.face_span == "47-57" and "trimmed" in row.qa.split(";")
+    assert clip.transform.shape == (11, 2, 3)
 
 
-def test_several_faces_take_largest_and_small_faces_fail(casme2_root: Path, tmp_path: Path):
+def test_several_faces_are_flagged_and_small_faces_fail(casme2_root: Path, tmp_path: Path):
     import cv2
 
     from tests.conftest import face_canvas
@@ -153,7 +163,8 @@ def test_several_faces_take_largest_and_small_faces_fail(casme2_root: Path, tmp_
     out = tmp_path / "multi"
     build_dataset(_cfg(face={"detect_max_side": 640, "min_face": 60}), casme2_root, out)
     row = next(r for r in read_manifest(out) if r.clip_id == "sub01/EP02_01f")
-    assert row.status == "ok" and row.faces_found == 2 and "largest" in row.face_note
+    assert row.status == "ok" and row.faces_found == 2 and "2 plausible" in row.face_note
+    assert "several_faces" in row.qa.split(";")
     out2 = tmp_path / "small"
     build_dataset(_cfg(face={"min_face": 400}), casme2_root, out2)
     row = next(r for r in read_manifest(out2) if r.clip_id == "sub01/EP02_01f")

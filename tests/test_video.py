@@ -118,7 +118,7 @@ def test_bad_videos_become_rows_with_reasons(built: Path):
     assert ok == {"good", "late_face", "grey", "large", "vfr"}
     late = rows["late_face"]
     assert late.reference_frame == 8 and "no face on frame 0, used frame 8" in late.face_note
-    assert late.n_frames == 24  # frames before the face are kept, aligned with the later transform
+    assert late.n_frames == 16 and late.face_span == "8-23"  # the frames before the face are not kept
     assert rows["good"].fps == pytest.approx(25.0) and rows["good"].keyframe_source == "estimated"
     assert abs(rows["good"].apex - 12) <= 1
     assert "variable frame rate" in rows["vfr"].message and rows["good"].message == ""

@@ -15,6 +15,7 @@ import numpy as np
 import mepipe
 from mepipe.errors import MepipeError
 from mepipe.synth import truth
+from mepipe.synth.conditions import CONDITIONS, make_condition
 from mepipe.synth.expressions import AMPLITUDE_IOD, au_fields, intensity_profile
 from mepipe.synth.faces import Subject, load_base_faces, make_subject, sample_subject_params
 from mepipe.synth.layouts import LAYOUTS, ClipPlan, LayoutWriter
@@ -24,7 +25,7 @@ from mepipe.synth.render import ClipRenderer, sample_nuisance
 GENERATOR_VERSION = "1.0.0"
 """Bumped whenever the same seed would produce different pixels or annotations."""
 
-_STREAM_SUBJECT, _STREAM_PLAN, _STREAM_CLIP = 11, 12, 13
+_STREAM_SUBJECT, _STREAM_PLAN, _STREAM_CLIP, _STREAM_CONDITION = 11, 12, 13, 14
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def synthesize(
     amplitude: str | None = None,
     faces_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    conditions: tuple[str, ...] | list[str] = (),
 ) -> SynthSummary:
     """Generate a synthetic dataset in the on-disk layout of ``layout`` under ``out``.
 
@@ -79,6 +81,9 @@ def synthesize(
         amplitude: ``"micro"`` or ``"macro"``; default: the layout's (micro except ``dfew``).
         faces_dir: optional folder of one-face portraits used instead of the astronaut.
         progress: called as ``progress(clips_done, clips_total)`` after each clip.
+        conditions: hard cases (:data:`mepipe.synth.conditions.CONDITIONS`); clip ``i`` gets
+            ``conditions[i % len(conditions)]``, recorded in its ground truth (``condition``). Empty: none
+            (and the files are exactly those of a run without the argument).
 
     Returns:
         A :class:`SynthSummary`; the ground truth is described in :mod:`mepipe.synth.truth`.
@@ -91,6 +96,9 @@ def synthesize(
     if subjects < 1 or clips_per_subject < 1:
         raise MepipeError(f"subjects ({subjects}) and clips_per_subject ({clips_per_subject}) must be >= 1")
     amp = amplitude or writer_cls.default_amplitude
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise MepipeError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
     if amp not in AMPLITUDE_IOD:
         raise MepipeError(f"amplitude {amplitude!r} is not one of {sorted(AMPLITUDE_IOD)}")
     out = Path(out).expanduser()
@@ -108,7 +116,15 @@ def synthesize(
     clip_docs, n_frames = [], 0
     for i, plan in enumerate(plans):
         rng = np.random.default_rng([seed, _STREAM_CLIP, code, plan.subject_index, plan.clip_index])
-        clip_docs.append(_render_clip(writer, people[plan.subject_index], plan, amp, rng, index=i))
+        cond = None
+        if conditions:
+            crng = np.random.default_rng([seed, _STREAM_CONDITION, code, plan.subject_index, plan.clip_index])
+            person = people[plan.subject_index]
+            base = bases[(person.params.base_index + 1) % len(bases)]
+            cond = (conditions[i % len(conditions)], crng, (base.image, base.landmarks))
+        clip_docs.append(
+            _render_clip(writer, people[plan.subject_index], plan, amp, rng, index=i, condition=cond)
+        )
         n_frames += len(plan.frame_numbers)
         if progress is not None:
             progress(i + 1, len(plans))
@@ -130,6 +146,7 @@ def synthesize(
             "amplitude": amp,
             "amplitude_iod": AMPLITUDE_IOD[amp],
             "faces_dir": str(faces_dir) if faces_dir else None,
+            **({"conditions": list(conditions)} if conditions else {}),
             "fps": writer.fps,
             "frame_size": list(writer.canvas),
             "grayscale": writer.grayscale,
@@ -206,18 +223,37 @@ def _render_clip(
     amplitude: str,
     rng: np.random.Generator,
     index: int,
+    condition: tuple[str, np.random.Generator, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """Render one clip into the writer's sink; return its ground-truth record."""
+    """Render one clip into the writer's sink; return its ground-truth record.
+
+    ``condition``: ``(name, random stream, base photograph + landmarks)`` of a hard case, or ``None``.
+    """
     frames = np.asarray(plan.frame_numbers)
     scale_px = AMPLITUDE_IOD[amplitude] * subject.iod * float(rng.uniform(0.8, 1.2))
     fields = au_fields(plan.aus, subject.landmarks, scale_px)
     intensity = intensity_profile(frames, plan.onset, plan.apex, plan.offset)
     nuisance = sample_nuisance(rng, len(frames), amplitude)
-    renderer = ClipRenderer(subject, fields, intensity, nuisance, rng, grayscale=writer.grayscale)
+    cond = None
+    if condition is not None:
+        name, crng, photo = condition
+        jaw = float(np.linalg.norm(subject.landmarks[16] - subject.landmarks[0]))
+        cond = make_condition(name, crng, len(frames), writer.canvas, subject.centre, jaw, photo)
+    renderer = ClipRenderer(
+        subject,
+        fields,
+        intensity,
+        nuisance,
+        rng,
+        grayscale=writer.grayscale,
+        placement=cond.placement if cond is not None else None,
+        backdrop=cond.backdrop if cond is not None else None,
+    )
     sink = writer.open_clip(plan)
     try:
         for t, number in enumerate(plan.frame_numbers):
-            sink.write(number, renderer.frame(t))
+            img = renderer.frame(t)
+            sink.write(number, cond.apply(t, img, condition[1]) if cond is not None and condition else img)
     finally:
         sink.close()
     t_on, t_ap = plan.frame_numbers.index(plan.onset), plan.frame_numbers.index(plan.apex)
@@ -273,4 +309,5 @@ def _render_clip(
         "landmarks_apex": truth.points(renderer.landmarks(t_ap)),
         "landmarks_first": truth.points(renderer.landmarks(0)),
         "au_anchors_onset": anchors,
+        **({"condition": cond.truth(list(plan.frame_numbers))} if cond is not None else {}),
     }

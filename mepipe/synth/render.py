@@ -104,6 +104,10 @@ class ClipRenderer:
         nuisance: head pose, gain and noise per written frame.
         noise_rng: random stream for the sensor noise (consumed frame by frame, in order).
         grayscale: produce ``(H, W)`` uint8 frames instead of ``(H, W, 3)`` RGB.
+        placement: optional ``(2, 3)`` similarity applied after the head pose (a hard-case condition:
+            smaller, rotated or moved face; see :mod:`mepipe.synth.conditions`).
+        backdrop: with ``placement``: ``(H, W, 3) uint8`` shown where the moved canvas leaves the frame
+            (instead of a mirrored copy of the subject).
 
     Frames have the canvas size ``(H, W)`` of ``subject.image``.
     """
@@ -116,8 +120,12 @@ class ClipRenderer:
         nuisance: Nuisance,
         noise_rng: np.random.Generator,
         grayscale: bool = False,
+        placement: np.ndarray | None = None,
+        backdrop: np.ndarray | None = None,
     ) -> None:
         self.subject = subject
+        self.placement = None if placement is None else np.asarray(placement, dtype=np.float64)
+        self.backdrop = backdrop
         self.fields = fields
         self.intensity = np.asarray(intensity, dtype=np.float64)
         self.nuisance = nuisance
@@ -128,6 +136,7 @@ class ClipRenderer:
             0.5
         )  # +0.5: round on cast
         self.unit = grid(fields, width, height) if fields else None
+        self._ones = np.ones((height, width), np.float32)
         self._gx, self._gy = np.meshgrid(
             np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
         )
@@ -138,7 +147,11 @@ class ClipRenderer:
     def pose(self, t: int) -> np.ndarray:
         """Forward head-pose matrix ``(2, 3)`` of frame ``t`` (0-based position in the clip)."""
         n = self.nuisance
-        return pose_matrix(self.subject.centre, n.tx[t], n.ty[t], n.rot_deg[t], n.scale[t])
+        m = pose_matrix(self.subject.centre, n.tx[t], n.ty[t], n.rot_deg[t], n.scale[t])
+        if self.placement is None:
+            return m
+        a = self.placement
+        return np.hstack([a[:, :2] @ m[:, :2], (a[:, :2] @ m[:, 2] + a[:, 2])[:, None]])
 
     def landmarks(self, t: int) -> np.ndarray:
         """Exact 68 landmarks ``(68, 2)`` float64 of frame ``t`` in frame pixels (expression + pose)."""
@@ -169,7 +182,14 @@ class ClipRenderer:
             u = cv2.remap(self.unit, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             qx = qx - np.float32(a) * u[..., 0]
             qy = qy - np.float32(a) * u[..., 1]
-        img = cv2.remap(self.subject.image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        if self.backdrop is None:
+            img = cv2.remap(self.subject.image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        else:
+            img = cv2.remap(self.subject.image, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            inside = cv2.remap(self._ones, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[
+                ..., None
+            ]
+            img = (img * inside + self.backdrop * (1.0 - inside) + 0.5).astype(np.uint8)
         if self.grayscale:
             img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         noise = self._noise_lut[np.frombuffer(self.noise_rng.bytes(img.size), dtype=np.uint8)].reshape(

@@ -1,0 +1,91 @@
+"""Synthetic clips rendered in memory, with per-frame ground truth, and a frame source over them.
+
+For benchmarks and tests of the face stage that need the truth at *every* frame (the written datasets'
+ground truth keeps the onset and apex landmarks only): :func:`render_clip` returns the frames, the exact
+landmarks with the expression (``landmarks``) and without it (``neutral``: the head pose alone) for every
+frame; :class:`ArrayFrameSource` serves frames to :func:`mepipe.face.stage.align_clip`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mepipe.sources import FrameSource
+from mepipe.synth.expressions import AMPLITUDE_IOD, AUSpec, au_fields, intensity_profile
+from mepipe.synth.faces import load_base_faces, make_subject, sample_subject_params
+from mepipe.synth.render import MOTION, ClipRenderer, Nuisance, sample_nuisance
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    """Frames ``(H, W, 3) uint8 RGB`` and truth ``(T, 68, 2)`` float64 frame pixels; ``intensity`` ``(T,)``;
+    ``onset``, ``apex`` positions; ``iod`` the subject's inter-ocular distance on the canvas (px)."""
+
+    frames: list[np.ndarray]
+    landmarks: np.ndarray
+    neutral: np.ndarray
+    intensity: np.ndarray
+    onset: int
+    apex: int
+    iod: float
+
+
+def render_clip(
+    seed: int,
+    n_frames: int = 60,
+    *,
+    aus: tuple[int, ...] = (6, 12),
+    amplitude: str = "micro",
+    motion: str = "micro",
+    drift_gain: float = 1.0,
+    canvas: tuple[int, int] = (640, 480),
+) -> RenderedClip:
+    """Render one clip: onset at frame 0, apex at 40 % of the clip, offset at the end.
+
+    Args:
+        seed: every random choice (subject appearance, AU scale, head trajectory, noise).
+        aus: the action units of the expression (:data:`mepipe.synth.expressions.AU_TABLE`).
+        amplitude: expression amplitude, ``micro`` (3 % IOD per unit AU vector) or ``macro``.
+        motion: head-motion ranges, ``micro`` (nearly still) or ``macro`` (:data:`MOTION`).
+        drift_gain: multiplies the within-clip head drift (translation, rotation, scale).
+    """
+    rng = np.random.default_rng([seed, 21])
+    base = load_base_faces(None)[0]
+    subject = make_subject(base, sample_subject_params(rng, 1, 0), canvas, (190.0, 240.0))
+    scale_px = AMPLITUDE_IOD[amplitude] * subject.iod * float(rng.uniform(0.9, 1.1))
+    fields = au_fields(tuple(AUSpec(a, "") for a in aus), subject.landmarks, scale_px)
+    onset, apex = 0, int(round(0.4 * (n_frames - 1)))
+    intensity = intensity_profile(np.arange(n_frames), onset, apex, n_frames - 1)
+    nz = sample_nuisance(rng, n_frames, motion)
+    if drift_gain != 1.0:
+        start = {k: nz.trajectory[k]["start"] for k in ("tx", "ty", "rot_deg", "scale")}
+        nz = Nuisance(
+            *(start[k] + drift_gain * (getattr(nz, k) - start[k]) for k in ("tx", "ty", "rot_deg", "scale")),
+            nz.gain,
+            nz.noise_sigma,
+            nz.trajectory,
+        )
+    r = ClipRenderer(subject, fields, intensity, nz, rng)
+    frames = [r.frame(t) for t in range(n_frames)]
+    lm = np.stack([r.landmarks(t) for t in range(n_frames)])
+    neutral = np.stack([r.to_frame(t, subject.landmarks) for t in range(n_frames)])
+    return RenderedClip(frames, lm, neutral, intensity, onset, apex, subject.iod)
+
+
+class ArrayFrameSource(FrameSource):
+    """A :class:`~mepipe.sources.FrameSource` over frames in memory (``random_access`` as asked)."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 200.0, random_access: bool = True) -> None:
+        self.frames = frames
+        self.frame_numbers = list(range(len(frames)))
+        self.fps = fps
+        self.notes = []
+        self.random_access = random_access  # type: ignore[misc]
+
+    def read(self, i: int) -> np.ndarray:
+        return self.frames[i]
+
+
+__all__ = ["MOTION", "ArrayFrameSource", "RenderedClip", "render_clip"]
