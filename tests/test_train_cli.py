@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from mepipe.cli import app
 from mepipe.train.checkpoint import load_checkpoint
-from mepipe.train.toy import TINY_OVERRIDES, write_toy_build
+from mepipe.train.pictures import BAND
+from tests.toy import TINY_OVERRIDES, write_toy_build
 
 
 def _sets(kind: str) -> list[str]:
@@ -71,7 +72,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
     assert load_checkpoint(pre / "last.pt")["config"] == resolved
     for name in ("reconstructions-epoch001.png", "heatmaps-epoch001.png"):
         img = cv2.imread(str(pre / "pictures" / name))
-        assert img is not None and img.shape[0] == 2 * 112  # one 112-px row per sample
+        assert img is not None and img.shape[0] == 2 * (BAND + 112)  # one titled 112-px row per sample
 
     ft = tmp_path / "ft"
     r = runner.invoke(
@@ -104,7 +105,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
     assert (ft / "predictions.csv").read_text().count("\n") == 7
     assert (ft / "per_class.csv").is_file()
     assert cv2.imread(str(ft / "confusion.png")) is not None
-    assert cv2.imread(str(ft / "pictures" / "heatmaps.png")).shape[0] == 3 * 112
+    assert cv2.imread(str(ft / "pictures" / "heatmaps.png")).shape[0] == 3 * (BAND + 112)
 
 
 def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from mepipe.labels import LabelScheme
 from mepipe.train.augment import augment_pairs, prepare_pairs
 from mepipe.train.config import AugmentConfig
 from mepipe.train.data import PairDataset, PairSampler, delta_pairs, epoch_rng, keyframe_pairs, make_loader
-from mepipe.train.engine import cpu_threads
 from mepipe.train.frames import ClipInfo, frame_size, load_clips
-from mepipe.train.toy import write_toy_build
+from mepipe.train.runtime import cpu_threads
+from tests.toy import write_toy_build
 
 
 @pytest.fixture(autouse=True)
@@ -168,7 +168,7 @@ def test_jpeg_shards_read_through_the_same_function(tmp_path: Path) -> None:
 def test_pair_table_mode(build: Path, tmp_path: Path) -> None:
     from mepipe.train import pretrain
     from mepipe.train.data import table_pairs
-    from mepipe.train.toy import tiny_config
+    from tests.toy import tiny_config
 
     clips, _, _ = load_clips(build)
     rows = [(clips[0].key, 0, 3), ("casme2/not-built", 0, 1), (clips[2].key, 4, 5)]
@@ -181,10 +181,7 @@ def test_pair_table_mode(build: Path, tmp_path: Path) -> None:
     lines += [f"{c.key},{Path(c.shard).name},1,{1 + d},{d},{d * 5.0}" for c in clips for d in (1, 2)]
     (build / "pairs.csv").write_text("\n".join(lines) + "\n")
     try:
-        res = pretrain(
-            tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1),
-            log=lambda m: None,
-        )
+        res = pretrain(tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1))
     finally:
         (build / "pairs.csv").unlink()
     assert res.history[0]["pairs"] == 2 * len(clips)
