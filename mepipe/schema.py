@@ -202,6 +202,15 @@ def type_name(tp: Any) -> str:
     return f"`{text or str(tp).replace('typing.', '')}`".replace("|", "\\|")
 
 
+def range_text(field: Any) -> str:
+    """`` (>= 0, < 1)`` from a field's numeric bounds (``Field(ge=0, lt=1)``), or ``""``."""
+    ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    parts = [
+        f"{sym} {getattr(m, name)}" for m in field.metadata for name, sym in ops.items() if hasattr(m, name)
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _json_cell(value: Any) -> str:
     return f"`{json.dumps(value.model_dump() if isinstance(value, BaseModel) else value)}`".replace(
         "|", "\\|"
@@ -230,7 +239,7 @@ def reference_table(cls: type[BaseModel]) -> list[str]:
                         else _json_cell(f.get_default(call_default_factory=True))
                     )
                 lines.append(
-                    f"| `{name}.{sub}` | {type_name(f.annotation)} | {default} | {f.description or ''} |"
+                    f"| `{name}.{sub}` | {type_name(f.annotation)}{range_text(f)} | {default} | {f.description or ''} |"
                 )
         else:
             default = (
@@ -238,5 +247,7 @@ def reference_table(cls: type[BaseModel]) -> list[str]:
                 if field.is_required()
                 else _json_cell(field.get_default(call_default_factory=True))
             )
-            lines.append(f"| `{name}` | {type_name(ann)} | {default} | {field.description or ''} |")
+            lines.append(
+                f"| `{name}` | {type_name(ann)}{range_text(field)} | {default} | {field.description or ''} |"
+            )
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,26 @@ def test_pretrain_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path
     assert a["epoch"] == b["epoch"] == 2
     assert _same_state(a["model"], b["model"])
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+    # the run's files continue too: one history row per epoch, one log with both sessions
+    def rows(run: str) -> list[dict]:
+        with open(tmp_path / run / "history.csv", newline="") as f:
+            return [
+                {k: v for k, v in r.items() if k not in ("seconds", "pairs_per_s")} for r in csv.DictReader(f)
+            ]
+
+    assert rows("cut") == rows("full") and len(rows("cut")) == 2
+    log = (tmp_path / "cut" / "train.log").read_text()
+    assert "resuming" in log and log.count("pretrain epoch 1/") == 1 and "pretrain epoch 2/2" in log
+    # changed settings are allowed but reported
+    pretrain(
+        tiny_config(
+            "pretrain", builds["macro"], tmp_path / "cut", optim__epochs=3, run__resume=True, optim__lr=5e-4
+        )
+    )
+    assert (
+        "optim.lr" in (tmp_path / "cut" / "train.log").read_text().split("resuming with settings changed")[1]
+    )
 
 
 def test_finetune_fold_resume_reproduces_the_uninterrupted_run(

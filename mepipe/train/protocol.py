@@ -114,8 +114,13 @@ def make_plan(fold: Fold, clips: Sequence[ClipInfo], val: int | Sequence[str] = 
         raise FoldLeakError(
             f"fold {fold.name}: subjects {sorted(test_subjects & set(train_subjects))} on both sides"
         )
+    if not train:
+        raise ConfigError(
+            f"fold {fold.name}: no training clips are left when {fold.held_out} is held out "
+            "(lodo needs at least two datasets; loso at least two subjects)"
+        )
     if isinstance(val, int):
-        if val >= len(train_subjects):
+        if val and val >= len(train_subjects):
             raise PeekingError(
                 f"fold {fold.name}: cannot carve {val} validation subject(s) from "
                 f"{len(train_subjects)} training subject(s); lower protocol.val_subjects"

@@ -35,6 +35,12 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+def _model_names() -> list[str]:
+    from mepipe.train.models import MODELS  # the registry only (no torch, no cycle: it imports no config)
+
+    return MODELS.names()
+
+
 PathText = Annotated[str, BeforeValidator(_path_text)]
 NameList = Annotated[list[str], BeforeValidator(_comma_list)]
 
@@ -126,10 +132,7 @@ class AugmentConfig(Strict):
 class ModelConfig(Strict):
     """The classifier (`mepipe.train.models`); MIACNet keys are ignored by models that have no such part."""
 
-    name: str = Field(
-        default="miacnet",
-        description="registered model: miacnet, miacnet-nopos, miacnet-noatt, single-branch, resnet-diff",
-    )
+    name: str = Field(default="miacnet", description=f"registered model: {', '.join(_model_names())}")
     input_size: int = Field(
         default=112, ge=32, description="side of the square input, a multiple of 16 (112, 128, 224)"
     )
