@@ -150,3 +150,13 @@ def test_cli_init_with_a_crafted_checkpoint_exits_2_without_traceback(clean: Pat
     torch.save({"state": torch.zeros(2)}, foreign)
     with pytest.raises(ConfigError, match="not a mepipe training checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_a_shard_changed_after_its_check_is_checked_again(clean: Path, tmp_path: Path) -> None:
+    build = _copy(clean, tmp_path)
+    clips, _, _ = load_clips(build)
+    assert PairDataset(clips, 32)[0]["frames"].shape == (2, 32, 32, 3)  # checked once, fine
+    shard, key = _first_clip(build)
+    _external_storage(shard, key, tmp_path / "outside.bin")  # crafted in place afterwards
+    with pytest.raises(ShardError, match="external file"):
+        PairDataset(clips, 32)[0]

@@ -168,6 +168,23 @@ def read_frame(clip: ClipFrames, idx: int, out: np.ndarray) -> None:
     decode_frame(clip.group, idx, out)
 
 
+_CHECKED: dict[str, tuple[int, int, int]] = {}
+"""Shards found self-contained in this process (and, through fork, in its DataLoader workers), keyed by
+path with the file's (inode, size, mtime) when it was checked."""
+
+
+def check_once(f: h5py.File, path: str) -> None:
+    """:func:`~mepipe.shards.reader.assert_self_contained` once per file and process (a 64-clip shard
+    takes ~0.1 s to walk; evaluation and workers reopen files often). A file changed since its check
+    (other inode, size or mtime) is checked again."""
+    st = os.stat(path)
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    if _CHECKED.get(path) == stamp:
+        return
+    assert_self_contained(f)
+    _CHECKED[path] = stamp
+
+
 class ShardHandles:
     """Per-process cache of open shard files and clip groups.
 
@@ -201,7 +218,7 @@ class ShardHandles:
                     )
                 f = h5py.File(clip.shard, "r")
                 try:
-                    assert_self_contained(f)
+                    check_once(f, clip.shard)
                 except ShardError:
                     f.close()
                     raise
