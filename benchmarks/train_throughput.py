@@ -9,7 +9,10 @@ one run and on the same shards:
    preallocated batch buffer), 0 workers and, with ``--workers N``, N worker processes;
 3. model step alone: the MA2MI training step (augment + forward + backward + AdamW + EMA) on a batch
    already in memory;
-4. loader + model step: the real pre-training epoch function fed by the mepipe loader.
+4. loader + model step: the trainer's step loop (``engine.train_steps`` with the MA2MI objective) fed
+   by the mepipe loader.
+
+The shards are the tests' toy build (``tests/toy.py``), so run it from the repository root.
 
 Usage: python benchmarks/train_throughput.py [--size 112] [--clips 24] [--frames 40] [--batch 32]
        [--pairs 1024] [--steps 10] [--workers 0] [--device auto] [--threads 0]
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,11 +36,11 @@ from torch.utils.data import DataLoader, Dataset
 from mepipe.train.augment import prepare_pairs
 from mepipe.train.config import config_from_dict
 from mepipe.train.data import PairDataset, PairSampler, make_loader
-from mepipe.train.engine import make_optimizer, make_runtime, optimizer_step
+from mepipe.train.engine import loop_settings, make_optimizer, optimizer_step, train_steps
 from mepipe.train.frames import ClipInfo, load_clips
 from mepipe.train.models import PRETRAINERS
-from mepipe.train.pretrain import train_epoch
-from mepipe.train.toy import write_toy_build
+from mepipe.train.pretrain import MA2MIObjective
+from mepipe.train.runtime import make_runtime
 
 
 class StridedPairs(Dataset):
@@ -81,6 +85,9 @@ def main() -> None:
         "--workdir", type=Path, default=None, help="where to write the shards (default: a temp dir)"
     )
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests/toy.py
+    from tests.toy import write_toy_build
+
     if args.threads:
         torch.set_num_threads(args.threads)
     n_in = args.input_size or args.size
@@ -141,7 +148,7 @@ def main() -> None:
                 "run.device": args.device,
             },
         )
-        rt = make_runtime(cfg.run)
+        rt = make_runtime(cfg.run.device, cfg.run.amp, cfg.run.channels_last)
         torch.manual_seed(0)
         model = rt.prepare_model(PRETRAINERS.get("ma2mi")(cfg.model, cfg.ma2mi))
         opt, _ = make_optimizer(model.parameters(), cfg.optim)
@@ -174,20 +181,22 @@ def main() -> None:
             dl = make_loader(
                 ds, s, batch_size=args.batch, num_workers=args.workers, pin_memory=rt.device.type == "cuda"
             )
-            rec = train_epoch(
+            loop = loop_settings(cfg)
+            objective = MA2MIObjective(clips=clips, dataset=ds, loop=loop, delta=(1, 4), seed=1, rt=rt)
+            sums = train_steps(
                 model,
                 itertools.islice(dl, args.steps),
-                cfg=cfg,
+                objective,
                 rt=rt,
                 opt=opt,
                 aug_gen=gen,
-                log=print,
+                loop=loop,
                 epoch=0,
             )
             sync()
-            return int(rec["pairs"])
+            return int(sums[-1])
 
-        rows.append(("mepipe loader + model step (pretrain.train_epoch)", rate(loader_and_step, n_steps)))
+        rows.append(("mepipe loader + model step (engine.train_steps)", rate(loader_and_step, n_steps)))
 
     base = rows[0][1]
     print(f"\n{'what':<66} {'pairs/s':>10} {'vs baseline':>12}")

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mepipe.errors import MepipeError
+from mepipe.train.commands import train_app
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training."
@@ -62,14 +62,11 @@ def progress_bar() -> Progress:
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["align.crop_size=112"]`` -> ``{"align.crop_size": 112}`` (values parsed as YAML scalars)."""
-    out: dict[str, object] = {}
-    for item in items:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set {item!r}: expected KEY=VALUE, e.g. align.crop_size=112")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+    """``["align.crop_size=112"]`` -> ``{"align.crop_size": 112}``: the one ``--set`` parser of every
+    command (:func:`mepipe.schema.parse_set`; values are YAML, ``1e-3`` a number, ``1:4`` a string)."""
+    from mepipe.schema import parse_set
+
+    return parse_set(items)
 
 
 @app.command()
@@ -259,116 +256,9 @@ def folds(
     )
 
 
-# --- mepipe train: MA2MI pre-training and MIACNet fine-tuning (mepipe.train) -----------------------------
+# --- mepipe train: MA2MI pre-training and fine-tuning (the commands live in mepipe.train.commands) ------
 
-train_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="MA2MI pre-training on macro shards; leak-free LOSO fine-tuning of MIACNet.",
-)
 app.add_typer(train_app, name="train")
-
-
-def _train_overrides(set_: list[str], flags: dict[str, object]) -> dict[str, object]:
-    """``--set`` overrides, then the explicit flags that were given (flags win)."""
-    out = parse_overrides(set_)
-    out.update({k: v for k, v in flags.items() if v is not None})
-    return out
-
-
-@train_app.command("pretrain")
-@friendly
-def train_pretrain(
-    shards: Path = typer.Option(
-        ..., "--shards", help="build folder of macro-expression clips (build-dataset --out)"
-    ),
-    out: Path = typer.Option(..., "--out", help="run folder: config, last.pt, history, pictures"),
-    delta: str | None = typer.Option(None, "--delta", help="frame offset range A:B (inclusive), e.g. 1:4"),
-    config: Path | None = typer.Option(
-        None, "--config", help="training YAML (e.g. configs/train-pretrain.yaml)"
-    ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N"),
-    seed: int | None = typer.Option(None, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="continue from RUN/last.pt"),
-    set_: list[str] = typer.Option(
-        [], "--set", help="override a config key: KEY=VALUE (repeatable), e.g. model.width=32"
-    ),
-) -> None:
-    """MA2MI pre-training: reconstruct the latent of I_t+delta from I_t and a bottlenecked action code.
-
-    Multi-GPU: torchrun --nproc_per_node N -m mepipe train pretrain ...
-    """
-    from mepipe.train.config import load_train_config
-    from mepipe.train.pretrain import pretrain
-
-    flags = {
-        "data.shards": str(shards),
-        "run.out": str(out),
-        "data.delta": delta,
-        "optim.epochs": epochs,
-        "run.device": device,
-        "run.seed": seed,
-        "run.resume": True if resume else None,
-    }
-    cfg = load_train_config("pretrain", config, _train_overrides(set_, flags))
-    res = pretrain(cfg, log=lambda msg: console.print(msg, highlight=False))
-    console.print(f"final loss {res.final_loss:.4f}; checkpoint {res.checkpoint} (use with finetune --init)")
-
-
-@train_app.command("finetune")
-@friendly
-def train_finetune(
-    shards: Path = typer.Option(..., "--shards", help="build folder of micro-expression clips"),
-    out: Path = typer.Option(
-        ..., "--out", help="run folder: metrics.json, predictions.csv, confusion.png, folds/"
-    ),
-    labels: str | None = typer.Option(
-        None, "--labels", help="label scheme, e.g. casme2_5 (manifests/labels)"
-    ),
-    protocol: str | None = typer.Option(None, "--protocol", help="loso (default) or lodo"),
-    init: Path | None = typer.Option(
-        None, "--init", help="MA2MI checkpoint (pretrain RUN/last.pt); default: scratch"
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="training YAML (e.g. configs/train-finetune.yaml)"
-    ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="fixed epoch budget per fold"),
-    val_subjects: int | None = typer.Option(
-        None, "--val-subjects", min=0, help="training subjects carved out per fold to pick the epoch"
-    ),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N"),
-    seed: int | None = typer.Option(None, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="skip finished folds, resume the current one"),
-    set_: list[str] = typer.Option([], "--set", help="override a config key: KEY=VALUE (repeatable)"),
-) -> None:
-    """Fine-tune MIACNet per fold (LOSO/LODO) and score the predictions pooled over folds."""
-    from mepipe.train.config import load_train_config
-    from mepipe.train.finetune import finetune_loso
-
-    flags = {
-        "data.shards": str(shards),
-        "run.out": str(out),
-        "data.labels": labels,
-        "protocol.name": protocol,
-        "init": str(init) if init else None,
-        "optim.epochs": epochs,
-        "protocol.val_subjects": val_subjects,
-        "run.device": device,
-        "run.seed": seed,
-        "run.resume": True if resume else None,
-    }
-    cfg = load_train_config("finetune", config, _train_overrides(set_, flags))
-    res = finetune_loso(cfg, log=lambda msg: console.print(msg, highlight=False))
-    m = res.metrics
-    console.print(
-        f"acc {m['acc']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  ({m['n']} clips, "
-        f"{m['n_folds']} folds) -> {res.out / 'metrics.json'}"
-    )
-    for name, d in sorted(m["per_dataset"].items()):
-        console.print(
-            f"  {name}: acc {d['acc']:.4f}  UF1 {d['uf1']:.4f}  UAR {d['uar']:.4f}  ({d['n']} clips)"
-        )
 
 
 @app.command()

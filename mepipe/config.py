@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from mepipe.errors import ConfigError
+from mepipe import schema
+from mepipe.schema import Strict as _Strict
 
 CONFIG_VERSION = 1
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+REFERENCE_DOC = "docs/pipelines.md"
 
 
 class DatasetConfig(_Strict):
@@ -258,27 +256,9 @@ class PipelineConfig(_Strict):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _format_error(origin: str, err: ValidationError) -> str:
-    lines = [f"{origin}: invalid pipeline config"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  - {key}: unknown key; remove it or check its spelling (see docs/pipelines.md)")
-        elif e["type"] == "missing":
-            lines.append(f"  - {key}: required key is missing; add it")
-        else:
-            lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
 def parse_config(data: dict[str, Any], origin: str = "<config>") -> PipelineConfig:
     """Validate a config mapping; raises :class:`ConfigError` naming each bad key and the fix."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: a pipeline must be a YAML mapping with keys name, dataset, ...")
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_error(origin, err)) from None
+    return schema.validate(PipelineConfig, data, origin, what="pipeline config", doc=REFERENCE_DOC)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -286,20 +266,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
     Args:
         path: a YAML file, or the name of a bundled pipeline (``casme2``; see ``mepipe.resources``).
+        overrides: ``--set`` values (see :func:`mepipe.schema.parse_set`), applied after the file.
     """
     from mepipe import resources
 
     path = resources.resolve("pipelines", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    data = schema.apply_overrides(schema.load_yaml(path, "pipeline"), overrides)
     return parse_config(data, str(path))
 
 
@@ -314,34 +286,9 @@ def reference_markdown() -> str:
         "overrides any key (e.g. `--set align.crop_size=112`). The build writes the resolved config to",
         "`OUT/pipeline.resolved.yaml` and its hash into every shard.",
         "",
-        "| key | type | default | meaning |",
-        "|---|---|---|---|",
+        *schema.reference_table(PipelineConfig),
     ]
-    for name, field in PipelineConfig.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            lines.append(f"| **`{name}`** | section | | {(ann.__doc__ or '').strip()} |")
-            for sub, f in ann.model_fields.items():
-                lines.append(
-                    f"| `{name}.{sub}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |"
-                )
-        else:
-            lines.append(f"| `{name}` | {_type_name(ann)} | {_default(field)} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
-
-
-def _type_name(tp: Any) -> str:
-    text = getattr(tp, "__name__", None) if not getattr(tp, "__args__", None) else None
-    return f"`{text or str(tp).replace('typing.', '')}`".replace("|", "\\|")
-
-
-def _default(f: Any) -> str:
-    if f.is_required():
-        return "required"
-    value = f.get_default(call_default_factory=True)
-    return f"`{json.dumps(value.model_dump() if isinstance(value, BaseModel) else value)}`".replace(
-        "|", "\\|"
-    )
 
 
 def write_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:

@@ -97,7 +97,6 @@ def run_models(
     """Pre-train on ``macro`` (when ``ma2mi`` is asked for), then LOSO fine-tune each variant on ``micro``."""
     from mepipe.train import config_from_dict, finetune_loso, pretrain
 
-    quiet = lambda _msg: None  # noqa: E731  (per-epoch lines are in each run's log files)
     result = DemoResult(out)
     init = ""
     if any(v.startswith("ma2mi") for v in variants):
@@ -111,7 +110,15 @@ def run_models(
                 "run.device": "cpu",
             },
         )
-        pre = pretrain(cfg, log=quiet)
+        every = max(sizes.pretrain_epochs // 5, 1)  # a few progress lines, not one per epoch
+
+        def epoch_line(rec: dict) -> None:
+            if rec["epoch"] % every == 0 or rec["epoch"] == sizes.pretrain_epochs:
+                log(
+                    f"MA2MI pre-training epoch {rec['epoch']}/{sizes.pretrain_epochs}: loss {rec['loss']:.4f}"
+                )
+
+        pre = pretrain(cfg, on_epoch=epoch_line)
         init = str(pre.checkpoint)
         log(
             f"MA2MI pre-training: {sizes.pretrain_epochs} epochs, final loss {pre.final_loss:.4f} -> {pre.out}"
@@ -127,7 +134,7 @@ def run_models(
             "init": init if name.startswith("ma2mi") else "",
             **VARIANTS[name],
         }
-        res = finetune_loso(config_from_dict("finetune", overrides=over), log=quiet)
+        res = finetune_loso(config_from_dict("finetune", overrides=over))
         m = res.metrics
         result.metrics[name] = {"uf1": m["uf1"], "uar": m["uar"], "acc": m["acc"], "n": len(res.predictions)}
         log(f"LOSO {name}: UF1 {m['uf1']:.3f} UAR {m['uar']:.3f} Acc {m['acc']:.3f} -> {res.out}")

@@ -8,6 +8,10 @@ merge two datasets' ``sub01``. Every fold is checked: no subject on both sides.
 * ``make_folds(rows, "lodo")``: one fold per dataset.
 * ``scheme=``: keep only the clips a label scheme labels (e.g. ``casme2_5`` drops fear/sadness), so
   no fold holds a clip without a class.
+
+The fold maths (:func:`folds_over`, :func:`check_folds`) works on anything with ``key``, ``dataset``
+and ``subject`` (:class:`FoldClip`: manifest rows, the trainer's clips); :func:`make_folds` first
+selects the manifest rows to fold.
 """
 
 from __future__ import annotations
@@ -17,11 +21,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from typing import Protocol as TypingProtocol
 
 from mepipe.labels import LabelScheme, load_scheme
 from mepipe.records import ManifestRow
 
 Protocol = Literal["loso", "lodo"]
+
+
+class FoldClip(TypingProtocol):
+    """What folding needs from a clip (``ManifestRow`` and ``mepipe.train.frames.ClipInfo`` fit)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def dataset(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
 
 
 class FoldLeakError(AssertionError):
@@ -38,7 +56,7 @@ class Fold:
     test: tuple[str, ...]
 
 
-def subject_key(row: ManifestRow) -> str:
+def subject_key(row: FoldClip) -> str:
     return f"{row.dataset}/{row.subject}"
 
 
@@ -85,24 +103,35 @@ def make_folds(
         ValueError: unknown protocol, or ``per_dataset`` with ``lodo``.
         FoldLeakError: if a subject ended up on both sides (a bug, never expected).
     """
+    return folds_over(select_rows(rows, scheme=scheme, datasets=datasets), protocol, per_dataset=per_dataset)
+
+
+def folds_over(
+    clips: Sequence[FoldClip], protocol: Protocol = "loso", *, per_dataset: bool = False
+) -> list[Fold]:
+    """Folds over exactly ``clips`` (already selected), sorted by name; see :func:`make_folds`.
+
+    Raises:
+        ValueError: unknown protocol, or ``per_dataset`` with ``lodo``.
+        FoldLeakError: if a subject ended up on both sides (a bug, never expected).
+    """
     if protocol not in ("loso", "lodo"):
         raise ValueError(f"protocol {protocol!r} is not loso or lodo")
     if per_dataset and protocol != "loso":
         raise ValueError("per_dataset applies to loso only")
-    ok = select_rows(rows, scheme=scheme, datasets=datasets)
     group_of = subject_key if protocol == "loso" else (lambda r: r.dataset)
-    groups = sorted({group_of(r) for r in ok})
+    groups = sorted({group_of(r) for r in clips})
     folds = []
     for g in groups:
-        test = tuple(r.key for r in ok if group_of(r) == g)
+        test = tuple(r.key for r in clips if group_of(r) == g)
         ds = g.split("/", 1)[0]
-        train = tuple(r.key for r in ok if group_of(r) != g and (not per_dataset or r.dataset == ds))
+        train = tuple(r.key for r in clips if group_of(r) != g and (not per_dataset or r.dataset == ds))
         folds.append(Fold(f"{protocol}-{g}", g, train, test))
-    check_folds(folds, ok, protocol)
+    check_folds(folds, clips, protocol)
     return folds
 
 
-def check_folds(folds: Sequence[Fold], rows: Sequence[ManifestRow], protocol: Protocol = "loso") -> None:
+def check_folds(folds: Sequence[Fold], rows: Sequence[FoldClip], protocol: Protocol = "loso") -> None:
     """Raise :class:`FoldLeakError` if a subject (LOSO) or dataset (LODO) has clips on both sides of a fold,
     or a fold's test side mixes groups."""
     by_key = {r.key: r for r in rows}

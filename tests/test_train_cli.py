@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from mepipe.cli import app
 from mepipe.train.checkpoint import load_checkpoint
-from mepipe.train.toy import TINY_OVERRIDES, write_toy_build
+from mepipe.train.pictures import BAND
+from tests.toy import TINY_OVERRIDES, write_toy_build
 
 
 def _sets(kind: str) -> list[str]:
@@ -71,7 +72,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
     assert load_checkpoint(pre / "last.pt")["config"] == resolved
     for name in ("reconstructions-epoch001.png", "heatmaps-epoch001.png"):
         img = cv2.imread(str(pre / "pictures" / name))
-        assert img is not None and img.shape[0] == 2 * 112  # one 112-px row per sample
+        assert img is not None and img.shape[0] == 2 * (BAND + 112)  # one titled 112-px row per sample
 
     ft = tmp_path / "ft"
     r = runner.invoke(
@@ -104,7 +105,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
     assert (ft / "predictions.csv").read_text().count("\n") == 7
     assert (ft / "per_class.csv").is_file()
     assert cv2.imread(str(ft / "confusion.png")) is not None
-    assert cv2.imread(str(ft / "pictures" / "heatmaps.png")).shape[0] == 3 * 112
+    assert cv2.imread(str(ft / "pictures" / "heatmaps.png")).shape[0] == 3 * (BAND + 112)
 
 
 def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> None:
@@ -151,3 +152,62 @@ def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> Non
         ],
     )
     assert r.exit_code == 2 and "missing.pt" in r.output
+
+
+def test_help_lists_the_choices() -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "finetune", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "loso|lodo|all" in text and "resnet-diff" in text and "casme2_5" in text and "cuda:N" in text
+    assert "train-finetune" in text and "--force" in text
+    r = runner.invoke(app, ["train", "pretrain", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "--force" in r.output and "train-pretrain-gpu" in " ".join(r.output.split())
+
+
+def test_exit_codes_force_and_nothing_written_on_config_errors(
+    builds: dict[str, Path], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    out = tmp_path / "ft"
+    base = ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(out), "--epochs", "1"]
+    base += _sets("finetune")
+    for bad in (
+        ["--set", "optim.lr=-1"],
+        ["--set", "augment.flip=2"],
+        ["--labels", "casme2_9"],
+        ["--protocol", "kfold"],
+    ):
+        r = runner.invoke(app, [*base, *bad])
+        assert r.exit_code == 2, r.output
+        assert "Traceback" not in r.output and not out.exists()
+    r = runner.invoke(app, [*base, "--set", "optim.lr=-1"])
+    assert "optim.lr" in r.output and "greater than 0" in r.output and "-1" in r.output
+    r = runner.invoke(app, [*base, "--protocol", "kfold"])
+    assert "loso" in r.output and "lodo" in r.output
+    r = runner.invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert "fold 1/3" in r.output  # progress of the folds on the console
+    r = runner.invoke(app, base)
+    assert r.exit_code == 2 and "--force" in r.output
+    (out / "marker").write_text("old")
+    r = runner.invoke(app, [*base, "--force", "-q"])
+    assert r.exit_code == 0 and not (out / "marker").exists()
+    assert "fold 1/3" not in r.output  # -q: warnings only
+    r = runner.invoke(app, [*base, "--force", "--resume"])
+    assert r.exit_code == 2 and "exclude each other" in r.output
+
+
+def test_bundled_config_by_name_and_protocol_all(builds: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "all"
+    r = runner.invoke(
+        app,
+        ["train", "finetune", "--config", "train-finetune", "--shards", str(builds["micro"]), "--out", str(out),
+         "--protocol", "all", "--model", "resnet-diff", "--epochs", "1", *_sets("finetune")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "model.pt" in r.output and (out / "model.pt").is_file()
+    resolved = yaml.safe_load((out / "train.resolved.yaml").read_text())
+    assert resolved["protocol"]["name"] == "all" and resolved["model"]["name"] == "resnet-diff"
+    assert resolved["optim"]["lr"] == 8.0e-4  # from configs/train-finetune.yaml

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from mepipe.errors import ConfigError
 from mepipe.labels import LabelScheme
 from mepipe.train.augment import augment_pairs, prepare_pairs
 from mepipe.train.config import AugmentConfig
 from mepipe.train.data import PairDataset, PairSampler, delta_pairs, epoch_rng, keyframe_pairs, make_loader
-from mepipe.train.engine import cpu_threads
 from mepipe.train.frames import ClipInfo, frame_size, load_clips
-from mepipe.train.toy import write_toy_build
+from mepipe.train.runtime import cpu_threads
+from tests.toy import write_toy_build
 
 
 @pytest.fixture(autouse=True)
@@ -168,7 +169,7 @@ def test_jpeg_shards_read_through_the_same_function(tmp_path: Path) -> None:
 def test_pair_table_mode(build: Path, tmp_path: Path) -> None:
     from mepipe.train import pretrain
     from mepipe.train.data import table_pairs
-    from mepipe.train.toy import tiny_config
+    from tests.toy import tiny_config
 
     clips, _, _ = load_clips(build)
     rows = [(clips[0].key, 0, 3), ("casme2/not-built", 0, 1), (clips[2].key, 4, 5)]
@@ -181,10 +182,61 @@ def test_pair_table_mode(build: Path, tmp_path: Path) -> None:
     lines += [f"{c.key},{Path(c.shard).name},1,{1 + d},{d},{d * 5.0}" for c in clips for d in (1, 2)]
     (build / "pairs.csv").write_text("\n".join(lines) + "\n")
     try:
-        res = pretrain(
-            tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1),
-            log=lambda m: None,
-        )
+        res = pretrain(tiny_config("pretrain", build, tmp_path / "run", data__pairs="table", optim__epochs=1))
     finally:
         (build / "pairs.csv").unlink()
     assert res.history[0]["pairs"] == 2 * len(clips)
+
+
+def test_pair_dataset_len_and_integer_indexing_agree(build: Path) -> None:
+    clips, _, _ = load_clips(build)
+    ds = PairDataset(clips, 32)
+    assert len(ds) == len(clips) == 6
+    first = ds[0]
+    assert first["frames"].shape == (2, 32, 32, 3)
+    assert first["index"].tolist() == [0, clips[0].onset_idx, clips[0].apex_idx]  # clip 0's onset/apex pair
+    assert torch.equal(ds[-1]["index"], ds[5]["index"])
+    assert len(list(ds)) == 6  # iteration stops at len()
+    with pytest.raises(IndexError):
+        ds[6]
+    assert ds[(2, 0, 3)]["index"].tolist() == [2, 0, 3]  # explicit pairs, as the samplers draw them
+    custom = PairDataset(clips, 32, pairs=[(1, 0, 1), (4, 2, 8)])
+    assert len(custom) == 2 and custom[1]["index"].tolist() == [4, 2, 8]
+
+
+def test_clip_dataset_integer_indexing_frames_and_transform(build: Path) -> None:
+    from mepipe.train.clips import ClipDataset, spread_indices
+
+    assert spread_indices(10, 4).tolist() == [0, 3, 6, 9]
+    assert spread_indices(3, 5).tolist() == [0, 0, 1, 2, 2]
+    ds = ClipDataset.from_build(build, labels="casme2_5")
+    scheme_clips = [c for c in load_clips(build)[0]]
+    assert 0 < len(ds) <= len(scheme_clips)
+    s = ds[1]
+    c = ds.clips[1]
+    assert s["frames"].shape == (9, 32, 32, 3) and s["frames"].dtype == torch.uint8
+    with h5py.File(c.shard) as f:
+        assert np.array_equal(s["frames"].numpy(), f["clips"][c.key]["frames"][()])
+    assert s["key"] == c.key and int(s["label"]) == c.label >= 0 and int(s["apex_idx"]) == c.apex_idx
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    fixed = ClipDataset(
+        ds.clips, num_frames=4, transform=lambda x: {**x, "frames": x["frames"].float() / 255}
+    )
+    t = fixed[0]
+    assert t["frames"].shape == (4, 32, 32, 3) and t["frames"].dtype == torch.float32
+    assert t["frame_idx"].tolist() == [0, 3, 5, 8]
+    batch = next(iter(torch.utils.data.DataLoader(ClipDataset(ds.clips, num_frames=4), batch_size=3)))
+    assert batch["frames"].shape == (3, 4, 32, 32, 3) and batch["label"].shape == (3,)
+
+
+def test_folds_are_computed_on_the_trainers_clips_directly(build: Path) -> None:
+    from mepipe.folds import folds_over, make_folds
+    from mepipe.shards.manifest import read_manifest
+    from mepipe.train.protocol import plan_folds
+
+    clips, _, _ = load_clips(build)
+    from_rows = make_folds(read_manifest(build), "loso")
+    assert folds_over(clips, "loso") == from_rows  # ClipInfo and ManifestRow fold alike
+    with pytest.raises(ConfigError, match="lodo needs at least two datasets"):
+        plan_folds(clips, "lodo")  # one dataset: nothing to train on

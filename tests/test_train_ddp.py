@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mepipe.train.toy import write_toy_build
+from tests.toy import write_toy_build
 
 WORLD = 2
 
@@ -43,7 +43,7 @@ def _worker(rank: int, port: int, macro: str, micro: str, out: str) -> None:
     from mepipe.train.config import ModelConfig
     from mepipe.train.ddp import cleanup, init_distributed, wrap_model
     from mepipe.train.models import build_model
-    from mepipe.train.toy import tiny_config
+    from tests.toy import tiny_config
 
     info = init_distributed("gloo")
     assert info.world_size == WORLD and info.rank == rank
@@ -63,11 +63,9 @@ def _worker(rank: int, port: int, macro: str, micro: str, out: str) -> None:
     grads_differ = not torch.allclose(gathered[0], gathered[1])
     grad_is_mean = torch.allclose(g_ddp, torch.stack(gathered).mean(0), atol=1e-6, rtol=1e-4)
     # 2. a whole pre-training and fine-tuning run: every rank ends with the same weights / predictions
-    pre = pretrain(tiny_config("pretrain", macro, f"{out}/pre", optim__epochs=2), log=lambda m: None)
+    pre = pretrain(tiny_config("pretrain", macro, f"{out}/pre", optim__epochs=2))
     ft = finetune_loso(
-        tiny_config("finetune", micro, f"{out}/ft", optim__epochs=2),
-        scheme=load_scheme("casme2_5"),
-        log=lambda m: None,
+        tiny_config("finetune", micro, f"{out}/ft", optim__epochs=2), scheme=load_scheme("casme2_5")
     )
     torch.save(
         {

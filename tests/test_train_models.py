@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from mepipe.train.config import MA2MIConfig, ModelConfig
-from mepipe.train.engine import cpu_threads
-from mepipe.train.models import MODELS, PRETRAINERS, build_model, transfer_state
+from mepipe.train.models import MODELS, PRETRAINERS, build_model
+from mepipe.train.models.ma2mi import transfer_state
 from mepipe.train.models.miacnet import MIACNet
+from mepipe.train.runtime import cpu_threads
 
 
 @pytest.fixture(autouse=True)
@@ -20,20 +21,46 @@ def _one_thread():
 
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("size", [112, 128, 224])
-def test_every_registered_model_shapes(name: str, size: int) -> None:
+def test_every_registered_model_honours_the_contract(name: str, size: int) -> None:
+    """Every classifier: pair in, logits out, a heat map in [0, 1] on the N/16 grid, gradients flow."""
     torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, input_size=size, width=8, pos_heads=2), num_classes=5)
+    x = torch.randn(2, 2, 3, size, size)
+    out = model.forward_all(x)
+    g = size // 16
+    assert out.logits.shape == (2, 5)
+    heat = out.heatmap()
+    assert heat.shape == (2, g, g)
+    assert float(heat.min()) >= 0 and float(heat.max()) <= 1 and float(heat.max()) > 0
+    assert torch.equal(model.eval()(x), model.forward_all(x).logits)
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", ["miacnet", "miacnet-nopos", "miacnet-noatt", "single-branch"])
+def test_miacnet_variants_shapes(name: str) -> None:
+    size = 112
     model = build_model(ModelConfig(name=name, input_size=size, width=8, pos_heads=2), num_classes=5)
     out = model.forward_all(torch.randn(2, 2, 3, size, size))
     g = size // 16
-    assert out.logits.shape == (2, 5)
     assert out.action.shape == (2, 64, g, g)
-    assert out.heatmap().shape == (2, g, g)
-    assert float(out.heatmap().min()) >= 0 and float(out.heatmap().max()) <= 1
     has_att = name in ("miacnet", "miacnet-nopos")
     assert len(out.attention) == (4 if has_att else 0)
     if has_att:
         assert [a.shape[-1] for a in out.attention] == [size // 2, size // 4, size // 8, size // 16]
     assert (out.position is None) == (name in ("miacnet-nopos", "single-branch"))
+
+
+def test_resnet_baseline_sees_only_the_difference() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="resnet-diff", input_size=32, width=4), 3).eval()
+    a, b = torch.randn(2, 1, 3, 32, 32), torch.randn(2, 1, 3, 32, 32)
+    # (onset, apex) and (onset + c, apex + c) have the same difference: same logits
+    assert torch.allclose(model(torch.cat([a, b], 1)), model(torch.cat([a + 0.7, b + 0.7], 1)), atol=1e-5)
+    assert not torch.allclose(model(torch.cat([a, b], 1)), model(torch.cat([b, a], 1)))
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) >= 17  # ResNet-18 layout
+    assert [s[0].conv1.stride[0] for s in model.stages] == [1, 2, 2, 2]
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,12 @@ from mepipe.folds import make_folds
 from mepipe.labels import load_scheme
 from mepipe.shards.manifest import read_manifest
 from mepipe.train import PeekingError, finetune_loso, fit, plan_folds
-from mepipe.train.engine import cpu_threads, make_runtime
-from mepipe.train.finetune import EpochReport, evaluate_held_out
+from mepipe.train.evaluate import evaluate_held_out
+from mepipe.train.finetune import EpochReport
 from mepipe.train.frames import load_clips
 from mepipe.train.protocol import make_plan
-from mepipe.train.toy import tiny_config, write_toy_build
+from mepipe.train.runtime import cpu_threads
+from tests.toy import fit_fold, runtime, tiny_config, write_toy_build
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +81,7 @@ def test_training_api_has_no_access_to_test_clips() -> None:
 def test_selection_callback_never_sees_test_keys(build: Path, tmp_path: Path) -> None:
     reports: list[EpochReport] = []
     cfg = tiny_config("finetune", build, tmp_path / "run", protocol__val_subjects=1, optim__epochs=2)
-    res = finetune_loso(cfg, on_epoch=reports.append, log=lambda m: None)
+    res = finetune_loso(cfg, on_epoch=reports.append)
     folds = {f.name: f for f in make_folds(read_manifest(build), "loso")}
     assert {r.fold for r in reports} == set(folds)
     assert len(reports) == 4 * 2
@@ -102,13 +103,12 @@ def test_evaluation_runs_once_per_fold(build: Path) -> None:
     clips, _ = _clips(build)
     cfg = tiny_config("finetune", build, "unused", optim__epochs=1)
     plan = plan_folds(clips)[0]
-    rt = make_runtime(cfg.run)
+    rt = runtime(cfg)
     with cpu_threads(1):
-        fitted = fit(
-            cfg, plan.train, plan.val, num_classes=5, size=32, rt=rt, fold=plan.name, log=lambda m: None
-        )
+        fitted = fit_fold(cfg, plan, num_classes=5, size=32, rt=rt)
     classes = list(load_scheme("casme2_5").classes)
-    preds = evaluate_held_out(fitted.model, plan.test, size=32, cfg=cfg, rt=rt, classes=classes)
+    kw = dict(size=32, input_size=32, batch_size=4, rt=rt, classes=classes)
+    preds = evaluate_held_out(fitted.model, plan.test, **kw)
     assert len(preds.rows) == 3
     with pytest.raises(PeekingError):
-        evaluate_held_out(fitted.model, plan.test, size=32, cfg=cfg, rt=rt, classes=classes)
+        evaluate_held_out(fitted.model, plan.test, **kw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,11 @@ import torch
 
 from mepipe.errors import ConfigError
 from mepipe.labels import load_scheme
-from mepipe.train import finetune_loso, fit, plan_folds, pretrain
+from mepipe.train import finetune_loso, plan_folds, pretrain
 from mepipe.train.checkpoint import load_checkpoint
-from mepipe.train.engine import cpu_threads, make_runtime
 from mepipe.train.frames import load_clips
-from mepipe.train.toy import tiny_config, write_toy_build
+from mepipe.train.runtime import cpu_threads
+from tests.toy import fit_fold, tiny_config, write_toy_build
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +51,7 @@ def _losses(history: list[dict]) -> list[tuple]:
 
 
 def test_pretrain_checkpoint_contents(builds: dict[str, Path], tmp_path: Path) -> None:
-    res = pretrain(
-        tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None
-    )
+    res = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1))
     ck = load_checkpoint(res.checkpoint, "pretrain")
     assert ck["epoch"] == 1 and ck["kind"] == "pretrain"
     assert {"model", "optimizer", "scheduler", "rng", "config", "history"} <= set(ck)
@@ -61,16 +60,12 @@ def test_pretrain_checkpoint_contents(builds: dict[str, Path], tmp_path: Path) -
     assert any(k.startswith("target_enc.") for k in ck["model"])  # the EMA target is saved too
     assert (tmp_path / "run" / "train.resolved.yaml").is_file()
     with pytest.raises(ConfigError, match="--resume"):
-        pretrain(
-            tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1), log=lambda m: None
-        )
+        pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "run", optim__epochs=1))
 
 
 def test_pretrain_is_deterministic_by_seed(builds: dict[str, Path], tmp_path: Path) -> None:
     runs = [
-        pretrain(
-            tiny_config("pretrain", builds["macro"], tmp_path / f"r{i}", run__seed=s), log=lambda m: None
-        )
+        pretrain(tiny_config("pretrain", builds["macro"], tmp_path / f"r{i}", run__seed=s))
         for i, s in enumerate([7, 7, 8])
     ]
     assert _same_state(runs[0].model.state_dict(), runs[1].model.state_dict())
@@ -79,13 +74,10 @@ def test_pretrain_is_deterministic_by_seed(builds: dict[str, Path], tmp_path: Pa
 
 
 def test_pretrain_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path], tmp_path: Path) -> None:
-    full = pretrain(
-        tiny_config("pretrain", builds["macro"], tmp_path / "full", optim__epochs=2), log=lambda m: None
-    )
-    pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=1), log=lambda m: None)
+    full = pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "full", optim__epochs=2))
+    pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=1))
     resumed = pretrain(
-        tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=2, run__resume=True),
-        log=lambda m: None,
+        tiny_config("pretrain", builds["macro"], tmp_path / "cut", optim__epochs=2, run__resume=True)
     )
     assert _losses(full.history) == _losses(resumed.history)
     assert _same_state(full.model.state_dict(), resumed.model.state_dict())
@@ -94,6 +86,26 @@ def test_pretrain_resume_reproduces_the_uninterrupted_run(builds: dict[str, Path
     assert a["epoch"] == b["epoch"] == 2
     assert _same_state(a["model"], b["model"])
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+    # the run's files continue too: one history row per epoch, one log with both sessions
+    def rows(run: str) -> list[dict]:
+        with open(tmp_path / run / "history.csv", newline="") as f:
+            return [
+                {k: v for k, v in r.items() if k not in ("seconds", "pairs_per_s")} for r in csv.DictReader(f)
+            ]
+
+    assert rows("cut") == rows("full") and len(rows("cut")) == 2
+    log = (tmp_path / "cut" / "train.log").read_text()
+    assert "resuming" in log and log.count("pretrain epoch 1/") == 1 and "pretrain epoch 2/2" in log
+    # changed settings are allowed but reported
+    pretrain(
+        tiny_config(
+            "pretrain", builds["macro"], tmp_path / "cut", optim__epochs=3, run__resume=True, optim__lr=5e-4
+        )
+    )
+    assert (
+        "optim.lr" in (tmp_path / "cut" / "train.log").read_text().split("resuming with settings changed")[1]
+    )
 
 
 def test_finetune_fold_resume_reproduces_the_uninterrupted_run(
@@ -113,17 +125,7 @@ def test_finetune_fold_resume_reproduces_the_uninterrupted_run(
             data__jitter=1,
         )
         with cpu_threads(1):
-            return fit(
-                cfg,
-                plan.train,
-                plan.val,
-                num_classes=5,
-                size=32,
-                rt=make_runtime(cfg.run),
-                fold=plan.name,
-                ckpt_path=tmp_path / out / "fold.pt",
-                log=lambda m: None,
-            )
+            return fit_fold(cfg, plan, num_classes=5, size=32, checkpoint=tmp_path / out / "fold.pt")
 
     full = run("full", 3, False)
     run("cut", 2, False)
@@ -134,12 +136,11 @@ def test_finetune_fold_resume_reproduces_the_uninterrupted_run(
 
 def test_finetune_resume_skips_finished_folds(builds: dict[str, Path], tmp_path: Path) -> None:
     cfg = tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1)
-    first = finetune_loso(cfg, log=lambda m: None)
+    first = finetune_loso(cfg)
     again = finetune_loso(
-        tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1, run__resume=True),
-        log=lambda m: None,
+        tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1, run__resume=True)
     )
     assert first.metrics["confusion"] == again.metrics["confusion"]
     assert [p["key"] for p in first.predictions] == [p["key"] for p in again.predictions]
     with pytest.raises(ConfigError, match="--resume"):
-        finetune_loso(cfg, log=lambda m: None)
+        finetune_loso(cfg)

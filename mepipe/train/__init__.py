@@ -1,7 +1,7 @@
 """The MA2MI / MIACNet trainer: pre-training on macro shards, leak-free LOSO fine-tuning on micro shards.
 
-Needs only torch, numpy, h5py and pandas at import time (OpenCV is imported lazily for pictures,
-PyYAML only to read a YAML config or a label scheme).
+The names below are imported on first use (``import mepipe.train`` itself loads nothing heavy), so
+``mepipe.train.config`` and the model registry can be read without importing torch.
 
 Typical use::
 
@@ -12,38 +12,57 @@ Typical use::
         "data.shards": "micro_out", "data.labels": "casme2_5", "init": str(pre.checkpoint),
         "run.out": "runs/ft"}))
     print(res.metrics["uf1"], res.metrics["uar"])
+
+Modules: ``config`` (schema), ``engine`` (the one epoch loop), ``pretrain`` (MA2MI objective),
+``finetune`` (one fold's training), ``loso`` (LOSO/LODO runs and ``--protocol all``), ``evaluate``
+(prediction, the sealed held-out evaluation), ``protocol`` (folds, ``HeldOut``), ``report`` and
+``outputs`` (files), ``transfer`` (``--init``), ``deploy`` (``model.pt``), ``data`` / ``clips`` /
+``frames`` (datasets over shards), ``models`` (registry).
 """
 
-from mepipe.train.config import (
-    FinetuneConfig,
-    PretrainConfig,
-    config_from_dict,
-    config_to_dict,
-    load_train_config,
-)
-from mepipe.train.finetune import EpochReport, LosoResult, evaluate_held_out, finetune_loso, fit
-from mepipe.train.metrics import classification_metrics
-from mepipe.train.models import MODELS, PRETRAINERS, build_model
-from mepipe.train.pretrain import PretrainResult, pretrain
-from mepipe.train.protocol import PeekingError, plan_folds
+from __future__ import annotations
 
-__all__ = [
-    "MODELS",
-    "PRETRAINERS",
-    "EpochReport",
-    "FinetuneConfig",
-    "LosoResult",
-    "PeekingError",
-    "PretrainConfig",
-    "PretrainResult",
-    "build_model",
-    "classification_metrics",
-    "config_from_dict",
-    "config_to_dict",
-    "evaluate_held_out",
-    "finetune_loso",
-    "fit",
-    "load_train_config",
-    "plan_folds",
-    "pretrain",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FinetuneConfig": "mepipe.train.config",
+    "PretrainConfig": "mepipe.train.config",
+    "config_from_dict": "mepipe.train.config",
+    "config_to_dict": "mepipe.train.config",
+    "load_train_config": "mepipe.train.config",
+    "EpochReport": "mepipe.train.finetune",
+    "fit": "mepipe.train.finetune",
+    "evaluate_held_out": "mepipe.train.evaluate",
+    "LosoResult": "mepipe.train.loso",
+    "DeployResult": "mepipe.train.loso",
+    "finetune_loso": "mepipe.train.loso",
+    "finetune_all": "mepipe.train.loso",
+    "classification_metrics": "mepipe.train.metrics",
+    "MODELS": "mepipe.train.models",
+    "PRETRAINERS": "mepipe.train.models",
+    "build_model": "mepipe.train.models",
+    "PretrainResult": "mepipe.train.pretrain",
+    "pretrain": "mepipe.train.pretrain",
+    "PeekingError": "mepipe.train.protocol",
+    "plan_folds": "mepipe.train.protocol",
+    "ClipDataset": "mepipe.train.clips",
+    "PairDataset": "mepipe.train.data",
+    "load_model": "mepipe.train.deploy",
+    "loop_settings": "mepipe.train.engine",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mepipe.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -9,7 +9,11 @@ tensor, a number, a string or a list/dict/tuple of those)::
      "rng": {"python": ..., "numpy": ..., "torch": ..., "cuda": [...], "augment": ...},
      "config": {...},            # the resolved training config
      "history": [{...}, ...],    # one record per completed epoch
-     "extra": {...}}             # e.g. best-epoch state when selecting on validation subjects
+     "extra": {...},             # e.g. best-epoch state when selecting on validation subjects
+     "provenance": {...}}        # library versions, git commit, the build's config hash and manifest sha256
+
+A file that does not load with ``weights_only=True`` (a pickle carrying code, a damaged or foreign
+file) is refused with a :class:`~mepipe.errors.ConfigError` naming it; mepipe never unpickles code.
 
 Saving writes ``path.tmp`` then renames, so an interrupted save never leaves a broken checkpoint.
 """
@@ -77,6 +81,7 @@ def save_checkpoint(
     aug_gen: torch.Generator | None,
     history: list[dict[str, Any]],
     extra: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (see the module docstring for the layout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +97,7 @@ def save_checkpoint(
         "config": config,
         "history": list(history),
         "extra": extra or {},
+        "provenance": provenance or {},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(ckpt, tmp)
@@ -99,14 +105,28 @@ def save_checkpoint(
     return path
 
 
+def safe_load(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; anything that fails to load that way raises
+    :class:`ConfigError` naming the file (never a traceback, never an unpickled object)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (UnpicklingError, RuntimeError, EOFError ... all mean one thing)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{path}: not loadable as a plain-tensor checkpoint (torch.load weights_only=True failed: "
+            f"{first}). mepipe refuses files that need arbitrary unpickling; use a RUN/last.pt written by "
+            "`mepipe train`, or re-save the weights as a plain state dict"
+        ) from None
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Load a checkpoint on the CPU; checks the format (and ``kind`` when given)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"checkpoint {p} not found; pass RUN/last.pt of a finished `mepipe train` run")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    ckpt = safe_load(p)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ConfigError(f"{p} is not a mepipe training checkpoint")
+        raise ConfigError(f"{p} is not a mepipe training checkpoint (no {FORMAT!r} format marker)")
     if kind is not None and ckpt.get("kind") != kind:
         raise ConfigError(f"{p} is a {ckpt.get('kind')!r} checkpoint; a {kind!r} checkpoint is needed here")
     return ckpt
@@ -127,3 +147,8 @@ def restore_training(
         scheduler.load_state_dict(ckpt["scheduler"])
     restore_rng(ckpt["rng"], aug_gen)
     return int(ckpt["epoch"])
+
+
+def checkpoint_epoch(path: Path, kind: str) -> int:
+    """Epochs completed in the checkpoint at ``path`` (0 when there is none)."""
+    return int(load_checkpoint(path, kind)["epoch"]) if Path(path).is_file() else 0

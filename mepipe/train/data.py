@@ -182,7 +182,15 @@ class PairSampler(Sampler[PairIndex]):
 
 
 class PairDataset(Dataset):
-    """Reads frame pairs from shards; indices are ``(clip, i0, i1)`` tuples from a :class:`PairSampler`.
+    """Frame pairs read from shards.
+
+    Two ways to index it:
+
+    * ``ds[i]`` with an integer ``0 <= i < len(ds)``: pair ``i`` of :attr:`pairs` (default: each clip's
+      annotated onset/apex pair, so ``len(ds)`` is the number of clips and ``ds[i]`` is clip ``i``'s
+      pair). Negative ``i`` counts from the end; ``i >= len(ds)`` raises ``IndexError`` (so ``for s in
+      ds`` stops).
+    * ``ds[(clip, i0, i1)]``: any pair, as drawn by a :class:`PairSampler` (what training uses).
 
     Shards are opened lazily in the reading process (never in ``__init__``). Batches are read by
     :meth:`__getitems__` straight into one preallocated buffer.
@@ -196,19 +204,38 @@ class PairDataset(Dataset):
     Args:
         clips: the clips (all with the same crop size S).
         size: S, the stored crop side.
+        pairs: the pairs integer indices refer to (default: :func:`keyframe_pairs` without jitter).
     """
 
-    def __init__(self, clips: Sequence[ClipInfo], size: int) -> None:
+    def __init__(
+        self, clips: Sequence[ClipInfo], size: int, pairs: Sequence[PairIndex] | None = None
+    ) -> None:
         self.clips = list(clips)
         self.size = size
+        self.pairs: list[PairIndex] = (
+            list(pairs) if pairs is not None else keyframe_pairs(self.clips, 0, None)
+        )
         self.handles = ShardHandles()
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.pairs)
+
+    def _resolve(self, index: int | PairIndex) -> PairIndex:
+        if isinstance(index, (tuple, list)):
+            if len(index) != 3:
+                raise IndexError(f"a pair index is (clip, i0, i1), got {index!r}")
+            return (int(index[0]), int(index[1]), int(index[2]))
+        i = int(index)
+        n = len(self.pairs)
+        if not -n <= i < n:
+            raise IndexError(f"pair {i} out of range for a dataset of {n} pairs")
+        return self.pairs[i]
 
     def read_into(self, index: PairIndex, out: np.ndarray) -> None:
         """Read pair ``index`` into ``out`` of shape ``(2, S, S, 3) uint8``."""
         ci, i0, i1 = index
+        if not 0 <= ci < len(self.clips):
+            raise IndexError(f"pair {index}: clip {ci} out of range for {len(self.clips)} clips")
         clip = self.clips[ci]
         if not 0 <= i0 < clip.n_frames or not 0 <= i1 < clip.n_frames:
             raise IndexError(f"pair {index} outside clip {clip.key} with {clip.n_frames} frames")
@@ -216,16 +243,17 @@ class PairDataset(Dataset):
         read_frame(frames, i0, out[0])
         read_frame(frames, i1, out[1])
 
-    def __getitems__(self, indices: Sequence[PairIndex]) -> dict[str, torch.Tensor]:
-        n, s = len(indices), self.size
+    def __getitems__(self, indices: Sequence[int | PairIndex]) -> dict[str, torch.Tensor]:
+        pairs = [self._resolve(i) for i in indices]
+        n, s = len(pairs), self.size
         buf = np.empty((n, 2, s, s, 3), dtype=np.uint8)
-        for j, idx in enumerate(indices):
+        for j, idx in enumerate(pairs):
             self.read_into(idx, buf[j])
-        index = torch.tensor([list(i) for i in indices], dtype=torch.int64).reshape(n, 3)
-        labels = torch.tensor([self.clips[i[0]].label for i in indices], dtype=torch.int64)
+        index = torch.tensor([list(i) for i in pairs], dtype=torch.int64).reshape(n, 3)
+        labels = torch.tensor([self.clips[i[0]].label for i in pairs], dtype=torch.int64)
         return {"frames": torch.from_numpy(buf), "index": index, "label": labels}
 
-    def __getitem__(self, index: PairIndex) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | PairIndex) -> dict[str, torch.Tensor]:
         batch = self.__getitems__([index])
         return {k: v[0] for k, v in batch.items()}
 

@@ -1,117 +1,134 @@
-"""Shared training machinery: device/precision runtime, seeding, optimiser, logging.
+"""The one run skeleton shared by MA2MI pre-training and fine-tuning.
 
-On CUDA the trainer uses bf16 autocast and channels-last tensors (``run.amp``, ``run.channels_last``);
-on the CPU it runs in float32 and is bit-reproducible for a fixed seed and thread count.
+:func:`run_epochs` does, in this order: seed -> build the model -> AdamW + exponential decay -> resume
+from a checkpoint -> wrap for DDP -> loader -> for each epoch: train steps, sync BatchNorm buffers
+across ranks, scheduler step, sum the epoch's numbers over ranks, BatchNorm recalibration, the
+objective's end-of-epoch work (validation, pictures), history record, checkpoint. What differs between
+pre-training and classification is an :class:`Objective` (the loss of one batch and what an epoch
+record holds); everything else lives here once.
+
+On the CPU a run is bit-reproducible for a fixed seed and thread count, and a resumed run reproduces
+the uninterrupted one exactly (checkpoints hold every RNG state).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import random
-import sys
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from mepipe.errors import ConfigError
-from mepipe.train.config import OptimConfig, RunConfig
-from mepipe.train.ddp import DistInfo, init_distributed
+from mepipe.logs import get_logger
+from mepipe.train.augment import prepare_pairs
+from mepipe.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
+from mepipe.train.config import AugmentConfig, OptimConfig
+from mepipe.train.data import PairDataset, PairIndex, PairSampler, make_loader, prepared_batches
+from mepipe.train.ddp import all_reduce_sum, sync_buffers, wrap_model
+from mepipe.train.runtime import Runtime, derive_seed, seed_everything
 
-Logger = Callable[[str], None]
-
-
-def print_log(msg: str) -> None:
-    """Default logger: one line to stderr."""
-    print(msg, file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """Where and how tensors run.
+class LoopSettings:
+    """The values the epoch loop uses.
 
     Attributes:
-        device: the training device.
-        amp: bf16 autocast active (CUDA only).
-        channels_last: channels-last memory format active (CUDA only).
-        dist: this process's DDP rank information.
+        epochs: epoch budget (the loop runs epochs ``start .. epochs - 1``, 0-based).
+        batch_size, num_workers: loader settings.
+        input_size: model input side N (frames are resized to it).
+        optim: optimiser settings (lr, weight decay, gamma, gradient clipping, BN recalibration).
+        augment: augmentation settings (``None``: no augmentation).
+        checkpoint_every: save every N epochs (and after the last).
+        log_every: log the loss every N steps (0: per epoch only).
+        resume: continue from the checkpoint when it exists.
     """
 
-    device: torch.device
-    amp: bool
-    channels_last: bool
-    dist: DistInfo
-
-    @property
-    def is_main(self) -> bool:
-        return self.dist.is_main
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when ``amp``; a no-op otherwise."""
-        if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        """Move to the device (channels-last on CUDA)."""
-        model = model.to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model
+    epochs: int
+    batch_size: int
+    num_workers: int
+    input_size: int
+    optim: OptimConfig
+    augment: AugmentConfig | None
+    checkpoint_every: int = 1
+    log_every: int = 0
+    resume: bool = False
 
 
-def make_runtime(cfg: RunConfig) -> Runtime:
-    """Resolve ``run.device`` (``auto``: CUDA if available) and join a torchrun job if launched by one."""
-    info = init_distributed()
-    name = cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"run.device={cfg.device!r} but CUDA is not available; use --set run.device=cpu"
-            )
-        dev = torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        return Runtime(dev, cfg.amp, cfg.channels_last, info)
-    if name != "cpu":
-        raise ConfigError(f"run.device={cfg.device!r}: use auto, cpu, cuda or cuda:N")
-    return Runtime(torch.device("cpu"), False, False, info)
+def loop_settings(cfg: Any) -> LoopSettings:
+    """The :class:`LoopSettings` of a :class:`~mepipe.train.config.PretrainConfig` or ``FinetuneConfig``."""
+    return LoopSettings(
+        epochs=cfg.optim.epochs,
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        input_size=cfg.model.input_size,
+        optim=cfg.optim,
+        augment=cfg.augment,
+        checkpoint_every=cfg.run.checkpoint_every,
+        log_every=cfg.run.log_every,
+        resume=cfg.run.resume,
+    )
 
 
-@contextlib.contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` (``n <= 0``: unchanged), then restore."""
-    if n <= 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+class Objective:
+    """What one kind of training adds to the shared loop. Subclasses override :meth:`step` and
+    :meth:`record`; the other hooks default to doing nothing.
 
+    Attributes:
+        kind: checkpoint kind (``pretrain``, ``finetune``).
+        evaluates_every_epoch: BatchNorm is recalibrated before every :meth:`end_epoch` (validation),
+            not only after the last epoch.
+        log_level: level of the per-epoch log line.
+    """
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    kind = ""
+    evaluates_every_epoch = False
+    log_level = logging.INFO
 
+    def step(
+        self, net: nn.Module, x: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, list[float]]:
+        """Loss of one prepared batch ``x`` ``(B, 2, 3, N, N)`` and its per-batch sums (each value
+        already multiplied by the batch size; the last one is the batch size)."""
+        raise NotImplementedError
 
-def derive_seed(seed: int, *parts: str | int) -> int:
-    """A 31-bit seed fixed by ``seed`` and labels (e.g. a fold name), independent of run order."""
-    words = [int(seed) & 0xFFFFFFFF] + [zlib.crc32(str(p).encode()) for p in parts]
-    return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
+    def after_step(self, model: nn.Module) -> None:
+        """After each optimiser step (e.g. the EMA target update)."""
+
+    def frozen(self, model: nn.Module, epoch: int) -> list[nn.Parameter] | None:
+        """Parameters kept fixed during ``epoch`` (0-based)."""
+        return None
+
+    def record(self, sums: list[float], seconds: float) -> dict[str, Any]:
+        """The epoch record's values from the sums of :meth:`step` over the epoch (and all ranks)."""
+        raise NotImplementedError
+
+    def head(self) -> dict[str, Any]:
+        """Fields put first in every record (e.g. the fold name)."""
+        return {}
+
+    def recalibration_pairs(self) -> tuple[Sequence[PairIndex], int]:
+        """The unaugmented pairs BatchNorm statistics are recomputed on, and their batch size."""
+        raise NotImplementedError
+
+    def end_epoch(self, model: nn.Module, epoch: int, rec: dict[str, Any], last: bool) -> None:
+        """After the epoch (and BN recalibration); may add fields to ``rec`` (validation scores)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Extra checkpoint content (e.g. the best validation epoch's weights)."""
+        return {}
+
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Inverse of :meth:`extra_state` on resume."""
+
+    def describe(self, rec: dict[str, Any], epochs: int) -> str:
+        """The per-epoch log line."""
+        return f"epoch {rec['epoch']}/{epochs}"
 
 
 def make_optimizer(
@@ -185,15 +202,157 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor], rt: Runtim
     return len(bns)
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def train_steps(
+    net: nn.Module,
+    loader: Iterable[dict[str, torch.Tensor]],
+    objective: Objective,
+    *,
+    rt: Runtime,
+    opt: torch.optim.Optimizer,
+    aug_gen: torch.Generator,
+    loop: LoopSettings,
+    epoch: int,
+    frozen: list[nn.Parameter] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """One pass over ``loader``: prepare + augment, the objective's loss, optimiser step; returns the
+    sums of :meth:`Objective.step` over the batches (this rank only).
+
+    Args:
+        on_step: called with ``(step, loss)`` after every step (progress bars).
+    """
+    model = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+    net.train()
+    sums: list[float] = []
+    for step, batch in enumerate(loader):
+        x = prepare_pairs(
+            batch["frames"].to(rt.device, non_blocking=True),
+            loop.input_size,
+            augment=loop.augment,
+            gen=aug_gen,
+        )
+        loss, values = objective.step(net, x, batch)
+        optimizer_step(loss, net, opt, loop.optim.grad_clip, frozen)
+        objective.after_step(model)
+        sums = values if not sums else [a + b for a, b in zip(sums, values, strict=True)]
+        if on_step is not None or (loop.log_every and (step + 1) % loop.log_every == 0):
+            value = float(loss.detach())
+            if loop.log_every and (step + 1) % loop.log_every == 0 and rt.is_main:
+                log.info("  epoch %d step %d: loss %.4f", epoch + 1, step + 1, value)
+            if on_step is not None:
+                on_step(step, value)
+    return sums
 
 
-def write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
-    tmp.replace(path)
-    return path
+@dataclass
+class LoopResult:
+    """A finished loop: the bare model (on the device), every epoch record, and the first epoch run."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    start_epoch: int
+
+
+def run_epochs(
+    objective: Objective,
+    build: Callable[[], nn.Module],
+    *,
+    rt: Runtime,
+    loop: LoopSettings,
+    seed: int,
+    sampler: PairSampler,
+    dataset: PairDataset,
+    checkpoint: Path | None = None,
+    config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    on_record: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> LoopResult:
+    """Train ``build()`` for ``loop.epochs`` epochs (see the module docstring for the order of work).
+
+    Args:
+        objective: the loss and record of this kind of training.
+        build: makes the bare model (called right after seeding, so initial weights follow ``seed``).
+        rt: runtime (device, precision, DDP).
+        loop: the loop's values.
+        seed: seeds the model initialisation and the augmentation stream (the sampler has its own).
+        sampler, dataset: where the pairs come from.
+        checkpoint: file saved every ``loop.checkpoint_every`` epochs and resumed from (``None``: none).
+        config, provenance: stored in the checkpoint.
+        on_record: rank 0, after each epoch, with the whole history (history files, TensorBoard).
+        on_step: rank 0, ``(step, loss)`` after each step.
+        on_epoch: every rank, with the epoch's record.
+    """
+    seed_everything(seed)
+    model = rt.prepare_model(build())
+    opt, sched = make_optimizer(model.parameters(), loop.optim)
+    aug_gen = torch.Generator().manual_seed(derive_seed(seed, "augment"))
+    history: list[dict[str, Any]] = []
+    start = 0
+    if checkpoint is not None and loop.resume and checkpoint.is_file():
+        ckpt = load_checkpoint(checkpoint, objective.kind)
+        start = restore_training(ckpt, model=model, optimizer=opt, scheduler=sched, aug_gen=aug_gen)
+        history = list(ckpt["history"])
+        objective.load_extra_state(ckpt.get("extra") or {})
+        if rt.is_main:
+            log.info("resuming %s after epoch %d", checkpoint, start)
+    net = wrap_model(model, rt.dist, rt.device)
+    loader = make_loader(
+        dataset,
+        sampler,
+        batch_size=loop.batch_size,
+        num_workers=loop.num_workers,
+        pin_memory=rt.device.type == "cuda",
+    )
+    for epoch in range(start, loop.epochs):
+        last = epoch + 1 == loop.epochs
+        sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        sums = train_steps(
+            net,
+            loader,
+            objective,
+            rt=rt,
+            opt=opt,
+            aug_gen=aug_gen,
+            loop=loop,
+            epoch=epoch,
+            frozen=objective.frozen(model, epoch),
+            on_step=on_step if rt.is_main else None,
+        )
+        sync_buffers(model)
+        sched.step()
+        sums = all_reduce_sum(sums, rt.device)
+        rec: dict[str, Any] = {**objective.head(), "epoch": epoch + 1, "lr": lr}
+        rec.update(objective.record(sums, time.perf_counter() - t0))
+        if loop.optim.bn_recalibrate and (last or objective.evaluates_every_epoch):
+            pairs, batch_size = objective.recalibration_pairs()
+            batches = prepared_batches(
+                dataset, pairs, batch_size=batch_size, input_size=loop.input_size, device=rt.device
+            )
+            recalibrate_bn(model, batches, rt)
+        objective.end_epoch(model, epoch, rec, last)
+        history.append(rec)
+        if rt.is_main:
+            if checkpoint is not None and (last or (epoch + 1) % loop.checkpoint_every == 0):
+                save_checkpoint(
+                    checkpoint,
+                    kind=objective.kind,
+                    epoch=epoch + 1,
+                    model=model,
+                    optimizer=opt,
+                    scheduler=sched,
+                    config=config or {},
+                    aug_gen=aug_gen,
+                    history=history,
+                    extra=objective.extra_state(),
+                    provenance=provenance,
+                )
+            if on_record is not None:
+                on_record(history)
+            log.log(objective.log_level, objective.describe(rec, loop.epochs))
+        if on_epoch is not None:
+            on_epoch(rec)
+    return LoopResult(model, history, start)

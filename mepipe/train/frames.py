@@ -7,7 +7,10 @@ change in that one function: raw frames are read whole, straight into a caller-p
 :func:`mepipe.shards.reader.read_frame`.
 
 HDF5 files are opened lazily, on first access, in the process that reads (each DataLoader worker
-opens its own handles; handles are never pickled).
+opens its own handles; handles are never pickled). Every file is checked when it is opened
+(:func:`mepipe.shards.reader.assert_self_contained`): a shard with external links, external storage or
+virtual datasets is refused, so a crafted shard cannot make training read files outside the build.
+Only finished builds are read (:func:`mepipe.shards.manifest.require_complete`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 
 from mepipe.errors import ShardError
 from mepipe.records import ManifestRow
-from mepipe.shards.manifest import read_manifest
+from mepipe.shards.manifest import require_complete
+from mepipe.shards.reader import assert_self_contained
 
 CLIPS_GROUP = "clips"  # the shards' root group of clips (docs/shard-format.md)
 
@@ -112,8 +116,12 @@ def load_clips(
     label_fn: Callable[[ManifestRow], int | None] | None = None,
     datasets: Sequence[str] = (),
 ) -> tuple[list[ClipInfo], list[ManifestRow], dict[str, int]]:
-    """Read ``build_dir/manifest.csv`` and return ``(clips, rows, dropped)`` (see :func:`clips_from_rows`)."""
-    rows = read_manifest(build_dir)
+    """Read ``build_dir/manifest.csv`` and return ``(clips, rows, dropped)`` (see :func:`clips_from_rows`).
+
+    Raises:
+        ShardError: the build is unfinished (``pending`` rows), or no clip is left.
+    """
+    rows = require_complete(build_dir)
     clips, dropped = clips_from_rows(rows, build_dir, label_fn=label_fn, datasets=datasets)
     if not clips:
         raise ShardError(
@@ -160,6 +168,23 @@ def read_frame(clip: ClipFrames, idx: int, out: np.ndarray) -> None:
     decode_frame(clip.group, idx, out)
 
 
+_CHECKED: dict[str, tuple[int, int, int]] = {}
+"""Shards found self-contained in this process (and, through fork, in its DataLoader workers), keyed by
+path with the file's (inode, size, mtime) when it was checked."""
+
+
+def check_once(f: h5py.File, path: str) -> None:
+    """:func:`~mepipe.shards.reader.assert_self_contained` once per file and process (a 64-clip shard
+    takes ~0.1 s to walk; evaluation and workers reopen files often). A file changed since its check
+    (other inode, size or mtime) is checked again."""
+    st = os.stat(path)
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    if _CHECKED.get(path) == stamp:
+        return
+    assert_self_contained(f)
+    _CHECKED[path] = stamp
+
+
 class ShardHandles:
     """Per-process cache of open shard files and clip groups.
 
@@ -191,7 +216,13 @@ class ShardHandles:
                     raise ShardError(
                         f"shard {clip.shard} not found; is the build folder complete (run `mepipe verify`)?"
                     )
-                f = self._files[clip.shard] = h5py.File(clip.shard, "r")
+                f = h5py.File(clip.shard, "r")
+                try:
+                    check_once(f, clip.shard)
+                except ShardError:
+                    f.close()
+                    raise
+                self._files[clip.shard] = f
             g = f[CLIPS_GROUP].get(clip.key)
             if g is None:
                 raise ShardError(

@@ -1,48 +1,45 @@
-"""MA2MI pre-training on macro-expression shards (``mepipe train pretrain``).
+"""MA2MI pre-training on macro-expression shards (``mepipe train pretrain``), on the shared epoch loop.
 
 Each epoch draws fresh pairs ``(I_t, I_{t+δ})`` with ``δ ~ U{a..b}`` from every clip (never crossing
-a clip's bounds), augments both frames identically, and minimises the MA2MI loss. ``RUN/`` receives::
+a clip's bounds), or reshuffles the build's pair table, augments both frames identically, and
+minimises the MA2MI loss. ``RUN/`` receives::
 
     train.resolved.yaml   the resolved config
+    train.log             the run's log (every epoch, DEBUG lines included)
     last.pt               checkpoint after the latest epoch (model incl. EMA target, optimiser,
-                          scheduler, RNG states, epoch, history, config)
-    history.jsonl         one JSON record per epoch
-    pictures/             reconstructions (I_t, I_{t+δ}, reconstruction) and action heat maps
+                          scheduler, RNG states, epoch, history, config, provenance)
+    history.jsonl/.csv    one record per epoch
+    curves.png            loss terms, target spread and learning rate per epoch
+    pictures/             reconstructions (I_t, I_{t+δ}, reconstruction) and action heat maps, every
+                          ``run.pictures_every`` epochs and after the last one
+    tensorboard/          with ``run.tensorboard: true``
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mepipe.errors import ConfigError
+from mepipe.logs import Progress, get_logger
 from mepipe.train.augment import prepare_pairs
-from mepipe.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
-from mepipe.train.config import PretrainConfig, config_to_dict, write_resolved
-from mepipe.train.data import PairDataset, PairSampler, make_loader, prepared_batches, table_pairs
-from mepipe.train.ddp import all_reduce_sum, barrier, sync_buffers, unwrap, wrap_model
-from mepipe.train.engine import (
-    Logger,
-    Runtime,
-    append_jsonl,
-    cpu_threads,
-    derive_seed,
-    make_optimizer,
-    make_runtime,
-    optimizer_step,
-    print_log,
-    recalibrate_bn,
-    seed_everything,
-)
+from mepipe.train.checkpoint import checkpoint_epoch
+from mepipe.train.config import PretrainConfig, config_to_dict
+from mepipe.train.data import PairDataset, PairIndex, PairSampler, table_pairs
+from mepipe.train.ddp import barrier
+from mepipe.train.engine import LoopSettings, Objective, loop_settings, run_epochs
 from mepipe.train.frames import ClipInfo, frame_size, load_clips
 from mepipe.train.models import PRETRAINERS
-from mepipe.train.models.ma2mi import MA2MI
+from mepipe.train.outputs import RunFolder, check_run_dir, run_provenance
+from mepipe.train.runtime import Runtime, cpu_threads, make_runtime
 
+log = get_logger(__name__)
 CHECKPOINT_NAME = "last.pt"
 RECALIBRATION_PAIRS = 256  # pairs used to re-estimate BatchNorm statistics after the last epoch
 
@@ -56,14 +53,14 @@ class PretrainResult:
         checkpoint: ``out/last.pt`` (pass it to ``finetune --init``).
         history: one record per epoch (``epoch`` 1-based, ``loss``, ``latent_loss``, ``pixel_loss``,
             ``target_std`` (collapse check), ``lr``, ``pairs``, ``seconds``, ``pairs_per_s``).
-        model: the trained :class:`MA2MI` (unwrapped, on the training device).
+        model: the trained MA2MI network (unwrapped, on the training device).
         pictures: PNG files written.
     """
 
     out: Path
     checkpoint: Path
     history: list[dict[str, Any]]
-    model: MA2MI
+    model: nn.Module
     pictures: list[Path] = field(default_factory=list)
 
     @property
@@ -71,123 +68,52 @@ class PretrainResult:
         return float(self.history[-1]["loss"]) if self.history else float("nan")
 
 
-def _check_run_dir(cfg: PretrainConfig) -> Path:
-    if not cfg.run.out:
-        raise ConfigError("run.out: no run folder given; pass --out RUN")
-    if not cfg.data.shards:
-        raise ConfigError("data.shards: no build folder given; pass --shards MACRO_OUT")
-    out = Path(cfg.run.out)
-    if (out / CHECKPOINT_NAME).is_file() and not cfg.run.resume:
-        raise ConfigError(
-            f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it or "
-            "choose another --out"
-        )
-    return out
-
-
-def load_pair_table(cfg: PretrainConfig, clips: list[ClipInfo]) -> list[tuple[int, int, int]]:
+def load_pair_table(build_dir: str, clips: list[ClipInfo]) -> list[PairIndex]:
     """The build's ``pairs.csv`` as ``(clip, t, t2)`` indices (``data.pairs: table``)."""
     from mepipe.pairs import read_pair_table
 
-    df = read_pair_table(cfg.data.shards)
+    df = read_pair_table(build_dir)
     try:
         table = table_pairs(clips, zip(df["key"], df["t_idx"], df["t2_idx"], strict=True))
     except ValueError as exc:
-        raise ConfigError(f"{cfg.data.shards}: {exc}") from None
+        raise ConfigError(f"{build_dir}: {exc}") from None
     if not table:
         raise ConfigError(
-            f"{cfg.data.shards}/pairs.csv holds no pair of the selected clips; rewrite it with "
+            f"{build_dir}/pairs.csv holds no pair of the selected clips; rewrite it with "
             "`mepipe pairs` or use data.pairs=sample"
         )
     return table
 
 
-def train_epoch(
-    net: torch.nn.Module,
-    loader: Any,
-    *,
-    cfg: PretrainConfig,
-    rt: Runtime,
-    opt: torch.optim.Optimizer,
-    aug_gen: torch.Generator,
-    log: Logger,
-    epoch: int,
-) -> dict[str, float]:
-    """One pre-training epoch; returns summed (over ranks) loss terms and the pair count."""
-    model = unwrap(net)
-    assert isinstance(model, MA2MI)
-    net.train()
-    sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, latent, pixel, target std (each x batch size), pairs
-    for step, batch in enumerate(loader):
-        frames = batch["frames"].to(rt.device, non_blocking=True)
-        x = prepare_pairs(frames, cfg.model.input_size, augment=cfg.augment, gen=aug_gen)
-        with rt.autocast():
-            out = net(x)
-        optimizer_step(out.loss, net, opt, cfg.optim.grad_clip)
-        model.update_target()
-        b = frames.shape[0]
-        sums[0] += float(out.loss.detach()) * b
-        sums[1] += float(out.latent_loss) * b
-        sums[2] += float(out.pixel_loss) * b
-        sums[3] += float(out.target_std) * b
-        sums[4] += b
-        if cfg.run.log_every and (step + 1) % cfg.run.log_every == 0 and rt.is_main:
-            log(f"  epoch {epoch + 1} step {step + 1}: loss {float(out.loss):.4f}")
-    loss, lat, pix, tstd, n = all_reduce_sum(sums, rt.device)
-    n = max(n, 1.0)
-    return {
-        "loss": loss / n,
-        "latent_loss": lat / n,
-        "pixel_loss": pix / n,
-        "target_std": tstd / n,
-        "pairs": int(n),
-    }
-
-
-def _recalibrate(
-    model: MA2MI, dataset: PairDataset, clips: list[ClipInfo], cfg: PretrainConfig, rt: Runtime
-) -> None:
-    """Exact BatchNorm statistics over up to ``RECALIBRATION_PAIRS`` fixed, unaugmented pairs."""
-    per_clip = -(-RECALIBRATION_PAIRS // len(clips))
-    pairs = PairSampler(
-        clips, mode="delta", delta=cfg.data.delta, pairs_per_clip=per_clip, shuffle=False, seed=cfg.run.seed
-    ).pairs()[:RECALIBRATION_PAIRS]
-    batches = prepared_batches(
-        dataset,
-        pairs,
-        batch_size=max(cfg.data.batch_size, 64),
-        input_size=cfg.model.input_size,
-        device=rt.device,
-    )
-    recalibrate_bn(model, batches, rt)
-
-
 @torch.no_grad()
 def draw_pretrain_pictures(
-    model: MA2MI,
+    model: nn.Module,
     dataset: PairDataset,
-    clips: list[ClipInfo],
-    cfg: PretrainConfig,
+    clips: Sequence[ClipInfo],
+    *,
+    n: int,
+    delta: int,
+    input_size: int,
     rt: Runtime,
     out_dir: Path,
     tag: str,
 ) -> list[Path]:
-    """Reconstructions and action heat maps for the first ``run.pictures`` clips (pair ``(t, t + b)``
-    from the clip's middle, no augmentation)."""
+    """Reconstructions and action heat maps for the first ``n`` clips, each on the pair
+    ``(t, t + delta)`` from the clip's middle (no augmentation, eval mode; the model's training mode
+    and every RNG are left as they were)."""
     from mepipe.train.pictures import heatmap_grid, reconstruction_grid, to_uint8_images
 
-    n = min(cfg.run.pictures, len(clips))
+    n = min(n, len(clips))
     if n == 0:
         return []
-    b = cfg.data.delta[1]
     idx = []
     for ci in range(n):
         c = clips[ci]
-        d = min(b, c.n_frames - 1)
+        d = min(delta, c.n_frames - 1)
         t = max(0, (c.n_frames - 1 - d) // 2)
         idx.append((ci, t, t + d))
     batch = dataset.__getitems__(idx)
-    x = prepare_pairs(batch["frames"].to(rt.device), cfg.model.input_size)
+    x = prepare_pairs(batch["frames"].to(rt.device), input_size)
     was_training = model.training
     model.eval()
     with rt.autocast():
@@ -195,7 +121,7 @@ def draw_pretrain_pictures(
     model.train(was_training)
     i_t, i_td = to_uint8_images(x[:, 0]), to_uint8_images(x[:, 1])
     written = []
-    titles = [f"{clips[ci].key.split('/')[-1]} t={t} d={t2 - t}" for ci, t, t2 in idx]
+    titles = [f"{clips[ci].key}  t={t}, t+d={t2} (d={t2 - t})" for ci, t, t2 in idx]
     if out.recon is not None:
         p = reconstruction_grid(
             i_t, i_td, to_uint8_images(out.recon), out_dir / f"reconstructions-{tag}.png", titles
@@ -206,58 +132,153 @@ def draw_pretrain_pictures(
         heat = out.attention[-1][:, 0].float()
         lo, hi = heat.flatten(1).amin(1).view(-1, 1, 1), heat.flatten(1).amax(1).view(-1, 1, 1)
         heat = ((heat - lo) / (hi - lo).clamp_min(1e-8)).cpu().numpy()
-        samples = [{"onset": i_t[j], "apex": i_td[j], "heat": heat[j], "title": titles[j]} for j in range(n)]
+        samples = [
+            {
+                "onset": i_t[j],
+                "apex": i_td[j],
+                "heat": heat[j],
+                "title": titles[j],
+                "subtitle": "attention of E_act",
+            }
+            for j in range(n)
+        ]
         p = heatmap_grid(samples, out_dir / f"heatmaps-{tag}.png")
         if p:
             written.append(p)
     return written
 
 
+class MA2MIObjective(Objective):
+    """The MA2MI loss (latent + pixel terms) with the EMA target update after every step.
+
+    Records: ``epoch, lr, loss, latent_loss, pixel_loss, target_std, pairs, seconds, pairs_per_s``.
+    """
+
+    kind = "pretrain"
+
+    def __init__(
+        self,
+        *,
+        clips: Sequence[ClipInfo],
+        dataset: PairDataset,
+        loop: LoopSettings,
+        delta: tuple[int, int],
+        seed: int,
+        rt: Runtime,
+        pictures: int = 0,
+        pictures_every: int = 0,
+        pictures_dir: Path | None = None,
+    ) -> None:
+        self.clips, self.dataset, self.loop, self.delta, self.seed, self.rt = (
+            clips,
+            dataset,
+            loop,
+            delta,
+            seed,
+            rt,
+        )
+        self.pictures, self.pictures_every, self.pictures_dir = pictures, pictures_every, pictures_dir
+        self.written: list[Path] = []
+
+    def step(
+        self, net: nn.Module, x: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, list[float]]:
+        with self.rt.autocast():
+            out = net(x)
+        b = float(x.shape[0])
+        values = [float(out.loss.detach()) * b, float(out.latent_loss) * b, float(out.pixel_loss) * b]
+        return out.loss, [*values, float(out.target_std) * b, b]
+
+    def after_step(self, model: nn.Module) -> None:
+        model.update_target()  # type: ignore[operator]
+
+    def record(self, sums: list[float], seconds: float) -> dict[str, Any]:
+        loss, lat, pix, tstd, n = sums
+        n = max(n, 1.0)
+        rec = {"loss": loss / n, "latent_loss": lat / n, "pixel_loss": pix / n, "target_std": tstd / n}
+        rec.update(pairs=int(n), seconds=round(seconds, 3))
+        rec["pairs_per_s"] = round(rec["pairs"] / max(rec["seconds"], 1e-9), 1)
+        return rec
+
+    def recalibration_pairs(self) -> tuple[Sequence[PairIndex], int]:
+        """Up to :data:`RECALIBRATION_PAIRS` fixed, unaugmented pairs drawn with ``delta``."""
+        per_clip = -(-RECALIBRATION_PAIRS // len(self.clips))
+        pairs = PairSampler(
+            self.clips, mode="delta", delta=self.delta, pairs_per_clip=per_clip, shuffle=False, seed=self.seed
+        ).pairs()[:RECALIBRATION_PAIRS]
+        return pairs, max(self.loop.batch_size, 64)
+
+    def draw(self, model: nn.Module, epoch: int) -> None:
+        """Pictures after ``epoch`` (1-based) into ``pictures_dir`` (rank 0 only)."""
+        if self.pictures and self.pictures_dir is not None and self.rt.is_main:
+            self.written += draw_pretrain_pictures(
+                model,
+                self.dataset,
+                self.clips,
+                n=self.pictures,
+                delta=self.delta[1],
+                input_size=self.loop.input_size,
+                rt=self.rt,
+                out_dir=self.pictures_dir,
+                tag=f"epoch{epoch:03d}",
+            )
+
+    def end_epoch(self, model: nn.Module, epoch: int, rec: dict[str, Any], last: bool) -> None:
+        if not last and self.pictures_every and (epoch + 1) % self.pictures_every == 0:
+            self.draw(model, epoch + 1)
+
+    def describe(self, rec: dict[str, Any], epochs: int) -> str:
+        return (
+            f"pretrain epoch {rec['epoch']}/{epochs}: loss {rec['loss']:.4f} (latent {rec['latent_loss']:.4f}, "
+            f"pixel {rec['pixel_loss']:.4f}, target std {rec['target_std']:.3f}) lr {rec['lr']:.2e} "
+            f"{rec['pairs']} pairs {rec['seconds']:.1f} s ({rec['pairs_per_s']:.0f} pairs/s)"
+        )
+
+
+def pretrain_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
+    """``curves.png`` of a pre-training run: loss terms, target spread, learning rate."""
+    from mepipe.train.pictures import curves_png
+
+    ep = [h["epoch"] for h in history]
+    return curves_png(
+        [
+            ("loss", {k: (ep, [h[k] for h in history]) for k in ("loss", "latent_loss", "pixel_loss")}),
+            ("target std (collapse check)", {"target_std": (ep, [h["target_std"] for h in history])}),
+            ("learning rate", {"lr": (ep, [h["lr"] for h in history])}),
+        ],
+        path,
+    )
+
+
 def pretrain(
-    cfg: PretrainConfig, *, log: Logger = print_log, on_epoch: Callable[[dict[str, Any]], None] | None = None
+    cfg: PretrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None
 ) -> PretrainResult:
     """Run MA2MI pre-training as configured (see :class:`~mepipe.train.config.PretrainConfig`).
 
-    Under ``torchrun`` every rank calls this; only rank 0 writes files.
+    Under ``torchrun`` every rank calls this; only rank 0 writes files. Nothing is written before the
+    run folder, the build and the device are known to be usable.
 
     Args:
         cfg: the resolved config (``data.shards`` and ``run.out`` required).
-        log: receives one line per epoch.
         on_epoch: called with each epoch's history record.
 
-    Returns:
-        :class:`PretrainResult`.
+    Raises:
+        ConfigError: bad run folder or device; ShardError: unfinished or unusable build.
     """
     with cpu_threads(cfg.run.cpu_threads):
-        return _pretrain(cfg, log=log, on_epoch=on_epoch)
+        return _pretrain(cfg, on_epoch)
 
 
-def _pretrain(
-    cfg: PretrainConfig, *, log: Logger = print_log, on_epoch: Callable[[dict[str, Any]], None] | None = None
-) -> PretrainResult:
-    """:func:`pretrain` without the thread-count context."""
-    out = _check_run_dir(cfg)
-    rt = make_runtime(cfg.run)
-    if rt.is_main:
-        write_resolved(cfg, out)
+def _pretrain(cfg: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None) -> PretrainResult:
+    if not cfg.data.shards:
+        raise ConfigError("data.shards: no build folder given; pass --shards MACRO_OUT")
+    rt = make_runtime(cfg.run.device, cfg.run.amp, cfg.run.channels_last)
+    out = check_run_dir(cfg.run.out, resume=cfg.run.resume, force=cfg.run.force, kind="pretrain")
     clips, _, dropped = load_clips(cfg.data.shards, datasets=cfg.data.datasets)
     size = frame_size(clips)
-    seed_everything(cfg.run.seed)
-    model = rt.prepare_model(PRETRAINERS.get("ma2mi")(cfg.model, cfg.ma2mi))
-    assert isinstance(model, MA2MI)
-    opt, sched = make_optimizer(model.parameters(), cfg.optim)
-    aug_gen = torch.Generator().manual_seed(derive_seed(cfg.run.seed, "augment"))
-    history: list[dict[str, Any]] = []
-    start = 0
-    ckpt_path = out / CHECKPOINT_NAME
-    if cfg.run.resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, "pretrain")
-        start = restore_training(ckpt, model=model, optimizer=opt, scheduler=sched, aug_gen=aug_gen)
-        history = list(ckpt["history"])
-        if rt.is_main:
-            log(f"resuming {ckpt_path} after epoch {start}")
-    net = wrap_model(model, rt.dist, rt.device)
-    table = load_pair_table(cfg, clips) if cfg.data.pairs == "table" else []
+    table = load_pair_table(cfg.data.shards, clips) if cfg.data.pairs == "table" else []
+    provenance = run_provenance(cfg.data.shards, clips[0].shard)
+    loop = loop_settings(cfg)
     sampler = PairSampler(
         clips,
         mode=cfg.data.pairs.replace("sample", "delta"),
@@ -270,64 +291,62 @@ def _pretrain(
         table=table,
     )
     dataset = PairDataset(clips, size)
-    loader = make_loader(
-        dataset,
-        sampler,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        pin_memory=rt.device.type == "cuda",
+    objective = MA2MIObjective(
+        clips=clips,
+        dataset=dataset,
+        loop=loop,
+        delta=cfg.data.delta,
+        seed=cfg.run.seed,
+        rt=rt,
+        pictures=cfg.run.pictures,
+        pictures_every=cfg.run.pictures_every,
+        pictures_dir=out / "pictures",
     )
-    if rt.is_main:
+    ckpt_path = out / CHECKPOINT_NAME
+    with RunFolder(out, cfg, rt.is_main) as run:
         source = (
             f"{len(table)} pairs from pairs.csv"
             if table
             else f"delta {cfg.data.delta[0]}:{cfg.data.delta[1]}"
         )
-        log(
-            f"pretrain: {len(clips)} clips ({dropped['failed']} failed rows skipped), crops {size}px -> "
-            f"{cfg.model.input_size}px, {source}, {len(sampler) * rt.dist.world_size} pairs/epoch, device {rt.device}"
-        )
-    resolved = config_to_dict(cfg)
-    for epoch in range(start, cfg.optim.epochs):
-        sampler.set_epoch(epoch)
-        t0 = time.perf_counter()
-        lr = opt.param_groups[0]["lr"]
-        rec: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
-        rec.update(train_epoch(net, loader, cfg=cfg, rt=rt, opt=opt, aug_gen=aug_gen, log=log, epoch=epoch))
-        sync_buffers(model)
-        sched.step()
-        rec["seconds"] = round(time.perf_counter() - t0, 3)
-        rec["pairs_per_s"] = round(rec["pairs"] / max(rec["seconds"], 1e-9), 1)
-        if cfg.optim.bn_recalibrate and epoch + 1 == cfg.optim.epochs:
-            _recalibrate(model, dataset, clips, cfg, rt)
-        history.append(rec)
         if rt.is_main:
-            log(
-                f"pretrain epoch {epoch + 1}/{cfg.optim.epochs}: loss {rec['loss']:.4f} (latent "
-                f"{rec['latent_loss']:.4f}, pixel {rec['pixel_loss']:.4f}, target std {rec['target_std']:.3f}) "
-                f"lr {lr:.2e} {rec['pairs']} pairs {rec['seconds']:.1f} s ({rec['pairs_per_s']:.0f} pairs/s)"
-            )
-            append_jsonl(out / "history.jsonl", rec)
-            last = epoch + 1 == cfg.optim.epochs
-            if last or (epoch + 1) % max(cfg.run.checkpoint_every, 1) == 0:
-                save_checkpoint(
-                    ckpt_path,
-                    kind="pretrain",
-                    epoch=epoch + 1,
-                    model=model,
-                    optimizer=opt,
-                    scheduler=sched,
-                    config=resolved,
-                    aug_gen=aug_gen,
-                    history=history,
+            log.info(
+                "pretrain: %d clips (%d failed rows skipped), crops %dpx -> %dpx, %s, %d pairs/epoch, device %s",
+                len(clips), dropped["failed"], size, cfg.model.input_size, source,
+                len(sampler) * rt.dist.world_size, rt.device,
+            )  # fmt: skip
+        history_writer = run.history(out, "pretrain")
+
+        def record(history: list[dict[str, Any]]) -> None:
+            history_writer(history)
+            pretrain_curves(history, out / "curves.png")
+
+        steps = -(-len(sampler) // cfg.data.batch_size)
+        start = min(checkpoint_epoch(ckpt_path, "pretrain"), cfg.optim.epochs) if cfg.run.resume else 0
+        bar = Progress("pretrain", total=(cfg.optim.epochs - start) * steps, unit="steps", logger=log)
+        with bar if rt.is_main else contextlib.nullcontext():
+
+            def step(i: int, loss: float) -> None:
+                bar.advance(
+                    1, f"epoch {start + 1 + bar.done // max(steps, 1)}/{cfg.optim.epochs} loss {loss:.4f}"
                 )
-        if on_epoch is not None:
-            on_epoch(rec)
-    barrier()
-    pictures: list[Path] = []
-    if rt.is_main and cfg.run.pictures > 0:
-        pictures = draw_pretrain_pictures(
-            model, dataset, clips, cfg, rt, out / "pictures", f"epoch{cfg.optim.epochs:03d}"
-        )
-    dataset.handles.close()
-    return PretrainResult(out, ckpt_path, history, model, pictures)
+
+            result = run_epochs(
+                objective,
+                lambda: PRETRAINERS.get("ma2mi")(cfg.model, cfg.ma2mi),
+                rt=rt,
+                loop=loop,
+                seed=cfg.run.seed,
+                sampler=sampler,
+                dataset=dataset,
+                checkpoint=ckpt_path,
+                config=config_to_dict(cfg),
+                provenance=provenance,
+                on_record=record,
+                on_step=step if rt.is_main else None,
+                on_epoch=on_epoch,
+            )
+        barrier()
+        objective.draw(result.model, cfg.optim.epochs)
+        dataset.handles.close()
+    return PretrainResult(out, ckpt_path, result.history, result.model, objective.written)

@@ -7,7 +7,7 @@ The guard works by construction:
   them as a sequence.
 * The training routine (:func:`mepipe.train.finetune.fit`) receives ``train`` and ``val`` only.
 * The test clips are released exactly once, by :meth:`HeldOut.release`, to the evaluation function
-  (:func:`mepipe.train.finetune.evaluate_held_out`), which receives a trained model and nothing of the
+  (:func:`mepipe.train.evaluate.evaluate_held_out`), which receives a trained model and nothing of the
   optimiser or the epoch choice. A second release raises :class:`PeekingError`.
 * Asking for validation on a subject that is held out (or overlaps the test side) raises
   :class:`PeekingError`.
@@ -18,16 +18,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mepipe.errors import ConfigError, MepipeError
-from mepipe.records import ManifestRow
+from mepipe.folds import Fold, FoldLeakError, folds_over
 from mepipe.train.frames import ClipInfo
-
-if TYPE_CHECKING:
-    from mepipe.folds import Fold
 
 
 class PeekingError(MepipeError):
@@ -94,13 +90,6 @@ class FoldPlan:
         return sorted({c.subject_key for c in self.val})
 
 
-def _rows_for(clips: Sequence[ClipInfo]) -> list[ManifestRow]:
-    return [
-        ManifestRow(key=c.key, dataset=c.dataset, subject=c.subject, clip_id=c.key, status="ok")
-        for c in clips
-    ]
-
-
 def make_plan(fold: Fold, clips: Sequence[ClipInfo], val: int | Sequence[str] = 0, seed: int = 0) -> FoldPlan:
     """Turn a :class:`~mepipe.folds.Fold` into a :class:`FoldPlan`, carving validation subjects.
 
@@ -116,8 +105,6 @@ def make_plan(fold: Fold, clips: Sequence[ClipInfo], val: int | Sequence[str] = 
         PeekingError: a validation subject is held out in this fold.
         FoldLeakError: a subject appears on both the training and the test side.
     """
-    from mepipe.folds import FoldLeakError
-
     by_key = {c.key: c for c in clips}
     train = [by_key[k] for k in fold.train]
     test = [by_key[k] for k in fold.test]
@@ -127,8 +114,13 @@ def make_plan(fold: Fold, clips: Sequence[ClipInfo], val: int | Sequence[str] = 
         raise FoldLeakError(
             f"fold {fold.name}: subjects {sorted(test_subjects & set(train_subjects))} on both sides"
         )
+    if not train:
+        raise ConfigError(
+            f"fold {fold.name}: no training clips are left when {fold.held_out} is held out "
+            "(lodo needs at least two datasets; loso at least two subjects)"
+        )
     if isinstance(val, int):
-        if val >= len(train_subjects):
+        if val and val >= len(train_subjects):
             raise PeekingError(
                 f"fold {fold.name}: cannot carve {val} validation subject(s) from "
                 f"{len(train_subjects)} training subject(s); lower protocol.val_subjects"
@@ -173,11 +165,9 @@ def plan_folds(
         per_dataset: composite builds, LOSO only: train each fold on the held-out subject's own
             dataset (per-dataset LOSO) instead of every other subject.
     """
-    from mepipe.folds import make_folds
-
     if protocol not in ("loso", "lodo"):
         raise ValueError(f"protocol must be loso or lodo, got {protocol!r}")
-    folds = make_folds(_rows_for(clips), protocol, per_dataset=per_dataset)  # type: ignore[arg-type]
+    folds = folds_over(clips, protocol, per_dataset=per_dataset)  # type: ignore[arg-type]
     if only:
         missing = sorted(set(only) - {f.name for f in folds})
         if missing:

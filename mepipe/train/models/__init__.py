@@ -1,27 +1,38 @@
 """Model registry: classifiers (``MODELS``) and pre-training networks (``PRETRAINERS``).
 
-Every classifier factory has the signature ``factory(cfg: ModelConfig, num_classes: int) -> nn.Module``
-and accepts a pair batch ``(B, 2, 3, N, N)``; the registry-wide tests build and run each entry.
+Every classifier factory has the signature ``factory(cfg: ModelConfig, num_classes: int) -> nn.Module``;
+the module accepts a pair batch ``(B, 2, 3, N, N)``, returns logits ``(B, K)`` from ``forward`` and an
+output with ``.logits`` and ``.heatmap()`` (``(B, h, w)`` in ``[0, 1]``) from ``forward_all``. The
+registry-wide tests build, run and train every entry.
+
+Importing this module is cheap (no torch): the factories import their network modules when called, so
+the config and the command line can list and check model names without loading torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mepipe.registry import Registry
-from mepipe.train.config import MA2MIConfig, ModelConfig
-from mepipe.train.models.ma2mi import MA2MI, transfer_state
-from mepipe.train.models.miacnet import MIACNet, MIACNetOutput
 
-ModelFactory = Callable[[ModelConfig, int], nn.Module]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from mepipe.train.config import MA2MIConfig, ModelConfig
+    from mepipe.train.models.ma2mi import MA2MI
+    from mepipe.train.models.miacnet import MIACNet
+    from mepipe.train.models.resnet import ResNetDiff
+
+ModelFactory = Callable[["ModelConfig", int], "nn.Module"]
 MODELS: Registry[ModelFactory] = Registry("model")
 PRETRAINERS: Registry[Callable[[ModelConfig, MA2MIConfig], nn.Module]] = Registry("pre-training model")
 
 
 def _miacnet(cfg: ModelConfig, num_classes: int, **force: object) -> MIACNet:
-    kw: dict = dict(
+    from mepipe.train.models.miacnet import MIACNet
+
+    kw: dict[str, Any] = dict(
         input_size=cfg.input_size,
         width=cfg.width,
         action_input=cfg.action_input,
@@ -62,9 +73,19 @@ def single_branch(cfg: ModelConfig, num_classes: int) -> MIACNet:
     return _miacnet(cfg, num_classes, action_input="stack", position=False, attention=False)
 
 
+@MODELS.register("resnet-diff")
+def resnet_diff(cfg: ModelConfig, num_classes: int) -> ResNetDiff:
+    """Baseline: a plain ResNet-18-style network on ``apex - onset`` (uses ``width`` and ``dropout``)."""
+    from mepipe.train.models.resnet import ResNetDiff
+
+    return ResNetDiff(num_classes, width=cfg.width, dropout=cfg.dropout)
+
+
 @PRETRAINERS.register("ma2mi")
 def ma2mi(cfg: ModelConfig, m: MA2MIConfig) -> MA2MI:
     """MA2MI network whose ``act``/``pos`` match ``MODELS.get(cfg.name)(cfg, K)`` for transfer."""
+    from mepipe.train.models.ma2mi import MA2MI
+
     return MA2MI(
         cfg.input_size,
         cfg.width,
@@ -84,8 +105,8 @@ def ma2mi(cfg: ModelConfig, m: MA2MIConfig) -> MA2MI:
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
-    """Build the classifier ``cfg.name`` (unknown names raise listing the registered ones)."""
+    """Build the classifier ``cfg.name`` (an unknown name raises listing the registered ones)."""
     return MODELS.get(cfg.name)(cfg, num_classes)
 
 
-__all__ = ["MA2MI", "MIACNet", "MIACNetOutput", "MODELS", "PRETRAINERS", "build_model", "transfer_state"]
+__all__ = ["MODELS", "PRETRAINERS", "ModelFactory", "build_model"]

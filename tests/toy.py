@@ -1,11 +1,12 @@
-"""Tiny synthetic build folders (shards + manifest) for tests, benchmarks and smoke runs.
+"""Test scaffolding: tiny synthetic build folders (shards + manifest) for the trainer's tests and
+``benchmarks/train_throughput.py``.
 
 Not faces: each subject gets a smooth random texture, and each clip adds a local, class-specific
 "action" (a Gaussian bump at one of K positions) that rises from the onset to the apex and fades by
 the offset, plus sensor noise. Labels use the CASME II spelling (``happiness``, ``disgust``, ...) so
 the ``casme2_5`` scheme applies when ``dataset="casme2"``. Written with the real
-:class:`~mepipe.shards.writer.ShardWriter` and :func:`~mepipe.shards.manifest.write_manifest`, so the
-result is a regular build folder.
+:class:`~mepipe.shards.writer.ShardWriter`, the build's own row mapping :func:`mepipe.process.ok_row`
+and :func:`~mepipe.shards.manifest.write_manifest`, so the result is a regular (finished) build folder.
 
 Example::
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mepipe.records import ClipRecord, ManifestRow
+from mepipe.train.config import config_from_dict
 
 TOY_CLASSES = ("happiness", "disgust", "repression", "surprise", "others")
 
@@ -85,6 +87,7 @@ def write_toy_build(
     classes: Sequence[str] = TOY_CLASSES,
     max_clips: int = 8,
     jpeg_quality: int = 0,
+    pipeline: str | None = None,
 ) -> Path:
     """Write a synthetic build folder ``out`` (``shards/`` + ``manifest.csv``).
 
@@ -100,10 +103,13 @@ def write_toy_build(
         classes: emotion strings used as ``emotion_raw``.
         max_clips: clips per shard (so that several shards are written).
         jpeg_quality: 0 stores raw frames; 1..100 stores JPEG frames (needs OpenCV).
+        pipeline: a bundled pipeline name; its resolved config is written as the build's
+            ``pipeline.resolved.yaml`` and its hash into the shards (as a real build does).
 
     Returns:
         ``out`` as a Path.
     """
+    from mepipe.process import ok_row
     from mepipe.shards.manifest import write_manifest
     from mepipe.shards.writer import ClipOutput, ShardWriter
 
@@ -119,6 +125,12 @@ def write_toy_build(
         "backends": "{}",
         "model_files": "{}",
     }
+    if pipeline is not None:
+        from mepipe.config import load_config, write_resolved
+
+        pcfg = load_config(pipeline)
+        write_resolved(pcfg, out)
+        attrs["pipeline"], attrs["config_hash"] = pcfg.name, pcfg.hash()
     if jpeg_quality:
         attrs["frame_encoding"] = "jpeg"
     writer = ShardWriter(out, attrs, max_clips=max_clips, max_bytes=2_000_000_000)
@@ -177,32 +189,7 @@ def write_toy_build(
                 **kw,
             )  # type: ignore[arg-type]
             shard = writer.add(co)
-            rows.append(
-                ManifestRow(
-                    key=rec.key,
-                    dataset=dataset,
-                    subject=subject,
-                    clip_id=clip_id,
-                    status="ok",
-                    shard=shard,
-                    n_frames=n_frames,
-                    onset=rec.onset or -1,
-                    apex=rec.apex or -1,
-                    offset=rec.offset or -1,
-                    onset_idx=onset,
-                    apex_idx=apex,
-                    offset_idx=offset,
-                    keyframe_source="annotated",
-                    emotion_raw=classes[cls],
-                    fps=200.0,
-                    expression_type=expression_type,
-                    reference_frame=int(numbers[onset]),
-                    faces_found=1,
-                    face_note="toy",
-                    frames_sha256=digest,
-                    source_path=rec.source_path,
-                )
-            )
+            rows.append(ok_row(co, shard))
     writer.close()
     write_manifest(rows, out)
     return out
@@ -229,9 +216,35 @@ def tiny_config(kind: str, shards: str | Path, out: str | Path, **overrides: obj
     ``overrides`` use dotted keys with ``__`` for the dot (``optim__epochs=3``) on top of
     :data:`TINY_OVERRIDES`.
     """
-    from mepipe.train.config import config_from_dict
-
     over = {k: v for k, v in TINY_OVERRIDES.items() if kind == "pretrain" or not k.startswith("ma2mi.")}
     over.update({"data.shards": str(shards), "run.out": str(out)})
     over.update({k.replace("__", "."): v for k, v in overrides.items()})
     return config_from_dict(kind, overrides=over)  # type: ignore[arg-type]
+
+
+def runtime(cfg):
+    """The runtime of a config (``run.device`` etc.)."""
+    from mepipe.train.runtime import make_runtime
+
+    return make_runtime(cfg.run.device, cfg.run.amp, cfg.run.channels_last)
+
+
+def fit_fold(cfg, plan, *, num_classes: int, size: int, checkpoint: Path | None = None, rt=None, **kw):
+    """:func:`mepipe.train.finetune.fit` on a :class:`~mepipe.train.protocol.FoldPlan` with a config's values."""
+    from mepipe.train.engine import loop_settings
+    from mepipe.train.finetune import fit
+
+    return fit(
+        plan.train,
+        plan.val,
+        model=cfg.model,
+        loop=loop_settings(cfg),
+        jitter=cfg.data.jitter,
+        seed=cfg.run.seed,
+        num_classes=num_classes,
+        size=size,
+        rt=rt or runtime(cfg),
+        fold=plan.name,
+        checkpoint=checkpoint,
+        **kw,
+    )
