@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from mepipe import schema
+from mepipe.errors import ConfigError
 from mepipe.schema import Strict as _Strict
 
 CONFIG_VERSION = 1
