@@ -15,18 +15,10 @@ statement sits (module body, function, method, ``try``). Not counted:
 from __future__ import annotations
 
 import ast
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "mepipe"
-
-KNOWN_OUTSIDE_TRAIN: dict[str, str] = {
-    # Cycles found outside mepipe/train/ when this test was written, left to their owners. A cycle all of
-    # whose modules start with one of these prefixes is reported as a warning instead of failing; delete
-    # the entry once it is fixed.
-    "mepipe.datasets": "datasets/base.get_adapter imports the mepipe.datasets package, which imports base",
-}
 
 
 def module_names(root: Path = ROOT, package: str = PACKAGE) -> dict[str, Path]:
@@ -163,15 +155,6 @@ def test_the_cycle_finder_finds_a_function_level_cycle(tmp_path: Path) -> None:
 def test_mepipe_has_no_import_cycles() -> None:
     graph = import_graph(module_names())
     assert len(graph) > 50 and "mepipe.train.config" in graph
-    cycles = []
-    for c in find_cycles(graph):
-        owner = next((p for p in KNOWN_OUTSIDE_TRAIN if all(m.startswith(p) for m in c)), None)
-        if owner is None:
-            cycles.append(c)
-        else:
-            path = " -> ".join(one_cycle(graph, c))
-            warnings.warn(
-                f"known import cycle, to be fixed: {path} ({KNOWN_OUTSIDE_TRAIN[owner]})", stacklevel=1
-            )
+    cycles = find_cycles(graph)
     report = "\n".join(" -> ".join(one_cycle(graph, c)) + f"   (modules: {', '.join(c)})" for c in cycles)
     assert not cycles, f"import cycles in mepipe/:\n{report}"

@@ -339,7 +339,9 @@ def validate_image_clip(clip: ClipRecord, *, require_contiguous: bool = True) ->
 
 
 def get_adapter(name: str, root: str | Path, **options: object) -> DatasetAdapter:
-    """Instantiate the registered adapter ``name`` on ``root`` (imports all built-in adapters)."""
-    import mepipe.datasets  # noqa: F401  (registers the built-in adapters)
+    """Instantiate the registered adapter ``name`` on ``root``.
 
+    Every built-in adapter is registered: importing this module imports the ``mepipe.datasets``
+    package first, whose ``__init__`` imports them all.
+    """
     return ADAPTERS.get(name)(root, **options)
