@@ -224,6 +224,40 @@ class PairsConfig(_Strict):
         return self
 
 
+class FlowConfig(_Strict):
+    """Optical flow between stored frames, kept in the shards (off by default; `mepipe flow OUT` adds it later)."""
+
+    enabled: bool = Field(default=False, description="compute flow during the build")
+    backend: Literal["dis", "farneback", "tvl1"] = Field(
+        default="dis", description="dis/farneback: OpenCV core; tvl1: needs the opencv-contrib build"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="backend parameters (e.g. preset: medium)"
+    )
+    size: int = Field(
+        default=112, ge=16, le=1024, description="flow is computed on grey crops resized to this side"
+    )
+    pairs: tuple[Literal["onset_apex", "apex_offset", "onset_every"], ...] = Field(
+        default=("onset_apex",),
+        description="frame pairs: onset_apex, apex_offset, onset_every (onset to every k-th frame)",
+    )
+    every: int = Field(default=1, ge=1, description="onset_every: k")
+    channels: tuple[Literal["u", "v", "magnitude", "strain"], ...] = Field(
+        default=("u", "v", "magnitude", "strain"), description="stored channels"
+    )
+    normalisation: Literal["none", "minmax", "fixed"] = Field(
+        default="none",
+        description="none: pixels at `size`; minmax: per sample and channel to [0, 1] (STSTNet); fixed: / scale",
+    )
+    scale: float | None = Field(default=None, gt=0.0, description="fixed normalisation: the divisor (pixels)")
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> FlowConfig:
+        if self.normalisation == "fixed" and self.scale is None:
+            raise ValueError("flow.normalisation=fixed needs flow.scale (pixels), e.g. flow.scale=4")
+        return self
+
+
 class PipelineConfig(_Strict):
     version: int = Field(default=CONFIG_VERSION, description="pipeline schema version")
     name: str = Field(description="pipeline name, recorded in every shard")
@@ -236,6 +270,7 @@ class PipelineConfig(_Strict):
     keyframes: KeyframeConfig = KeyframeConfig()
     storage: StorageConfig = StorageConfig()
     pairs: PairsConfig = PairsConfig()
+    flow: FlowConfig = FlowConfig()
     seed: int = Field(default=0, description="seed of every random choice (pair sampling ...)")
 
     @model_validator(mode="after")

@@ -26,9 +26,10 @@ from mepipe import __version__
 from mepipe.records import ClipRecord
 
 SCHEMA_NAME = "mepipe-shard"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Newest schema this mepipe reads and writes. Raw-frame shards are still written as version 1
-(readable by older mepipe); version 2 adds JPEG-encoded frames (``frames_jpeg``)."""
+(readable by older mepipe); version 2 adds JPEG-encoded frames (``frames_jpeg``); version 3 adds
+optical flow (``/clips/<key>/flow/<pair>``, written by the flow stage, :mod:`mepipe.flow_stage`)."""
 RAW_SCHEMA_VERSION = 1
 CLIPS_GROUP = "clips"
 
