@@ -84,8 +84,13 @@ class ShardConfig(_Strict):
 class VideoConfig(_Strict):
     """How video files are decoded (image-folder clips ignore this section)."""
 
+    decoder: Literal["pyav", "decord"] = Field(
+        default="pyav",
+        description="video decoder: pyav (default, synchronous) or decord (pip install 'mepipe[decord]'); "
+        "see benchmarks/video_decode.py",
+    )
     decode_threads: int = Field(
-        default=1, ge=0, description="decoder threads per worker (0: decord's automatic)"
+        default=1, ge=0, description="decoder threads per worker (0: the decoder's automatic choice)"
     )
     search_frames: int | None = Field(
         default=None,

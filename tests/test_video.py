@@ -17,7 +17,8 @@ from mepipe.cli import app
 from mepipe.config import parse_config
 from mepipe.records import ClipRecord
 from mepipe.shards import read_frame, read_frames, read_manifest, verify_build
-from mepipe.sources import FrameReadError, VideoSource, open_source
+from mepipe.decoders import VideoSource
+from mepipe.sources import FrameReadError, open_source
 from tests.macro_fixtures import expression_clip, face_frame, write_h264, write_video
 
 pytest.importorskip("decord")
