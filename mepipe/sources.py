@@ -199,9 +199,7 @@ class ImageFolderSource(FrameSource):
             if s is not None and s != common:
                 raise FrameReadError(
                     "frame_size_changed",
-                    size_changed(
-                        str(self.folder / name), s, common, f"the clip's other {counts[common]}"
-                    ),
+                    size_changed(str(self.folder / name), s, common, f"the clip's other {counts[common]}"),
                 )
         return common
 

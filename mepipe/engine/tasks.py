@@ -1,0 +1,204 @@
+"""Build tasks: a batch of clips that one worker turns into one shard file.
+
+A :class:`Task` carries clip records (paths and annotations, never pixels), their fingerprints, the
+pipeline config and the shard attributes; :func:`run_task` runs in the worker process (a local
+process, or a Dask worker on another machine reading the same filesystem), processes each clip with
+:func:`mepipe.process.safe_process`, writes ``OUT/shards/shard-NNNNN.h5.tmp``, renames it when
+complete and returns the manifest rows (a few hundred bytes per clip). Frames never leave the worker.
+
+Every stored clip group also carries its own manifest row (attribute ``manifest_row``, JSON, without
+the ``shard`` column) and fingerprint, so a shard finished just before a kill can be adopted by the
+next run (:mod:`mepipe.engine.state`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mepipe.config import PipelineConfig
+from mepipe.records import ClipIssue, ClipRecord, ManifestRow, failed_row
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: clips to build into the shard ``shard-<index>.h5``.
+
+    Attributes:
+        index: the shard number (unique within the build folder, over all runs).
+        clips: the clip records, in manifest order.
+        fingerprints: each clip's source fingerprint (same order).
+        out_dir: the build folder (as the workers see it: a shared filesystem for Dask).
+        cfg: the pipeline config.
+        file_attrs: root attributes of the shard (config hash, backends, model-file hashes ...).
+    """
+
+    index: int
+    clips: tuple[ClipRecord, ...]
+    fingerprints: tuple[str, ...]
+    out_dir: str
+    cfg: PipelineConfig
+    file_attrs: dict
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:05d}"
+
+    def keys(self) -> list[str]:
+        return [c.key for c in self.clips]
+
+
+@dataclass
+class TaskResult:
+    """What a task sends back: rows (ok and failed, in task order), shards written, counts, where it ran."""
+
+    index: int
+    rows: list[ManifestRow]
+    shards: list[str]
+    frames: int
+    seconds: float
+    worker: str
+
+
+def plan_tasks(
+    todo: list[tuple[ClipRecord, str]],
+    *,
+    first_index: int,
+    slots: int,
+    max_clips: int,
+    clips_per_task: int = 0,
+    **common: object,
+) -> list[Task]:
+    """Cut the clips to build into tasks, in order.
+
+    Args:
+        todo: ``(record, fingerprint)`` of each clip to build.
+        first_index: shard number of the first task.
+        slots: parallel workers (tasks are sized to give each about four, for balance).
+        max_clips: ``shards.max_clips`` (the most clips a task takes).
+        clips_per_task: explicit size (``build.clips_per_task``; 0: automatic).
+        common: ``out_dir``, ``cfg``, ``file_attrs`` of every task.
+    """
+    if not todo:
+        return []
+    size = clips_per_task or math.ceil(len(todo) / (4 * max(1, slots)))
+    size = max(1, min(size, max_clips))
+    tasks = []
+    for k, start in enumerate(range(0, len(todo), size)):
+        part = todo[start : start + size]
+        tasks.append(
+            Task(
+                index=first_index + k,
+                clips=tuple(c for c, _ in part),
+                fingerprints=tuple(fp for _, fp in part),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return tasks
+
+
+def split_task(task: Task, first_index: int) -> list[Task]:
+    """One single-clip task per clip of ``task`` (numbered from ``first_index``): used after a worker
+    crashed on a task, to find the clip that crashes it."""
+    return [
+        dataclasses.replace(task, index=first_index + k, clips=(c,), fingerprints=(fp,))
+        for k, (c, fp) in enumerate(zip(task.clips, task.fingerprints, strict=True))
+    ]
+
+
+def pending_row(clip: ClipRecord, fingerprint: str) -> ManifestRow:
+    """The manifest row of a clip that is planned but not built yet (``status: pending``)."""
+    row = failed_row(clip, ClipIssue(clip.dataset, clip.clip_id, "", ""))
+    return dataclasses.replace(row, status="pending", reason="", message="", fingerprint=fingerprint)
+
+
+def crashed_row(clip: ClipRecord, fingerprint: str, why: str) -> ManifestRow:
+    """The failed row of a clip whose worker process died while building it, twice."""
+    issue = ClipIssue(
+        clip.dataset,
+        clip.clip_id,
+        "worker_crashed",
+        f"clip {clip.clip_id}: the worker process building it died ({why}), also on a second try; "
+        f"the source {clip.source_path} may crash the decoder or need more memory than a worker has; "
+        "check the file, or give workers more memory, and run the build again",
+        clip.subject,
+        clip.source_path,
+    )
+    return dataclasses.replace(failed_row(clip, issue), fingerprint=fingerprint)
+
+
+def too_few_frames(clip: ClipRecord, n: int, min_frames: int) -> ClipIssue:
+    return ClipIssue(
+        clip.dataset,
+        clip.clip_id,
+        "too_few_frames",
+        f"clip {clip.clip_id}: only {n} frame(s) in {clip.source_path}; at least build.min_frames="
+        f"{min_frames} are needed (onset and apex); check the frame folder or the annotated frame "
+        "range, or lower build.min_frames",
+        clip.subject,
+        clip.source_path,
+    )
+
+
+def run_task(task: Task) -> TaskResult:
+    """Build the task's clips into its shard (runs in a worker process); returns their rows.
+
+    Raises:
+        OSError: writing the shard failed (disk full, permissions ...): the build stops, nothing
+            of this task is listed, and the next run builds these clips again.
+    """
+    import cv2
+
+    from mepipe.process import ok_row, safe_process
+    from mepipe.shards.writer import ShardWriter
+
+    cv2.setNumThreads(1)
+    t0 = time.perf_counter()
+    cfg = task.cfg
+    writer = ShardWriter(
+        Path(task.out_dir),
+        task.file_attrs,
+        max_clips=len(task.clips),
+        max_bytes=cfg.shards.max_bytes,
+        name=task.name,
+    )
+    rows: list[ManifestRow] = []
+    frames = 0
+    try:
+        for clip, fp in zip(task.clips, task.fingerprints, strict=True):
+            min_frames = cfg.build.min_frames
+            if clip.source_kind == "images" and len(clip.frame_files) < min_frames:
+                result = too_few_frames(clip, len(clip.frame_files), min_frames)
+            else:
+                result = safe_process(clip, cfg)
+            if not isinstance(result, ClipIssue):
+                available = int(result.extra_attrs.get("source_n_frames", result.n_frames))
+                if available < min_frames:
+                    result = too_few_frames(result.clip, available, min_frames)
+            if isinstance(result, ClipIssue):
+                rows.append(dataclasses.replace(failed_row(clip, result), fingerprint=fp))
+                continue
+            row = dataclasses.replace(ok_row(result, ""), fingerprint=fp)
+            result.extra_attrs["fingerprint"] = fp
+            result.extra_attrs["manifest_row"] = json.dumps(dataclasses.asdict(row), sort_keys=True)
+            row.shard = writer.add(result)
+            frames += row.n_frames
+            rows.append(row)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return TaskResult(
+        task.index,
+        rows,
+        writer.closed_names,
+        frames,
+        time.perf_counter() - t0,
+        f"{socket.gethostname()}:{os.getpid()}",
+    )
