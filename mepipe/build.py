@@ -187,12 +187,16 @@ def build_dataset(
         raise ConfigError("no dataset folder: pass --source DIR (or set dataset.source in the pipeline)")
     root = Path(root)
     if not root.is_dir():
-        raise ConfigError(f"--source {root}: not a folder; pass the dataset folder as distributed")
+        raise ConfigError(
+            f"--source {root} does not exist or is not a folder; pass the dataset folder as distributed"
+        )
     missing = decoder_available(cfg.video.decoder)
     if missing:
         raise ConfigError(missing)
     out.mkdir(parents=True, exist_ok=True)
-    with BuildLock(out), log_file(out / "build.log"), _stop_on_signals():
+    with BuildLock(out) as lock, log_file(out / "build.log"), _stop_on_signals():
+        if lock.taken_over_note:
+            log.warning("%s", lock.taken_over_note)
         return _build_locked(cfg, root, out, t0, workers, force, limit, backend, scheduler, on_total, on_clip)
 
 
@@ -246,12 +250,6 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
     def manifest_rows() -> list[ManifestRow]:
         return list(rows.values()) + scan_failed
 
-    write_manifest(manifest_rows(), out)
-    for path in rec.delete:  # only now: the manifest no longer lists them
-        path.unlink(missing_ok=True)
-
-    backend = make_backend(backend_name, workers, scheduler, out, root)
-    first = max(int(state.get("next_shard_index", 0)), rec.max_index + 1)
     attempt = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
@@ -271,7 +269,11 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
         }
     )
     state.setdefault("attempts", []).append(attempt)
-    state["next_shard_index"] = first
+    state["next_shard_index"] = max(int(state.get("next_shard_index", 0)), rec.max_index + 1)
+    st.write_state(out, state)
+    write_manifest(manifest_rows(), out)
+    for path in rec.delete:  # only now: the manifest no longer lists them
+        path.unlink(missing_ok=True)
 
     def reserve(n: int) -> int:
         start = state["next_shard_index"]
@@ -293,8 +295,10 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
         on_total(len(todo))
     built = {"frames": 0, "last_write": time.monotonic()}
     counts: Counter[str] = Counter()
-    file_attrs = _file_attrs(cfg)
+    backend = None
     try:
+        backend = make_backend(backend_name, workers, scheduler, out, root)
+        file_attrs = _file_attrs(cfg)
         backend.start()
         tasks = plan_tasks(
             todo,
@@ -338,7 +342,8 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
 
             run_tasks(backend, tasks, finished, crashed, reserve)
     except BaseException as exc:
-        backend.close(cancel=True)
+        if backend is not None:
+            backend.close(cancel=True)
         write_manifest(manifest_rows(), out)
         attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         attempt["result"] = f"stopped: {type(exc).__name__}: {exc}"[:500]

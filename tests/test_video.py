@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from mepipe.build import build_dataset
 from mepipe.cli import app
 from mepipe.config import parse_config
+from mepipe.decoders import VideoSource
 from mepipe.records import ClipRecord
 from mepipe.shards import read_frame, read_frames, read_manifest, verify_build
-from mepipe.decoders import VideoSource
 from mepipe.sources import FrameReadError, open_source
 from tests.macro_fixtures import expression_clip, face_frame, write_h264, write_video
 

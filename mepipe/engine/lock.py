@@ -29,15 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mepipe.errors import MepipeError
-from mepipe.logs import get_logger
 
 LOCK_NAME = "build.lock"
 HEARTBEAT_S = float(os.environ.get("MEPIPE_LOCK_HEARTBEAT", "30"))
 """Seconds between heartbeats written by the lock holder."""
 STALE_S = float(os.environ.get("MEPIPE_LOCK_STALE", "300"))
 """A lock whose holder is on another host and has not written a heartbeat for this long is stale."""
-
-log = get_logger(__name__)
 
 
 class BuildLockedError(MepipeError):
@@ -83,6 +80,8 @@ class BuildLock:
         self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
         self.info: dict = {}
         self.taken_over: dict | None = None
+        self.taken_over_note = ""
+        """Set when a stale lock was taken over: what it was (the build logs it)."""
         self._fd: int | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -128,10 +127,9 @@ class BuildLock:
                     )
             self.taken_over = previous
             alive = previous.get("host") == host and _pid_alive(int(previous["pid"]))
-            log.warning(
-                "taking over the lock of %s, which %s",
-                describe(previous),
-                "no longer holds it" if alive else "is not running any more",
+            self.taken_over_note = (
+                f"took over the lock of {describe(previous)}, which "
+                + ("no longer holds it" if alive else "is not running any more")
             )
         self._fd = fd
         self.info = {
