@@ -24,11 +24,19 @@ def fast_cfg(**extra):
     return load_config(PIPELINE, {**FAST_OVERRIDES, **extra})
 
 
+_SYNTH: dict[tuple[int, int, int], Path] = {}
+
+
 def make_synth(root: Path, subjects: int = 2, clips: int = 3, seed: int = 0) -> Path:
+    """A synthetic CASME II-layout set (written once per test session and shared: treat it as
+    read-only, copy it to change it)."""
     from mepipe.synth import synthesize
 
-    synthesize("casme2", root, subjects=subjects, clips_per_subject=clips, seed=seed)
-    return root
+    key = (subjects, clips, seed)
+    if key not in _SYNTH or not _SYNTH[key].is_dir():
+        synthesize("casme2", root, subjects=subjects, clips_per_subject=clips, seed=seed)
+        _SYNTH[key] = root
+    return _SYNTH[key]
 
 
 def env(**extra: str) -> dict[str, str]:

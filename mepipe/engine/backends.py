@@ -179,11 +179,12 @@ class DaskBackend:
         d = self._distributed
         if self.scheduler:
             target = self.scheduler
+            timeout = os.environ.get("MEPIPE_DASK_CONNECT_TIMEOUT", "60s")
             try:
                 if os.path.isfile(target):
-                    self.client = d.Client(scheduler_file=target, timeout="60s")
+                    self.client = d.Client(scheduler_file=target, timeout=timeout)
                 else:
-                    self.client = d.Client(target, timeout="60s")
+                    self.client = d.Client(target, timeout=timeout)
             except (OSError, TimeoutError) as exc:
                 raise ConfigError(
                     f"--scheduler {target}: cannot connect to a Dask scheduler ({exc}); start one with "
@@ -205,7 +206,7 @@ class DaskBackend:
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never clash with another cluster's 8787
                 silence_logs=logging.ERROR,
             )
             self.client = d.Client(self.cluster)
