@@ -11,11 +11,11 @@ run at ~20 frames/s against ~1,500 frames/s sequentially (``shared/reference/env
 The build therefore iterates a video once, front to back (:meth:`FrameSource.iter_range`). The video
 decoders (PyAV, decord) live in :mod:`mepipe.decoders`.
 
-Every frame of a clip must have the same size: an image folder's frame sizes are read from the file
-headers when the clip is opened (a few hundred bytes per file), so one 8000x8000 or 320x240 frame
-among 640x480 ones fails the clip (``frame_size_changed``, naming the file) before anything is
-aligned, instead of being warped with a transform fitted on another size, and an empty file fails it
-as ``corrupt_frame``.
+Every frame of a clip must have the same size: an image folder's size is taken from the headers of
+its first, middle and last files when the clip is opened, and each frame is checked when read, so
+one 8000x8000 or 320x240 frame among 640x480 ones (or such a reference frame) fails the clip
+(``frame_size_changed``, naming the file) instead of being warped with a transform fitted on another
+size, and an empty file fails it as ``corrupt_frame``.
 """
 
 from __future__ import annotations
@@ -103,43 +103,48 @@ _JPEG_SOF = {0xC0 + k for k in range(16)} - {0xC4, 0xC8, 0xCC}
 """JPEG start-of-frame markers (baseline, progressive, lossless ...); C4/C8/CC are other segments."""
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """``(H, W)`` of a JPEG, PNG or BMP file from its header, without decoding it.
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(H, W)`` from the first bytes of a JPEG, PNG or BMP file (no decoding).
 
     Returns:
-        the size, ``(0, 0)`` for an empty file, or ``None`` when the format is not one of these or
-        the header cannot be parsed (the decoder then decides).
+        the size, ``(0, 0)`` for empty data, or ``None`` when the format is not one of these or the
+        header is not within ``data`` (the decoder then decides).
     """
-    with open(path, "rb") as f:
-        head = f.read(32)
-        if not head:
-            return (0, 0)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-        if head[:2] == b"BM" and len(head) >= 26:
-            w = int.from_bytes(head[18:22], "little", signed=True)
-            h = int.from_bytes(head[22:26], "little", signed=True)
-            return abs(h), abs(w)
-        if head[:2] != b"\xff\xd8":
+    if not data:
+        return (0, 0)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:2] == b"BM" and len(data) >= 26:
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(h), abs(w)
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):  # walk the JPEG segments up to the first start-of-frame
+        if data[pos] != 0xFF:
             return None
-        pos = 2
-        while True:  # walk the JPEG segments up to the first start-of-frame
-            f.seek(pos)
-            seg = f.read(9)
-            if len(seg) < 4 or seg[0] != 0xFF:
-                return None
-            marker = seg[1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            if marker in _JPEG_SOF and len(seg) >= 9:
-                return int.from_bytes(seg[5:7], "big"), int.from_bytes(seg[7:9], "big")
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                pos += 2
-                continue
-            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-                return None
-            pos += 2 + int.from_bytes(seg[2:4], "big")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _JPEG_SOF:
+            seg = data[pos : pos + 9]
+            return (
+                (int.from_bytes(seg[5:7], "big"), int.from_bytes(seg[7:9], "big")) if len(seg) == 9 else None
+            )
+        elif marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+        elif marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def image_size(path: str | os.PathLike, head_bytes: int = 1 << 16) -> tuple[int, int] | None:
+    """``(H, W)`` of a JPEG, PNG or BMP file from its first ``head_bytes`` (:func:`header_size`)."""
+    with open(path, "rb") as f:
+        return header_size(f.read(head_bytes))
 
 
 def size_changed(what: str, size: tuple[int, ...], expected: tuple[int, ...], whose: str) -> str:
@@ -157,13 +162,14 @@ def size_changed(what: str, size: tuple[int, ...], expected: tuple[int, ...], wh
 class ImageFolderSource(FrameSource):
     """Frames stored as image files (``clip.frame_files`` under ``clip.source_path``).
 
-    Opening reads every file's header (:func:`image_size`); the clip's frame size is the one most of
-    its frames have (the first frame's on a tie).
+    The clip's frame size is the one most of its first, middle and last files have (read from their
+    headers when the clip is opened). Every frame is checked against it when read, from the header
+    of the bytes already read (so an 8000x8000 intruder is refused without decoding it) and again
+    after decoding.
 
     Raises:
-        FrameReadError: ``corrupt_frame`` for an empty file, ``frame_size_changed`` for a frame whose
-            size differs from the others (both naming the file); when reading, ``unreadable_frame``,
-            ``corrupt_frame`` (truncated or undecodable), ``frame_size_changed``.
+        FrameReadError: naming the file: ``unreadable_frame``; ``corrupt_frame`` (empty, truncated,
+            undecodable); ``frame_size_changed``.
     """
 
     def __init__(self, clip: ClipRecord, **_: object) -> None:
@@ -173,35 +179,25 @@ class ImageFolderSource(FrameSource):
         self.fps = clip.fps
         self.notes = []
         self._sha: dict[int, str] = {}
-        self.size = self._common_size()
+        self.size = self._expected_size()
 
-    def _common_size(self) -> tuple[int, int] | None:
-        sizes: list[tuple[int, int] | None] = []
-        for name in self.files:
-            path = self.folder / name
+    def _expected_size(self) -> tuple[int, int] | None:
+        n = len(self.files)
+        sizes = []
+        for i in sorted({n // 2, 0, n - 1} if n else set()):
             try:
-                size = image_size(path)
+                size = image_size(self.folder / self.files[i])
             except OSError:
                 size = None  # a missing or unreadable file fails when it is read, with its reason
-            if size == (0, 0):
-                raise FrameReadError(
-                    "corrupt_frame", f"{path}: empty file (0 bytes); re-extract this frame from the archive"
-                )
-            sizes.append(size)
-        known = [s for s in sizes if s is not None]
-        if not known:
+            if size not in (None, (0, 0)):
+                sizes.append(size)
+        if not sizes:
             return None
-        counts: dict[tuple[int, int], int] = {}
-        for s in known:
-            counts[s] = counts.get(s, 0) + 1
-        common = max(counts, key=lambda s: (counts[s], s == known[0]))
-        for name, s in zip(self.files, sizes, strict=True):
-            if s is not None and s != common:
-                raise FrameReadError(
-                    "frame_size_changed",
-                    size_changed(str(self.folder / name), s, common, f"the clip's other {counts[common]}"),
-                )
-        return common
+        return max(sizes, key=lambda s: (sizes.count(s), s == sizes[len(sizes) // 2]))
+
+    def _check_size(self, path: Path, size: tuple[int, ...] | None) -> None:
+        if size is not None and self.size is not None and tuple(size[:2]) != self.size:
+            raise FrameReadError("frame_size_changed", size_changed(str(path), size, self.size, "the clip's"))
 
     def read(self, i: int) -> np.ndarray:
         path = self.folder / self.files[i]
@@ -211,7 +207,10 @@ class ImageFolderSource(FrameSource):
             raise FrameReadError("unreadable_frame", f"{path}: cannot be read ({exc.strerror})") from None
         self._sha[i] = hashlib.sha256(data).hexdigest()
         if not data:
-            raise FrameReadError("corrupt_frame", f"{path}: empty file (0 bytes); re-extract this frame")
+            raise FrameReadError(
+                "corrupt_frame", f"{path}: empty file (0 bytes); re-extract this frame from the archive"
+            )
+        self._check_size(path, header_size(data[: 1 << 16]))
         if path.suffix.lower() in (".jpg", ".jpeg") and is_truncated_jpeg(data):
             raise FrameReadError(
                 "corrupt_frame", f"{path}: truncated JPEG (no end marker); re-extract this frame"
@@ -224,10 +223,7 @@ class ImageFolderSource(FrameSource):
             img = None
         if img is None:
             raise FrameReadError("corrupt_frame", f"{path}: not a decodable image; re-extract this frame")
-        if self.size is not None and img.shape[:2] != self.size:
-            raise FrameReadError(
-                "frame_size_changed", size_changed(str(path), img.shape[:2], self.size, "the clip's other")
-            )
+        self._check_size(path, img.shape)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def checksum(self, i: int) -> str:
