@@ -23,6 +23,7 @@ from tests.build_fixtures import (
     ok_digests,
     run_build,
     start_build,
+    wait_for,
 )
 
 
@@ -45,17 +46,35 @@ def clean(synth: Path, tmp_path_factory) -> tuple[Path, float]:
     return out, time.monotonic() - t
 
 
-def _kill_and_resume(synth: Path, out: Path, delay: float, workers: int, interval: str) -> None:
+def _shard_files(out: Path) -> int:
+    folder = out / "shards"
+    return len(list(folder.iterdir())) if folder.is_dir() else 0
+
+
+def _kill_and_resume(synth: Path, out: Path, rng: np.random.Generator, workers: int, seconds: float) -> str:
+    """Start a build, SIGKILL it at a random moment, check what it left, run it again to the end.
+
+    The moment is drawn from the seeded ``rng``: either a delay after the start (anywhere from the
+    imports to the end of the build), or a short random delay after the k-th shard file appeared
+    (so that kills land in the middle of the writing, whatever the machine's speed)."""
+    interval = str(rng.choice(["0", "5"]))  # manifest rewritten after every task, or every 5 s
     proc = start_build(synth, out, "--workers", str(workers), MEPIPE_MANIFEST_INTERVAL=interval)
-    time.sleep(delay)
+    if rng.random() < 0.5:
+        moment = f"{float(rng.uniform(0.3, 1.1 * seconds)):.2f} s after the start"
+        time.sleep(float(moment.split()[0]))
+    else:
+        k, extra = int(rng.integers(1, 6)), float(rng.uniform(0.0, 0.3))
+        wait_for(lambda: _shard_files(out) >= k or proc.poll() is not None, 120, step=0.01)
+        time.sleep(extra)
+        moment = f"{extra:.2f} s after shard file {k} appeared"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     if (out / "manifest.csv").exists():
         rep = verify_build(out)  # whatever the moment: never damage, at most an unfinished build
-        assert rep.ok, rep.problems
+        assert rep.ok, (moment, rep.problems)
         assert all(r.status in ("ok", "pending", "failed") for r in read_manifest(out))
-    res = run_build(synth, out, "--workers", str(workers))
-    assert res.returncode == 0, res.stdout + res.stderr
+    build_dataset(cfg(), synth, out, workers=workers)  # the same build, resumed (in this process)
+    return moment
 
 
 @pytest.mark.slow
@@ -63,13 +82,12 @@ def _kill_and_resume(synth: Path, out: Path, delay: float, workers: int, interva
 def test_random_kills_then_resume_equal_a_clean_build(synth, clean, tmp_path, workers):
     ref, seconds = clean
     rng = np.random.default_rng(1000 + workers)
-    for k in range(3 if workers == 1 else 2):
+    for k in range(3):
         out = tmp_path / f"kill{k}"
-        delay = float(rng.uniform(0.3, 1.1 * seconds))
-        _kill_and_resume(synth, out, delay, workers, interval=str(rng.choice(["0", "5"])))
-        assert ok_digests(out) == ok_digests(ref), f"kill after {delay:.2f} s"
+        moment = _kill_and_resume(synth, out, rng, workers, seconds * (1.5 if workers > 1 else 1.0))
+        assert ok_digests(out) == ok_digests(ref), f"killed {moment}"
         rep = verify_build(out)
-        assert rep.ok and rep.complete and not rep.notes, (delay, rep.problems, rep.notes)
+        assert rep.ok and rep.complete and not rep.notes, (moment, rep.problems, rep.notes)
         state = json.loads((out / "build-state.json").read_text())
         assert state["status"] == "complete" and state["attempts"][-1]["result"] == "complete"
 
