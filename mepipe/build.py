@@ -39,12 +39,12 @@ from mepipe.datasets.base import get_adapter
 from mepipe.engine import state as st
 from mepipe.engine.backends import make_backend
 from mepipe.engine.fingerprint import clip_fingerprint
+from mepipe.engine.info import build_info, log_summary, stored_attrs
 from mepipe.engine.lock import BuildLock
 from mepipe.engine.runner import run_tasks
-from mepipe.engine.tasks import Task, TaskResult, crashed_row, pending_row, plan_tasks
+from mepipe.engine.tasks import Task, TaskResult, crashed_row, pending_row, plan_tasks, shard_attrs
 from mepipe.errors import ConfigError, MepipeError
 from mepipe.logs import Progress, get_logger, log_file
-from mepipe.provenance import git_commit, library_versions
 from mepipe.records import ClipIssue, ClipRecord, ManifestRow, failed_row
 from mepipe.shards.manifest import write_manifest
 
@@ -129,22 +129,6 @@ def _dedupe(clips: list[ClipRecord]) -> tuple[list[ClipRecord], list[ManifestRow
     return list(seen.values()), failed
 
 
-def _file_attrs(cfg: PipelineConfig) -> dict[str, str | int]:
-    from mepipe.face.backends import get_detector, get_landmarker
-
-    det, lmk = get_detector(cfg.face.detector, cfg.face.upsample), get_landmarker(cfg.face.landmarker)
-    return {
-        "pipeline": cfg.name,
-        "config_hash": cfg.hash(),
-        "backends": json.dumps({"detector": det.name, "landmarker": lmk.name}),
-        "model_files": json.dumps({**det.model_files(), **lmk.model_files()}, sort_keys=True),
-        "crop_size": cfg.align.crop_size,
-        "align_mode": cfg.align.mode,
-        "frame_encoding": cfg.storage.encoding,
-        "video_decoder": cfg.video.decoder,
-    }
-
-
 def build_dataset(
     cfg: PipelineConfig,
     source: str | Path | None,
@@ -206,36 +190,106 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
         "build %s: %s -> %s (backend %s, %d worker(s), config %s, mepipe %s)",
         cfg.name, root, out, backend_name, workers, digest[:12], __version__,
     )  # fmt: skip
+    _check_config(cfg, out, force)
+    backend = make_backend(backend_name, workers, scheduler, out, root)
+    run: _Run | None = None
+    try:
+        backend.start()
+        backend.warm_up(cfg)  # workers start and load their models while the dataset is scanned
+        run = _prepare(cfg, root, out, limit, backend_name, workers)
+        for r in run.scan_failed:
+            if on_clip:
+                on_clip(r)
+        if on_total:
+            on_total(len(run.todo))
+        _execute(run, backend, on_clip)
+    except BaseException as exc:
+        backend.close(cancel=True)
+        if run is not None:
+            run.stopped(exc)
+        raise
+    backend.close()
+    return _finish(
+        run, root, time.perf_counter() - t0, {"backend": backend_name, "worker_slots": backend.slots}
+    )
+
+
+def _check_config(cfg: PipelineConfig, out: Path, force: bool) -> None:
+    """``--force``: delete the earlier build; else refuse one made with another config."""
     if force and st.holds_build(out):
         log.warning("--force: deleting the earlier build in %s", out)
         st.clear_build(out)
     elif st.holds_build(out):
         old_hash, old_resolved = st.previous_config(out)
-        if old_hash != digest:
+        if old_hash != cfg.hash():
             changes = st.config_diff(old_resolved, cfg.resolved())
             raise ConfigError(
                 f"{out} holds a build made with another pipeline config ({len(changes)} change(s): "
                 f"{'; '.join(changes[:8])}{' ...' if len(changes) > 8 else ''}). Resuming would mix "
                 "the two: pass --force to rebuild everything with the new config, or choose another --out"
             )
+
+
+@dataclass
+class _Run:
+    """One run of a build: the manifest rows the driver owns, the clips to build, the state file."""
+
+    cfg: PipelineConfig
+    out: Path
+    rows: dict[str, ManifestRow]
+    scan_failed: list[ManifestRow]
+    todo: list[tuple[ClipRecord, str]]
+    state: dict
+    attempt: dict
+    kept: int
+    frames: int = 0
+    file_attrs: dict | None = None
+    last_write: float = 0.0
+
+    def manifest_rows(self) -> list[ManifestRow]:
+        return list(self.rows.values()) + self.scan_failed
+
+    def write_manifest(self) -> None:
+        write_manifest(self.manifest_rows(), self.out)
+        self.last_write = time.monotonic()
+
+    def reserve(self, n: int) -> int:
+        """Reserve ``n`` shard numbers (recorded before any task uses them); returns the first."""
+        start = self.state["next_shard_index"]
+        self.state["next_shard_index"] = start + n
+        st.write_state(self.out, self.state)
+        return start
+
+    def stopped(self, exc: BaseException) -> None:
+        self.write_manifest()
+        self.attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.attempt["result"] = f"stopped: {type(exc).__name__}: {exc}"[:500]
+        st.write_state(self.out, self.state)
+        pending = sum(r.status == "pending" for r in self.rows.values())
+        log.error(
+            "build stopped (%s); %d clip(s) still pending: run the same command again to resume",
+            exc or type(exc).__name__, pending,
+        )  # fmt: skip
+
+
+def _prepare(cfg, root: Path, out: Path, limit, backend_name: str, workers: int) -> _Run:
+    """Scan, decide what is kept (:func:`mepipe.engine.state.reconcile`), write the state and the
+    first manifest (kept clips ok, the rest pending), then delete what is no longer listed."""
     state = st.read_state(out)
     if state.get("mepipe_version") not in (None, __version__):
         log.warning(
             "this build was started with mepipe %s; its stored clips are kept (pass --force to rebuild "
             "them with %s)", state["mepipe_version"], __version__,
         )  # fmt: skip
-    adapter = get_adapter(cfg.dataset.adapter, root, **cfg.dataset.options)
-    scan = adapter.scan()
+    scan = get_adapter(cfg.dataset.adapter, root, **cfg.dataset.options).scan()
     clips, duplicates = _dedupe(scan.clips)
-    planned = clips[:limit] if limit else clips
+    planned_keys = {c.key for c in (clips[:limit] if limit else clips)}
     scan_failed = [failed_row(c, i) for c, i in scan.failures] + duplicates
     write_resolved(cfg, out)
-
     old_ok = _earlier_ok_keys(out)
-    planned_keys = {c.key for c in planned}
     candidates = [c for c in clips if c.key in planned_keys or c.key in old_ok]
     fingerprints = {c.key: clip_fingerprint(c, root, cfg.build.fingerprint) for c in candidates}
-    rec = st.reconcile(out, digest, fingerprints)
+    rec = st.reconcile(out, cfg.hash(), fingerprints)
     for note in rec.notes:
         log.info("resume: %s", note)
     rows: dict[str, ManifestRow] = {}
@@ -246,10 +300,6 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
         elif c.key in planned_keys:
             rows[c.key] = pending_row(c, fingerprints[c.key])
             todo.append((c, fingerprints[c.key]))
-
-    def manifest_rows() -> list[ManifestRow]:
-        return list(rows.values()) + scan_failed
-
     attempt = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
@@ -263,7 +313,7 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
         {
             "status": "running",
             "pipeline": cfg.name,
-            "config_hash": digest,
+            "config_hash": cfg.hash(),
             "mepipe_version": __version__,
             "source": str(root.resolve()),
         }
@@ -271,109 +321,87 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
     state.setdefault("attempts", []).append(attempt)
     state["next_shard_index"] = max(int(state.get("next_shard_index", 0)), rec.max_index + 1)
     st.write_state(out, state)
-    write_manifest(manifest_rows(), out)
+    run = _Run(
+        cfg, out, rows, scan_failed, todo, state, attempt, kept=sum(r.status == "ok" for r in rows.values())
+    )
+    run.write_manifest()
     for path in rec.delete:  # only now: the manifest no longer lists them
         path.unlink(missing_ok=True)
-
-    def reserve(n: int) -> int:
-        start = state["next_shard_index"]
-        state["next_shard_index"] = start + n
-        st.write_state(out, state)
-        return start
-
-    kept = sum(r.status == "ok" for r in rows.values())
+    if todo or rec.delete:  # a pair table of the earlier run may point at what is rebuilt now
+        for name in ("pairs.csv", "pairs.json"):
+            (out / name).unlink(missing_ok=True)
     log.info(
         "%d clip(s) in the dataset: %d to build, %d kept from earlier runs, %d scan failure(s)%s",
-        len(clips), len(todo), kept, len(scan_failed),
-        f" (--limit {limit})" if limit else "",
+        len(clips), len(todo), run.kept, len(scan_failed), f" (--limit {limit})" if limit else "",
     )  # fmt: skip
     for r in scan_failed:
         log.info("failed %s: %s: %s", r.key, r.reason, r.message)
-        if on_clip:
-            on_clip(r)
-    if on_total:
-        on_total(len(todo))
-    built = {"frames": 0, "last_write": time.monotonic()}
+    return run
+
+
+def _execute(run: _Run, backend, on_clip) -> None:
+    """Plan the tasks and run them; rows replace the pending ones as tasks finish."""
+    cfg = run.cfg
+    tasks = plan_tasks(
+        run.todo,
+        first_index=run.state["next_shard_index"],
+        slots=backend.slots,
+        max_clips=cfg.shards.max_clips,
+        clips_per_task=cfg.build.clips_per_task,
+        out_dir=str(run.out),
+        cfg=cfg,
+    )
+    run.reserve(len(tasks))
     counts: Counter[str] = Counter()
-    backend = None
-    try:
-        backend = make_backend(backend_name, workers, scheduler, out, root)
-        file_attrs = _file_attrs(cfg)
-        backend.start()
-        tasks = plan_tasks(
-            todo,
-            first_index=reserve(0),
-            slots=backend.slots,
-            max_clips=cfg.shards.max_clips,
-            clips_per_task=cfg.build.clips_per_task,
-            out_dir=str(out),
-            cfg=cfg,
-            file_attrs=file_attrs,
-        )
-        reserve(len(tasks))
-        with Progress(f"build {cfg.name}", len(todo), unit="clips") as progress:
+    with Progress(f"build {cfg.name}", len(run.todo), unit="clips") as progress:
 
-            def finished(result: TaskResult) -> None:
-                for r in result.rows:
-                    rows[r.key] = r
-                    if r.status == "failed":
-                        log.info("failed %s: %s: %s", r.key, r.reason, r.message)
-                    if on_clip:
-                        on_clip(r)
-                built["frames"] += result.frames
-                log.debug(
-                    "task %05d: %d clip(s), %d frame(s) in %.1f s on %s -> %s",
-                    result.index, len(result.rows), result.frames, result.seconds, result.worker,
-                    ", ".join(result.shards) or "no shard",
-                )  # fmt: skip
-                now = time.monotonic()
-                if now - built["last_write"] >= MANIFEST_INTERVAL_S:
-                    write_manifest(manifest_rows(), out)
-                    built["last_write"] = now
-                counts.update(r.status for r in result.rows)
-                progress.advance(len(result.rows), info=f"{counts['ok']} ok, {counts['failed']} failed")
+        def finished(result: TaskResult) -> None:
+            for r in result.rows:
+                run.rows[r.key] = r
+                if r.status == "failed":
+                    log.info("failed %s: %s: %s", r.key, r.reason, r.message)
+                if on_clip:
+                    on_clip(r)
+            run.frames += result.frames
+            run.file_attrs = run.file_attrs or result.file_attrs
+            log.debug(
+                "task %05d: %d clip(s), %d frame(s) in %.1f s on %s -> %s",
+                result.index, len(result.rows), result.frames, result.seconds, result.worker,
+                ", ".join(result.shards) or "no shard",
+            )  # fmt: skip
+            if time.monotonic() - run.last_write >= MANIFEST_INTERVAL_S:
+                run.write_manifest()
+            counts.update(r.status for r in result.rows)
+            progress.advance(len(result.rows), info=f"{counts['ok']} ok, {counts['failed']} failed")
 
-            def crashed(task: Task, why: str) -> None:
-                for c, fp in zip(task.clips, task.fingerprints, strict=True):
-                    rows[c.key] = crashed_row(c, fp, why)
-                    log.warning("failed %s: worker_crashed: %s", c.key, why)
-                counts["failed"] += len(task.clips)
-                progress.advance(len(task.clips))
+        def crashed(task: Task, why: str) -> None:
+            for c, fp in zip(task.clips, task.fingerprints, strict=True):
+                run.rows[c.key] = crashed_row(c, fp, why)
+                log.warning("failed %s: worker_crashed: %s", c.key, why)
+            counts["failed"] += len(task.clips)
+            progress.advance(len(task.clips))
 
-            run_tasks(backend, tasks, finished, crashed, reserve)
-    except BaseException as exc:
-        if backend is not None:
-            backend.close(cancel=True)
-        write_manifest(manifest_rows(), out)
-        attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        attempt["result"] = f"stopped: {type(exc).__name__}: {exc}"[:500]
-        st.write_state(out, state)
-        pending = sum(r.status == "pending" for r in rows.values())
-        log.error(
-            "build stopped (%s); %d clip(s) still pending: run the same command again to resume",
-            exc or type(exc).__name__, pending,
-        )  # fmt: skip
-        raise
-    backend.close()
-    write_manifest(manifest_rows(), out)
-    seconds = time.perf_counter() - t0
-    final = manifest_rows()
-    engine = {"backend": backend_name, "worker_slots": backend.slots}
-    info = _build_info(cfg, root, final, built["frames"], seconds, engine, kept, state, file_attrs)
+        run_tasks(backend, tasks, finished, crashed, run.reserve)
+
+
+def _finish(run: _Run, root: Path, seconds: float, engine: dict) -> BuildSummary:
+    """The last manifest, build-info.json, the state marked complete, the summary, the pair table."""
+    out, cfg = run.out, run.cfg
+    run.write_manifest()
+    attrs = run.file_attrs or stored_attrs(out) or shard_attrs(cfg)
+    info = build_info(cfg, root, run.manifest_rows(), run.frames, seconds, engine, run.kept, run.state, attrs)
     (out / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
-    attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    attempt["result"] = "complete"
-    state["status"] = "complete"
-    st.write_state(out, state)
-    _log_summary(info)
+    run.attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    run.attempt["result"] = "complete"
+    run.state["status"] = "complete"
+    st.write_state(out, run.state)
+    log_summary(info)
     if cfg.pairs.write:
         from mepipe.pairs import write_pair_table
 
         write_pair_table(out, cfg.pairs, seed=cfg.pairs.seed if cfg.pairs.seed is not None else cfg.seed)
     shards = sorted(p.name for p in (out / "shards").glob("shard-*.h5"))
-    return BuildSummary(
-        out, info["clips_ok"], info["clips_failed"], built["frames"], seconds, shards, clips_kept=kept
-    )
+    return BuildSummary(out, info["clips_ok"], info["clips_failed"], run.frames, seconds, shards, run.kept)
 
 
 def _earlier_ok_keys(out: Path) -> set[str]:
@@ -386,54 +414,3 @@ def _earlier_ok_keys(out: Path) -> set[str]:
         return {r.key for r in read_manifest(out) if r.status == "ok"}
     except ShardError:
         return set()
-
-
-def qa_counts(rows: list[ManifestRow]) -> dict[str, int]:
-    """``{flag: number of ok clips carrying it}`` from the ``qa`` column (``;``-separated flags)."""
-    c: Counter[str] = Counter()
-    for r in rows:
-        if r.status == "ok" and r.qa:
-            c.update({f.strip() for f in r.qa.split(";") if f.strip()})
-    return dict(sorted(c.items()))
-
-
-def _build_info(cfg, root, rows, frames_built, seconds, engine, kept, state, attrs) -> dict:
-    ok = [r for r in rows if r.status == "ok"]
-    failed = [r for r in rows if r.status == "failed"]
-    return {
-        "mepipe_version": __version__,
-        "git_commit": git_commit(),
-        "pipeline": cfg.name,
-        "config_hash": cfg.hash(),
-        "source": str(Path(root).resolve()),
-        "versions": library_versions(),
-        "backends": json.loads(str(attrs["backends"])),
-        "model_files": json.loads(str(attrs["model_files"])),
-        "video_decoder": cfg.video.decoder,
-        "engine": engine,
-        "clips": len(rows),
-        "clips_ok": len(ok),
-        "clips_failed": len(failed),
-        "clips_kept_from_earlier_runs": kept,
-        "frames": sum(r.n_frames for r in ok),
-        "frames_built": frames_built,
-        "seconds": round(seconds, 3),
-        "attempts": len(state.get("attempts", [])),
-        "failures_by_reason": dict(sorted(Counter(r.reason for r in failed).items())),
-        "qa_flags": qa_counts(rows),
-        "clips_flagged": sum(1 for r in ok if r.qa),
-    }
-
-
-def _log_summary(info: dict) -> None:
-    log.info(
-        "build finished: %d ok (%d kept from earlier runs), %d failed, %d frames built in %.1f s",
-        info["clips_ok"], info["clips_kept_from_earlier_runs"], info["clips_failed"],
-        info["frames_built"], info["seconds"],
-    )  # fmt: skip
-    if info["failures_by_reason"]:
-        text = ", ".join(f"{k} {v}" for k, v in info["failures_by_reason"].items())
-        log.info("failures by reason: %s (see status=failed rows in manifest.csv)", text)
-    if info["qa_flags"]:
-        text = ", ".join(f"{k} {v}" for k, v in info["qa_flags"].items())
-        log.info("quality flags on ok clips: %s", text)

@@ -141,7 +141,7 @@ def test_build_info_log_and_summary(built):
 
 
 def test_qa_flags_are_counted():
-    from mepipe.build import qa_counts
+    from mepipe.engine.info import qa_counts
     from mepipe.records import ManifestRow
 
     rows = [

@@ -54,6 +54,9 @@ class InProcessBackend:
     def wait(self, futures, timeout: float):
         return {f for f in futures if f.done()}
 
+    def warm_up(self, cfg) -> None:
+        pass  # the backends load on the first clip, in this process
+
     def recover(self) -> None:
         pass
 
@@ -108,6 +111,13 @@ class ProcessPoolBackend:
 
         assert self._pool is not None
         return self._pool.submit(run_task, task)
+
+    def warm_up(self, cfg) -> None:
+        """Start every worker now and load the face backends in it, while the driver scans."""
+        from mepipe.engine.tasks import warm_up
+
+        assert self._pool is not None
+        self._warm = [self._pool.submit(warm_up, cfg) for _ in range(self.slots)]
 
     def wait(self, futures, timeout: float):
         done, _ = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -248,6 +258,15 @@ class DaskBackend:
         from mepipe.engine.tasks import run_task
 
         return self.client.submit(run_task, task, key=f"mepipe-{task.name}-{os.getpid()}", pure=False)
+
+    def warm_up(self, cfg) -> None:
+        """Load the face backends on every worker now (in the background), while the driver scans."""
+        from mepipe.engine.tasks import warm_up
+
+        self._warm = [
+            self.client.submit(warm_up, cfg, workers=[w], allow_other_workers=False, pure=False)
+            for w in self.client.nthreads()
+        ]
 
     def wait(self, futures, timeout: float):
         try:

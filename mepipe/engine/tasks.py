@@ -36,7 +36,6 @@ class Task:
         fingerprints: each clip's source fingerprint (same order).
         out_dir: the build folder (as the workers see it: a shared filesystem for Dask).
         cfg: the pipeline config.
-        file_attrs: root attributes of the shard (config hash, backends, model-file hashes ...).
     """
 
     index: int
@@ -44,7 +43,6 @@ class Task:
     fingerprints: tuple[str, ...]
     out_dir: str
     cfg: PipelineConfig
-    file_attrs: dict
 
     @property
     def name(self) -> str:
@@ -56,7 +54,8 @@ class Task:
 
 @dataclass
 class TaskResult:
-    """What a task sends back: rows (ok and failed, in task order), shards written, counts, where it ran."""
+    """What a task sends back: rows (ok and failed, in task order), shards written, counts, where it
+    ran, and the shard root attributes it wrote (backends, model-file hashes: for build-info.json)."""
 
     index: int
     rows: list[ManifestRow]
@@ -64,6 +63,34 @@ class TaskResult:
     frames: int
     seconds: float
     worker: str
+    file_attrs: dict = dataclasses.field(default_factory=dict)
+
+
+def shard_attrs(cfg: PipelineConfig) -> dict[str, str | int]:
+    """Root attributes of every shard of a build: pipeline, config hash, backends and the sha256 of
+    their model files (loads the face backends in this process, once)."""
+    from mepipe.face.backends import get_detector, get_landmarker
+
+    det, lmk = get_detector(cfg.face.detector, cfg.face.upsample), get_landmarker(cfg.face.landmarker)
+    return {
+        "pipeline": cfg.name,
+        "config_hash": cfg.hash(),
+        "backends": json.dumps({"detector": det.name, "landmarker": lmk.name}),
+        "model_files": json.dumps({**det.model_files(), **lmk.model_files()}, sort_keys=True),
+        "crop_size": cfg.align.crop_size,
+        "align_mode": cfg.align.mode,
+        "frame_encoding": cfg.storage.encoding,
+        "video_decoder": cfg.video.decoder,
+    }
+
+
+def warm_up(cfg: PipelineConfig) -> str:
+    """Import the per-clip code and load the face backends in a worker before its first task (runs
+    while the driver scans the dataset); returns the worker's ``host:pid``."""
+    import mepipe.process  # noqa: F401
+
+    shard_attrs(cfg)
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def plan_tasks(
@@ -83,7 +110,7 @@ def plan_tasks(
         slots: parallel workers (tasks are sized to give each about four, for balance).
         max_clips: ``shards.max_clips`` (the most clips a task takes).
         clips_per_task: explicit size (``build.clips_per_task``; 0: automatic).
-        common: ``out_dir``, ``cfg``, ``file_attrs`` of every task.
+        common: ``out_dir`` and ``cfg`` of every task.
     """
     if not todo:
         return []
@@ -161,9 +188,10 @@ def run_task(task: Task) -> TaskResult:
     cv2.setNumThreads(1)
     t0 = time.perf_counter()
     cfg = task.cfg
+    file_attrs = shard_attrs(cfg)
     writer = ShardWriter(
         Path(task.out_dir),
-        task.file_attrs,
+        file_attrs,
         max_clips=len(task.clips),
         max_bytes=cfg.shards.max_bytes,
         name=task.name,
@@ -201,4 +229,5 @@ def run_task(task: Task) -> TaskResult:
         frames,
         time.perf_counter() - t0,
         f"{socket.gethostname()}:{os.getpid()}",
+        file_attrs,
     )
