@@ -162,3 +162,16 @@ def test_a_clip_that_crashes_its_worker_is_isolated_and_failed(synth):
     # task 0 ran once; task 1 twice whole, then clip by clip: the poison clip fails, the others are built
     assert sorted(r.index for r in done) == [0, 100, 102]
     assert backend.submitted.count(tasks[1].keys()) == 2 and backend.submitted.count([poison]) == 1
+
+
+def test_workers_that_die_before_any_task_stop_the_build_with_a_clear_error(synth):
+    from mepipe.datasets import get_adapter
+    from mepipe.engine.runner import WorkersDieError
+
+    clips = get_adapter("casme2", synth).scan().clips
+    tasks = plan_tasks(
+        [(c, "fp") for c in clips], first_index=0, slots=2, max_clips=2, out_dir="x", cfg=fast_cfg()
+    )
+    backend = CrashingBackend({c.key for c in clips})  # every task kills its worker
+    with pytest.raises(WorkersDieError, match=r"died 3 times before finishing any task.*--workers 1"):
+        run_tasks(backend, tasks, lambda r: None, lambda t, w: None, lambda n: 100)

@@ -148,12 +148,13 @@ def test_abort_leaves_no_partial_group_and_empty_shards_vanish(tmp_path: Path):
         assert list(f["clips/d"]) == ["ok"] and f.attrs["n_clips"] == 1
 
 
-def test_add_refuses_a_wrong_digest_and_publish_never_replaces(tmp_path: Path):
+def test_add_hashes_unless_given_and_publish_never_replaces(tmp_path: Path):
     frames = _frames(3)
     w = _writer(tmp_path)
-    with pytest.raises(ValueError, match="does not match the frames written"):
-        w.add(replace(_meta("a", 3), frames=frames, frames_sha256="0" * 64))
-    w.add(replace(_meta("b", 3), frames=frames))
+    w.add(replace(_meta("a", 3), frames=frames, frames_sha256="f" * 64))  # trusted, not recomputed
+    w.add(replace(_meta("b", 3), frames=frames))  # computed while writing
+    assert w._file["clips/d/a"].attrs["frames_sha256"] == "f" * 64
+    assert w._file["clips/d/b"].attrs["frames_sha256"] == hashlib.sha256(frames.tobytes()).hexdigest()
     (tmp_path / "shards" / "shard-00007.h5").write_bytes(b"someone else's")
     with pytest.raises(FileExistsError, match="refusing to replace"):
         w.close()

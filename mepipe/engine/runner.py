@@ -13,9 +13,18 @@ from collections import deque
 from collections.abc import Callable
 
 from mepipe.engine.tasks import Task, TaskResult, split_task
+from mepipe.errors import MepipeError
 from mepipe.logs import get_logger
 
 log = get_logger(__name__)
+
+MAX_STARTUP_CRASHES = 3
+"""Worker pools that break this often before any task has finished stop the build (workers that
+cannot even start: a missing package on a node, a script without ``if __name__ == "__main__":``)."""
+
+
+class WorkersDieError(MepipeError):
+    """Worker processes die before finishing any task."""
 
 
 def run_tasks(
@@ -42,17 +51,33 @@ def run_tasks(
     inflight: dict = {}
     crashes: dict[int, int] = {}
     limit = max(1, 2 * backend.slots)
+    health = {"breaks": 0, "done": 0}
+
+    def broke(exc: BaseException) -> None:
+        health["breaks"] += 1
+        if not health["done"] and health["breaks"] >= MAX_STARTUP_CRASHES:
+            raise WorkersDieError(
+                f"the worker processes died {health['breaks']} times before finishing any task ({exc}); "
+                "run with --workers 1 to see the error. A Python script that builds with several "
+                'workers must be a file whose build call is under `if __name__ == "__main__":`'
+            ) from None
+        backend.recover()
+
     while queue or inflight:
         while queue and len(inflight) < limit:
             task = queue.popleft()
-            inflight[backend.submit(task)] = task
+            try:
+                inflight[backend.submit(task)] = task
+            except backend.crash_types as exc:  # the pool broke between two submissions
+                queue.appendleft(task)
+                broke(exc)
         done = backend.wait(set(inflight), poll_s)
         for fut in done:
             task = inflight.pop(fut)
             try:
                 result = fut.result()
             except backend.crash_types as exc:
-                backend.recover()
+                broke(exc)
                 n = crashes[task.index] = crashes.get(task.index, 0) + 1
                 why = f"{type(exc).__name__}: {exc}".strip()[:300]
                 if n == 1 and backend.name == "local":
@@ -72,4 +97,5 @@ def run_tasks(
                 else:
                     on_crashed(task, why)
                 continue
+            health["done"] += 1
             on_result(result)

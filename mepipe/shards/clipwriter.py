@@ -47,6 +47,7 @@ class ClipWriter:
         encoding: str,
         jpeg_quality: int,
         subset: bool,
+        digest: str = "",
     ) -> None:
         if encoding not in ("raw", "jpeg"):
             raise ValueError(f"unknown frame encoding {encoding!r}; use raw or jpeg")
@@ -61,6 +62,7 @@ class ClipWriter:
         self.appended = 0  # frames appended (subset clips: in the scratch file)
         self.nbytes = 0  # bytes of stored frame data
         self._sha = hashlib.sha256()
+        self._known = "" if subset else digest  # given by a caller that hashed the same frames already
         self._done = False
         self.group = f[CLIPS_GROUP].create_group(clip.key)
         self._scratch: h5py.File | None = None
@@ -92,8 +94,9 @@ class ClipWriter:
 
     @property
     def digest(self) -> str:
-        """sha256 of the frames stored so far (the clip's ``frames_sha256`` once all are stored)."""
-        return self._sha.hexdigest()
+        """sha256 of the frames stored so far (the clip's ``frames_sha256`` once all are stored), or
+        the digest given to :meth:`ShardWriter.begin_clip` (then the frames are not hashed again)."""
+        return self._known or self._sha.hexdigest()
 
     def append(self, frames: np.ndarray) -> None:
         """Append ``(n, S, S, 3) uint8`` RGB frames (or one ``(S, S, 3)`` frame), in order."""
@@ -125,7 +128,8 @@ class ClipWriter:
             return
         frames = np.ascontiguousarray(frames)
         _extend(self._ds, frames)
-        self._sha.update(memoryview(frames).cast("B"))
+        if not self._known:
+            self._sha.update(memoryview(frames).cast("B"))
         self.nbytes += frames.nbytes
         self.n += len(frames)
 
@@ -135,7 +139,8 @@ class ClipWriter:
         ds.resize((start + len(blobs),))
         for k, b in enumerate(blobs):
             ds[start + k] = np.frombuffer(b, dtype=np.uint8)
-            self._sha.update(b)
+            if not self._known:
+                self._sha.update(b)
             self.nbytes += len(b)
         self.n += len(blobs)
 

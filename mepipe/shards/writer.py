@@ -190,12 +190,12 @@ class ShardWriter:
     def add(self, out: ClipOutput) -> str:
         """Store one clip whose frames are in ``out`` (raw ``frames`` or encoded ``frames_jpeg``).
 
+        ``out.frames_sha256``, when set, is taken as the digest of ``out``'s frames (the per-clip
+        processing computed it from the same array; ``mepipe verify`` recomputes it from the file);
+        when empty it is computed while writing.
+
         Returns:
             the (final) shard file name holding it.
-
-        Raises:
-            ValueError: when ``out.frames_sha256`` is set and differs from the digest of what was
-                written (the clip is then not stored).
         """
         encoding = "jpeg" if out.frames_jpeg is not None else "raw"
         shape = out.frame_shape or (tuple(out.frames.shape[1:]) if out.frames is not None else None)
@@ -207,17 +207,13 @@ class ShardWriter:
             encoding=encoding,
             jpeg_quality=out.jpeg_quality,
             expected_bytes=out.stored_nbytes,
+            digest=out.frames_sha256,
         )
         try:
             if out.frames_jpeg is not None:
                 cw.append_encoded(out.frames_jpeg)
             else:
                 cw.append(out.frames)
-            if out.frames_sha256 and cw.digest != out.frames_sha256:
-                raise ValueError(
-                    f"clip {out.clip.key}: frames_sha256 {out.frames_sha256[:12]}... does not match the "
-                    f"frames written ({cw.digest[:12]}...)"
-                )
             return cw.finish(out)
         except BaseException:
             cw.abort()
@@ -232,6 +228,7 @@ class ShardWriter:
         jpeg_quality: int = 95,
         subset: bool = False,
         expected_bytes: int = 0,
+        digest: str = "",
     ) -> ClipWriter:
         """Start streaming one clip into the current shard (rolled over first if it is full).
 
@@ -245,6 +242,8 @@ class ShardWriter:
                 ``OUT/scratch`` and :meth:`ClipWriter.finish` copies the kept ones, frame by frame.
             expected_bytes: frame bytes the clip will add, if known (rolls over before a clip that
                 would not fit; a streamed clip of unknown size can overshoot ``max_bytes`` by itself).
+            digest: the ``frames_sha256`` of the frames that will be appended, when the caller has
+                computed it already (they are then not hashed twice; not with ``subset``).
 
         Returns:
             the :class:`ClipWriter`; call ``finish`` or ``abort`` before the next clip.
@@ -260,7 +259,7 @@ class ShardWriter:
         assert self._file is not None
         from mepipe.shards.clipwriter import ClipWriter
 
-        cw = ClipWriter(self, clip, tuple(frame_shape), encoding, jpeg_quality, subset)
+        cw = ClipWriter(self, clip, tuple(frame_shape), encoding, jpeg_quality, subset, digest)
         self._open_clip = cw
         return cw
 
