@@ -88,9 +88,12 @@ def test_lock_of_another_host_with_fresh_heartbeat_is_respected(tmp_path):
 
 
 @pytest.mark.slow
-def test_workers_end_with_the_build_process(synth, tmp_path):
+@pytest.mark.parametrize("backend", ["local", "dask"])
+def test_workers_end_with_the_build_process(synth, tmp_path, backend):
+    if backend == "dask":
+        pytest.importorskip("distributed")
     out = tmp_path / "out"
-    proc = start_build(synth, out, "--workers", "2")
+    proc = start_build(synth, out, "--workers", "2", "--backend", backend)
     try:
         assert wait_for(lambda: len([p for p in descendants(proc.pid) if alive(p)]) >= 2, 60)
         assert wait_for(lambda: (out / "manifest.csv").exists(), 60)
