@@ -127,9 +127,8 @@ class BuildLock:
                     )
             self.taken_over = previous
             alive = previous.get("host") == host and _pid_alive(int(previous["pid"]))
-            self.taken_over_note = (
-                f"took over the lock of {describe(previous)}, which "
-                + ("no longer holds it" if alive else "is not running any more")
+            self.taken_over_note = f"took over the lock of {describe(previous)}, which " + (
+                "no longer holds it" if alive else "is not running any more"
             )
         self._fd = fd
         self.info = {
