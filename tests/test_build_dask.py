@@ -99,8 +99,9 @@ def test_existing_cluster_by_scheduler_file_and_address(synth, reference, cluste
 @pytest.mark.slow
 def test_local_cluster_backend(synth, reference, tmp_path):
     out = tmp_path / "lc"
-    s = build_dataset(fast_cfg(), synth, out, backend="dask", workers=2)
+    s = build_dataset(fast_cfg(), synth, out, backend="dask", workers=2, scheduler=None)
     assert s.clips_ok == 6 and ok_digests(out) == ok_digests(reference) and verify_build(out).ok
+    assert not (out / "dask-scratch").exists()  # the workers' scratch space was inside OUT, and is gone
 
 
 def test_bad_scheduler_and_backend_flags_are_clear_errors(synth, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import shutil
 import signal
 import threading
 import time
@@ -29,6 +30,9 @@ from mepipe.errors import ConfigError
 from mepipe.logs import get_logger
 
 log = get_logger(__name__)
+
+DASK_SCRATCH = "dask-scratch"
+"""Working folder of LocalCluster workers inside OUT (removed when the cluster closes)."""
 
 
 class InProcessBackend:
@@ -213,6 +217,7 @@ class DaskBackend:
 
             self.cluster = d.LocalCluster(
                 n_workers=self.workers,
+                local_directory=str(self.out_dir / DASK_SCRATCH),  # nothing written outside OUT
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
@@ -290,6 +295,7 @@ class DaskBackend:
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+            shutil.rmtree(self.out_dir / DASK_SCRATCH, ignore_errors=True)
 
 
 def make_backend(name: str, workers: int, scheduler: str | None, out_dir: Path, source: Path):

@@ -99,6 +99,7 @@ def clear_build(out: Path) -> None:
     """Remove every output of a build in ``out`` (``--force``); ``build.log`` and the lock stay."""
     shutil.rmtree(out / "shards", ignore_errors=True)
     shutil.rmtree(out / SCRATCH_DIR, ignore_errors=True)
+    shutil.rmtree(out / "dask-scratch", ignore_errors=True)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
         (out / (name + ".tmp")).unlink(missing_ok=True)
