@@ -13,18 +13,24 @@ per frame, without detection, landmarks, checksums, keyframes or the manifest. m
 core divided by that limit is the efficiency (goal >= 85 %); the 2-worker rate divided by the
 1-worker rate is the scaling (goal >= 1.8x on a long enough set).
 
+Every build runs as its own ``python -m mepipe build-dataset`` process (the limit in its own process
+too); its rate is frames built / the build's own ``seconds`` (build-info.json: scan, worker start-up,
+tasks, manifest). Besides wall-clock rates it prints frames per CPU-second (the process and its worker
+processes, from getrusage), which other jobs on a shared machine do not distort: that is what a build
+gets from a core it has to itself.
+
 Usage: python benchmarks/build_scaling.py [--subjects 6] [--clips 8] [--video-subjects 4] [--repeats 1]
-Worker start-up (process pool, Dask LocalCluster) is included in the build times. Besides wall-clock
-rates it prints frames per CPU-second (this process and its worker processes, from getrusage), which
-other jobs on a shared machine do not distort: per core, that is what a build gets from a core it
-has to itself. The load average is printed with each set; compare the ratios printed in one run.
+The load average is printed with each set; compare the ratios printed in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +38,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mepipe.build import build_dataset
 from mepipe.config import load_config
 from mepipe.datasets import get_adapter
 from mepipe.engine.backends import make_backend
@@ -42,10 +47,21 @@ from mepipe.synth import synthesize
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (worker processes, once joined)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+def children_cpu() -> float:
+    """CPU seconds of the finished child processes of this one (and of their own waited-for children:
+    a build's worker processes)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def in_child(args: list[str]) -> tuple[float, float]:
+    """Run ``python ARGS`` with this checkout first on the path; returns (wall s, CPU s of it and its workers)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    c0, t0 = children_cpu(), time.perf_counter()
+    res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+    return time.perf_counter() - t0, children_cpu() - c0
 
 
 def decode_bound(clips, out: Path, size: int) -> tuple[int, float]:
@@ -95,35 +111,39 @@ def startup_seconds(backend: str, workers: int, out: Path, source: Path) -> floa
 
 
 def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, repeats: int) -> None:
+    """Limit and builds, each in its own process (so CPU time is measured per run, workers included)."""
     cfg = load_config(pipeline, overrides)
-    clips = get_adapter(cfg.dataset.adapter, data, **cfg.dataset.options).scan().clips
+    n_clips = len(get_adapter(cfg.dataset.adapter, data, **cfg.dataset.options).scan().clips)
+    sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
     runs = [("local", 1), ("local", 2), ("dask", 2)]
-    best: dict[tuple[str, int], float] = {}
-    best_cpu: dict[tuple[str, int], float] = {}
-    limit_fps = limit_cpu = 0.0
+    best: dict[tuple[str, int], tuple[float, float]] = {}
+    limit = (0.0, 0.0)
     frames = 0
     load0 = os.getloadavg()[0]
     for r in range(repeats):
-        c0 = cpu_seconds()
-        n, s = decode_bound(clips, tmp / f"{name}-limit{r}", cfg.align.crop_size)
-        limit_fps, limit_cpu = max(limit_fps, n / s), max(limit_cpu, n / (cpu_seconds() - c0))
+        out = tmp / f"{name}-limit{r}"
+        _, cpu = in_child(
+            [__file__, "--limit-only", str(pipeline), str(data), str(out), json.dumps(overrides)]
+        )
+        lim = json.loads((out / "limit.json").read_text())
+        limit = max(limit, (lim["frames"] / lim["seconds"], lim["frames"] / cpu))
         for backend, workers in runs:
             out = tmp / f"{name}-{backend}{workers}-{r}"
-            c0 = cpu_seconds()
-            summary = build_dataset(cfg, data, out, workers=workers, backend=backend)
-            used = cpu_seconds() - c0
-            frames = summary.frames
-            key = (backend, workers)
-            best[key] = max(best.get(key, 0.0), summary.frames_per_second)
-            best_cpu[key] = max(best_cpu.get(key, 0.0), frames / used)
-    one = best[("local", 1)]
-    print(f"\n{name}: {len(clips)} clips, {frames} frames, crop {cfg.align.crop_size}; best of {repeats}")
+            cmd = ["-m", "mepipe", "build-dataset", str(pipeline), "--source", str(data), "--out", str(out)]
+            _, cpu = in_child([*cmd, "--workers", str(workers), "--backend", backend, "-q", *sets])
+            info = json.loads((out / "build-info.json").read_text())
+            frames = info["frames_built"]
+            fps = frames / info["seconds"]
+            old = best.get((backend, workers), (0.0, 0.0))
+            best[(backend, workers)] = (max(old[0], fps), max(old[1], frames / cpu))
+    one = best[("local", 1)][0]
+    print(f"\n{name}: {n_clips} clips, {frames} frames, crop {cfg.align.crop_size}; best of {repeats}")
     print(
         f"load average (1 min) at the start / end: {load0:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(
-        f"decode-bound limit (decode + warp + write, 1 process): {limit_fps:.0f} frames/s, "
-        f"{limit_cpu:.0f} frames per CPU-second\n"
+        f"decode-bound limit (decode + warp + write, 1 process): {limit[0]:.0f} frames/s, "
+        f"{limit[1]:.0f} frames per CPU-second\n"
     )
     print(
         "| run | workers | frames/s | vs 1 worker | frames/s per core | per core vs limit | "
@@ -131,15 +151,22 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
     )
     print("|---|---|---|---|---|---|---|---|")
     print(
-        f"| decode + warp + write (limit) | 1 | {limit_fps:.0f} | - | {limit_fps:.0f} | 100 % | "
-        f"{limit_cpu:.0f} | 100 % |"
+        f"| decode + warp + write (limit) | 1 | {limit[0]:.0f} | - | {limit[0]:.0f} | 100 % | "
+        f"{limit[1]:.0f} | 100 % |"
     )
-    for key, fps in best.items():
-        backend, workers = key
+    for (backend, workers), (fps, per_cpu) in best.items():
         print(
             f"| mepipe, {backend} | {workers} | {fps:.0f} | {fps / one:.2f}x | {fps / workers:.0f} | "
-            f"{100 * fps / workers / limit_fps:.0f} % | {best_cpu[key]:.0f} | {100 * best_cpu[key] / limit_cpu:.0f} % |"
+            f"{100 * fps / workers / limit[0]:.0f} % | {per_cpu:.0f} | {100 * per_cpu / limit[1]:.0f} % |"
         )
+
+
+def limit_only(pipeline: str, data: str, out: str, overrides: str) -> None:
+    """``--limit-only``: the decode-bound run in this process; writes OUT/limit.json."""
+    cfg = load_config(Path(pipeline), json.loads(overrides))
+    clips = get_adapter(cfg.dataset.adapter, Path(data), **cfg.dataset.options).scan().clips
+    n, seconds = decode_bound(clips, Path(out), cfg.align.crop_size)
+    (Path(out) / "limit.json").write_text(json.dumps({"frames": n, "seconds": seconds}))
 
 
 def main() -> None:
@@ -148,14 +175,16 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=8, help="clips per subject")
     ap.add_argument("--video-subjects", type=int, default=4, help="DFEW-layout subjects (0: skip videos)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument(
+        "--limit-only", nargs=4, metavar=("PIPELINE", "DATA", "OUT", "OVERRIDES"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
+    if args.limit_only:
+        limit_only(*args.limit_only)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         synthesize("casme2", tmp / "casme2", subjects=args.subjects, clips_per_subject=args.clips, seed=0)
-        print(
-            f"Dask LocalCluster of 2 workers ready in {startup_seconds('dask', 2, tmp, tmp):.1f} s; local "
-            "worker processes start on their first task (both start-ups are included in the build times)"
-        )
         run_set(
             "CASME II layout (JPEG frames)",
             ROOT / "pipelines" / "demo-micro.yaml",
@@ -174,6 +203,10 @@ def main() -> None:
                 {"keyframes.mode": "uniform", "pairs.write": False},
                 args.repeats,
             )
+        print(
+            f"\nDask LocalCluster of 2 workers ready in {startup_seconds('dask', 2, tmp, tmp):.1f} s (included "
+            "in the Dask build times, as the start of the local worker processes is in theirs)"
+        )
 
 
 if __name__ == "__main__":

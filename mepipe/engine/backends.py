@@ -188,6 +188,7 @@ class DaskBackend:
         self.cluster = None
         self.client = None
         self.slots = workers
+        self._submitted: list = []
 
     def start(self) -> None:
         d = self._distributed
@@ -262,7 +263,9 @@ class DaskBackend:
     def submit(self, task):
         from mepipe.engine.tasks import run_task
 
-        return self.client.submit(run_task, task, key=f"mepipe-{task.name}-{os.getpid()}", pure=False)
+        fut = self.client.submit(run_task, task, key=f"mepipe-{task.name}-{os.getpid()}", pure=False)
+        self._submitted.append(fut)
+        return fut
 
     def warm_up(self, cfg) -> None:
         """Load the face backends on every worker now (in the background), while the driver scans."""
@@ -286,8 +289,8 @@ class DaskBackend:
     def close(self, cancel: bool = False) -> None:
         if self.client is not None:
             try:
-                if cancel:
-                    self.client.cancel(list(self.client.futures.values()), force=True)
+                if cancel:  # tasks already running on a worker still finish (Dask cannot stop them)
+                    self.client.cancel([f for f in self._submitted if not f.done()], force=True)
                 self.client.close()
             except Exception:  # noqa: BLE001  (the scheduler may already be gone)
                 pass
