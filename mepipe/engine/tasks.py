@@ -84,11 +84,39 @@ def shard_attrs(cfg: PipelineConfig) -> dict[str, str | int]:
     }
 
 
+_MALLOC_TUNED: list[bool] = []
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def tune_malloc() -> None:
+    """Undo the effect of ``MALLOC_TRIM_THRESHOLD_`` in this worker (once per process).
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's
+    adaptive mmap threshold: every decoded frame (about 1 MB) is then mmap'ed, zero-filled and
+    unmapped again, which more than doubled the CPU time per frame of a build (measured: 13.2 s
+    against 7.7 s, mostly system time, for the same 3,609 frames). Frames are served from the heap
+    again with an mmap threshold of 32 MiB; memory above 64 MiB of free heap top is still returned to
+    the system. Nothing happens where the variable is not set, or outside glibc.
+    """
+    if _MALLOC_TUNED or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    _MALLOC_TUNED.append(True)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 def warm_up(cfg: PipelineConfig) -> str:
     """Import the per-clip code and load the face backends in a worker before its first task (runs
     while the driver scans the dataset); returns the worker's ``host:pid``."""
     import mepipe.process  # noqa: F401
 
+    tune_malloc()
     shard_attrs(cfg)
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -186,6 +214,7 @@ def run_task(task: Task) -> TaskResult:
     from mepipe.shards.writer import ShardWriter
 
     cv2.setNumThreads(1)
+    tune_malloc()
     t0 = time.perf_counter()
     cfg = task.cfg
     file_attrs = shard_attrs(cfg)
