@@ -95,7 +95,9 @@ def main() -> None:
         )
     print("mepipe timings include the adapter scan, HDF5 writes, checksums and the manifest; with several")
     print("workers also starting the worker processes (imports + loading the 100 MB landmark model, about")
-    print("1.2 CPU-seconds each, once per build). benchmarks/build_scaling.py measures scaling on longer sets.")
+    print(
+        "1.2 CPU-seconds each, once per build). benchmarks/build_scaling.py measures scaling on longer sets."
+    )
 
 
 if __name__ == "__main__":
