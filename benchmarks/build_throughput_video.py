@@ -34,7 +34,7 @@ PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo-macro.yaml"
 
 def naive_per_frame(clips, out_dir: Path, size: int, margin: float) -> int:
     """Decode + detect + landmark + align + JPEG-write on every frame, one process. Returns frames done."""
-    import decord
+    import av
 
     det, lmk = get_detector("dlib-hog"), get_landmarker("dlib-68")
     cv2.setNumThreads(1)
@@ -42,9 +42,9 @@ def naive_per_frame(clips, out_dir: Path, size: int, margin: float) -> int:
     for clip in clips:
         dst = out_dir / clip.clip_id
         dst.mkdir(parents=True, exist_ok=True)
-        vr = decord.VideoReader(clip.source_path, num_threads=1)
-        for i in range(len(vr)):
-            rgb = vr[i].asnumpy()  # sequential indices: decord decodes forward, no seek
+        with av.open(clip.source_path) as container:
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        for i, rgb in enumerate(decoded):
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             boxes = det.detect(gray)
             if not boxes:

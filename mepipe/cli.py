@@ -107,17 +107,35 @@ def build_dataset_cmd(
     source: Path | None = typer.Option(None, "--source", help="dataset folder as distributed"),
     out: Path = typer.Option(..., "--out", help="output folder for shards + manifest"),
     workers: int = typer.Option(1, "--workers", min=1, help="parallel worker processes"),
-    force: bool = typer.Option(False, "--force", help="DANGER: replace an existing build in --out"),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (worker processes on this machine) or dask (see docs/cluster.md)"
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="dask: address tcp://HOST:PORT or scheduler file of a running cluster (default: a "
+        "LocalCluster of --workers processes)",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="DANGER: delete the build in --out and rebuild everything (not while it runs)"
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="build only the first N clips"),
     set_: list[str] = typer.Option([], "--set", help="override a pipeline key: KEY=VALUE (repeatable)"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more log lines (-v: debug)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only"),
 ) -> None:
-    """Detect, align and crop every clip of a dataset into HDF5 shards + manifest."""
+    """Detect, align and crop every clip of a dataset into HDF5 shards + manifest.
+
+    Running the same command again into the same --out resumes: clips already stored are kept and
+    the rest are built. Everything is logged to OUT/build.log.
+    """
     from mepipe.build import build_dataset
     from mepipe.config import load_config
+    from mepipe.logs import setup_logging
 
+    setup_logging(-1 if quiet else verbose)
     cfg = load_config(pipeline, parse_overrides(set_))
-    with progress_bar() as bar:
-        task = bar.add_task(f"build {cfg.name}", total=None)
+    try:
         summary = build_dataset(
             cfg,
             source,
@@ -125,12 +143,17 @@ def build_dataset_cmd(
             workers=workers,
             force=force,
             limit=limit,
-            on_total=lambda n: bar.update(task, total=n),
-            on_clip=lambda row: bar.advance(task),
+            backend=backend,
+            scheduler=scheduler,
         )
+    except KeyboardInterrupt:
+        console.print(f"interrupted; run the same command again to resume the build in {out}")
+        raise typer.Exit(130) from None
+    kept = f" ({summary.clips_kept} kept from earlier runs)" if summary.clips_kept else ""
     console.print(
-        f"{summary.clips_ok} clips ok, {summary.clips_failed} failed, {summary.frames} frames in "
-        f"{len(summary.shards)} shard(s), {summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s) -> {out}"
+        f"{summary.clips_ok} clips ok{kept}, {summary.clips_failed} failed, {summary.frames} frames built "
+        f"in {summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s), {len(summary.shards)} "
+        f"shard(s) -> {out}"
     )
     if summary.clips_failed:
         console.print(f"see the failed rows (status=failed, reason, message) in {out / 'manifest.csv'}")
@@ -139,18 +162,30 @@ def build_dataset_cmd(
 @app.command()
 @friendly
 def verify(out: Path = typer.Argument(..., help="build folder")) -> None:
-    """Re-read every shard against the manifest and checksums; exit 1 on any mismatch."""
+    """Re-read every shard against the manifest and checksums.
+
+    Exit codes: 0 complete and consistent; 1 a mismatch or damaged file; 3 consistent but unfinished
+    (clips still pending: run the build command again to finish it).
+    """
     from mepipe.shards.verify import verify_build
 
     rep = verify_build(out)
     for p in rep.problems:
         console.print(f"[red]mismatch:[/] {p}", highlight=False)
+    for note in rep.notes:
+        console.print(f"note: {note}", highlight=False)
     console.print(
         f"{rep.clips_checked} clips in {rep.shards_checked} shard(s) checked, "
-        f"{rep.failed_rows} failed rows listed, {len(rep.problems)} problem(s)"
+        f"{rep.failed_rows} failed rows listed, {rep.pending} pending, {len(rep.problems)} problem(s)"
     )
     if not rep.ok:
         raise typer.Exit(1)
+    if rep.pending:
+        console.print(
+            f"incomplete build: {rep.pending} clip(s) not built yet (the build was interrupted); what "
+            f"is stored is consistent. Run the same `mepipe build-dataset ... --out {out}` again to finish it"
+        )
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -169,7 +204,9 @@ def pairs(
 ) -> None:
     """(Re)write OUT/pairs.csv: (t, t+delta) frame pairs pointing into the shards (no pixels copied)."""
     from mepipe.pairs import pair_settings, write_pair_table
+    from mepipe.shards.manifest import require_complete
 
+    require_complete(out)
     cfg, used_seed = pair_settings(out, delta=delta, unit=unit, per_clip=per_clip, bias=bias, seed=seed)
     path = write_pair_table(out, cfg, seed=used_seed)
     import json
@@ -236,11 +273,11 @@ def folds(
 ) -> None:
     """Write leak-checked evaluation folds (one line per fold and clip) from a build's manifest."""
     from mepipe.folds import make_folds, select_rows, write_folds_csv
-    from mepipe.shards.manifest import read_manifest
+    from mepipe.shards.manifest import require_complete
 
     if protocol not in ("loso", "lodo"):
         raise typer.BadParameter(f"--protocol {protocol!r}: use loso or lodo")
-    rows = read_manifest(out)
+    rows = require_complete(out)
     chosen = select_rows(rows, scheme=labels, datasets=dataset or None)
     made = make_folds(rows, protocol, scheme=labels, datasets=dataset or None, per_dataset=per_dataset)  # type: ignore[arg-type]
     if not made:

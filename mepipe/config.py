@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -139,8 +139,13 @@ class ShardConfig(_Strict):
 class VideoConfig(_Strict):
     """How video files are decoded (image-folder clips ignore this section)."""
 
+    decoder: Literal["pyav", "decord"] = Field(
+        default="pyav",
+        description="video decoder: pyav (default, synchronous) or decord (pip install 'mepipe[decord]'); "
+        "see benchmarks/video_decode.py",
+    )
     decode_threads: int = Field(
-        default=1, ge=0, description="decoder threads per worker (0: decord's automatic)"
+        default=1, ge=0, description="decoder threads per worker (0: the decoder's automatic choice)"
     )
     search_frames: int | None = Field(
         default=None,
@@ -258,6 +263,29 @@ class FlowConfig(_Strict):
         return self
 
 
+class BuildConfig(_Strict):
+    """How the build runs: the smallest usable clip, resume fingerprints, task size (mepipe/engine/)."""
+
+    min_frames: int = Field(
+        default=2, ge=1, description="clips with fewer source frames fail as too_few_frames (onset + apex: 2)"
+    )
+    fingerprint: Literal["stat", "content"] = Field(
+        default="stat",
+        description="how a resumed build sees changed sources: stat (names, sizes, mtimes) or content "
+        "(sha256 of every file, read on each run)",
+    )
+    clips_per_task: int = Field(
+        default=0,
+        ge=0,
+        description="clips per worker task (one task writes one shard); 0: automatic "
+        "(about 4 tasks per worker, at most shards.max_clips)",
+    )
+
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("fingerprint", "clips_per_task")
+    """Keys that change how a build runs, not what it writes: left out of the config hash, so changing
+    them does not block resuming a build."""
+
+
 class PipelineConfig(_Strict):
     version: int = Field(default=CONFIG_VERSION, description="pipeline schema version")
     name: str = Field(description="pipeline name, recorded in every shard")
@@ -271,6 +299,7 @@ class PipelineConfig(_Strict):
     storage: StorageConfig = StorageConfig()
     pairs: PairsConfig = PairsConfig()
     flow: FlowConfig = FlowConfig()
+    build: BuildConfig = BuildConfig()
     seed: int = Field(default=0, description="seed of every random choice (pair sampling ...)")
 
     @model_validator(mode="after")
@@ -286,9 +315,12 @@ class PipelineConfig(_Strict):
         return self.model_dump(mode="json")
 
     def hash(self) -> str:
-        """sha256 of the resolved config minus ``dataset.source`` (where the data sits does not change it)."""
+        """sha256 of the resolved config minus ``dataset.source`` (where the data sits does not change it)
+        and the build keys that do not change what is written (:attr:`BuildConfig.RUNTIME_KEYS`)."""
         data = self.resolved()
         data["dataset"].pop("source", None)
+        for key in BuildConfig.RUNTIME_KEYS:
+            data["build"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -113,16 +113,6 @@ def face_mask(crop_points: np.ndarray, size: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _analysis_frames(frames: np.ndarray, a: int) -> np.ndarray:
-    """``(T, S, S, 3) uint8`` -> ``(T, a, a) uint8`` grey."""
-    out = np.empty((len(frames), a, a), np.uint8)
-    s = frames.shape[1]
-    for i, f in enumerate(frames):
-        g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
-        out[i] = g if s == a else cv2.resize(g, (a, a), interpolation=cv2.INTER_AREA)
-    return out
-
-
 def _fit_affine(a: np.ndarray, d: np.ndarray, keep: float = 0.7) -> np.ndarray:
     """Robust affine fit of displacements ``d`` ``(N, 2)`` with design matrix ``a`` ``(N, 3)`` (``x, y, 1``):
     least squares, then again on the ``keep`` fraction with the smallest residuals.
@@ -140,6 +130,88 @@ def _fit_affine(a: np.ndarray, d: np.ndarray, keep: float = 0.7) -> np.ndarray:
     return coef
 
 
+class MotionEnergyStream:
+    """The motion-energy curve of a clip computed from its aligned crops fed one at a time.
+
+    Holds only the first (reference) frame's grey copy and one number per frame, whatever the clip's
+    length, so keyframes can be estimated while frames stream to the shard writer. Feeding every crop
+    of a clip in order gives exactly :func:`motion_energy` of the whole array.
+
+    Args:
+        crop_points: ``(68, 2)`` landmarks of the reference frame in crop pixels.
+        size: side S of the ``(S, S, 3) uint8`` crops that will be added.
+        cfg: estimator settings (defaults when ``None``).
+
+    Example::
+
+        stream = MotionEnergyStream(crop_points, 224, cfg)
+        for crop in crops:          # (224, 224, 3) uint8, temporal order
+            stream.add(crop)
+        energy = stream.energy()    # (T,) float64
+    """
+
+    def __init__(self, crop_points: np.ndarray, size: int, cfg: KeyframeConfig | None = None) -> None:
+        cfg = cfg or KeyframeConfig()
+        self.size = int(size)
+        a = self.a = min(cfg.analysis_size, self.size)
+        pts = np.asarray(crop_points, dtype=np.float64) * (a / self.size)
+        roi = region_mask(pts, a, cfg.regions, cfg.region_radius)
+        face = face_mask(pts, a) | roi
+        self.usable = bool(roi.sum() >= 4 and face.sum() >= 16)
+        fit_mask = face.copy()
+        fit_mask[1::2, :] = False  # the affine fit uses every other row: a quarter of the work, same answer
+        fit_mask[:, 1::2] = False
+        self._fy, self._fx = np.nonzero(fit_mask)
+        self._ry, self._rx = np.nonzero(roi)
+        self._design = np.column_stack([self._fx / a, self._fy / a, np.ones(len(self._fx))])
+        self._design_roi = np.column_stack([self._rx / a, self._ry / a, np.ones(len(self._rx))])
+        self._face = face
+        self._dis = None
+        self._ref: np.ndarray | None = None
+        self._ref_mean = 1.0
+        self._values: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def _grey(self, crop: np.ndarray) -> np.ndarray:
+        if crop.shape != (self.size, self.size, 3) or crop.dtype != np.uint8:
+            raise ValueError(
+                f"crop is {crop.shape} {crop.dtype}, expected ({self.size}, {self.size}, 3) uint8"
+            )
+        g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        return g if self.size == self.a else cv2.resize(g, (self.a, self.a), interpolation=cv2.INTER_AREA)
+
+    def add(self, crop: np.ndarray) -> None:
+        """Add the next crop (``(S, S, 3) uint8`` RGB, temporal order)."""
+        g = self._grey(crop)
+        if self._ref is None:
+            self._ref = g
+            self._ref_mean = float(g[self._face].mean()) or 1.0
+            self._values.append(0.0)
+            return
+        if not self.usable:
+            self._values.append(0.0)
+            return
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        m = float(g[self._face].mean()) or 1.0
+        if abs(m - self._ref_mean) > 0.5:
+            g = cv2.convertScaleAbs(g, alpha=self._ref_mean / m)
+        flow = self._dis.calc(self._ref, g, None)
+        coef = _fit_affine(self._design, flow[self._fy, self._fx].astype(np.float64))
+        res = flow[self._ry, self._rx].astype(np.float64) - self._design_roi @ coef
+        self._values.append(float(np.sqrt(np.einsum("ij,ij->i", res, res)).mean()))
+
+    def energy(self) -> np.ndarray:
+        """``(T,) float64`` raw motion energy of the crops added so far (see :func:`motion_energy`)."""
+        e = np.asarray(self._values, dtype=np.float64)
+        if len(e) < 2 or not self.usable:
+            return np.zeros(len(e))
+        e[0] = e[1]
+        return e
+
+
 def motion_energy(
     frames: np.ndarray, crop_points: np.ndarray, cfg: KeyframeConfig | None = None
 ) -> np.ndarray:
@@ -153,41 +225,15 @@ def motion_energy(
     Returns:
         ``(T,) float64``: mean residual displacement in the landmark regions, in pixels at
         ``cfg.analysis_size``; ``E[0]`` is set to ``E[1]`` (frame 0 against itself is exactly 0, which
-        would look like an artificial dip).
+        would look like an artificial dip). :class:`MotionEnergyStream` computes the same curve from
+        crops fed one at a time.
     """
-    cfg = cfg or KeyframeConfig()
-    t_len, s = len(frames), frames.shape[1]
-    if t_len < 2:
-        return np.zeros(t_len)
-    a = min(cfg.analysis_size, s)
-    pts = np.asarray(crop_points, dtype=np.float64) * (a / s)
-    grey = _analysis_frames(frames, a)
-    roi = region_mask(pts, a, cfg.regions, cfg.region_radius)
-    face = face_mask(pts, a) | roi
-    if roi.sum() < 4 or face.sum() < 16:
-        return np.zeros(t_len)
-    fit_mask = face.copy()
-    fit_mask[1::2, :] = False  # the affine fit uses every other row: a quarter of the work, same answer
-    fit_mask[:, 1::2] = False
-    fy, fx = np.nonzero(fit_mask)
-    ry, rx = np.nonzero(roi)
-    design = np.column_stack([fx / a, fy / a, np.ones(len(fx))])
-    design_roi = np.column_stack([rx / a, ry / a, np.ones(len(rx))])
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    ref = grey[0]
-    ref_mean = float(ref[face].mean()) or 1.0
-    energy = np.zeros(t_len)
-    for t in range(1, t_len):
-        g = grey[t]
-        m = float(g[face].mean()) or 1.0
-        if abs(m - ref_mean) > 0.5:
-            g = cv2.convertScaleAbs(g, alpha=ref_mean / m)
-        flow = dis.calc(ref, g, None)
-        coef = _fit_affine(design, flow[fy, fx].astype(np.float64))
-        res = flow[ry, rx].astype(np.float64) - design_roi @ coef
-        energy[t] = float(np.sqrt(np.einsum("ij,ij->i", res, res)).mean())
-    energy[0] = energy[1]
-    return energy
+    if len(frames) < 2:
+        return np.zeros(len(frames))
+    stream = MotionEnergyStream(crop_points, frames.shape[1], cfg)
+    for f in frames:
+        stream.add(f)
+    return stream.energy()
 
 
 def smooth_curve(energy: np.ndarray, fps: float, smooth_ms: float) -> np.ndarray:
@@ -274,6 +320,7 @@ def resolve_keyframes(
     crop_points: np.ndarray | None = None,
     fps: float | None = None,
     cfg: KeyframeConfig | None = None,
+    energy: np.ndarray | None = None,
 ) -> Keyframes:
     """The clip's keyframes as indices into its stored frames.
 
@@ -293,6 +340,8 @@ def resolve_keyframes(
         frames: ``(T, S, S, 3) uint8`` aligned crops (needed to estimate).
         crop_points: ``(68, 2)`` reference landmarks in crop pixels (needed to estimate).
         fps: frame rate (default ``clip.fps``).
+        energy: ``(T,)`` raw motion energy already computed (e.g. by :class:`MotionEnergyStream`
+            while the frames streamed to the shard); used instead of ``frames``/``crop_points``.
     """
     cfg = cfg or KeyframeConfig()
     n = len(frame_numbers)
@@ -312,7 +361,9 @@ def resolve_keyframes(
     origin = {"onset": given_word, "apex": given_word, "offset": given_word}
     if on is not None and ap is not None and off is not None:
         return Keyframes(on, ap, off, _source_word(origin))
-    can_estimate = frames is not None and crop_points is not None and len(frames) == n
+    if energy is not None and len(energy) != n:
+        raise ValueError(f"clip {clip.clip_id}: energy has {len(energy)} values for {n} frames")
+    can_estimate = energy is not None or (frames is not None and crop_points is not None and len(frames) == n)
     if not can_estimate:
         filled = []
         if on is None:
@@ -322,8 +373,9 @@ def resolve_keyframes(
         if ap is None:
             ap, _ = (on + off) // 2, filled.append("apex=midpoint")
         return Keyframes(on, ap, off, ",".join(filled))
-    assert frames is not None and crop_points is not None
-    energy = motion_energy(frames, crop_points, cfg)
+    if energy is None:
+        assert frames is not None and crop_points is not None
+        energy = motion_energy(frames, crop_points, cfg)
     lo = on if on is not None else 0
     hi = off if off is not None else n - 1
     est = estimate_from_curve(energy, fps or clip.fps, cfg, lo=lo, hi=hi)

@@ -45,7 +45,7 @@ import pandas as pd
 from mepipe.config import PairsConfig
 from mepipe.errors import ShardError
 from mepipe.records import ManifestRow
-from mepipe.shards.manifest import read_manifest
+from mepipe.shards.manifest import read_manifest, require_complete, shard_path
 from mepipe.shards.reader import open_shard, timestamps_ms
 from mepipe.shards.writer import CLIPS_GROUP
 
@@ -94,7 +94,7 @@ def load_timelines(out_dir: str | Path, rows: Sequence[ManifestRow] | None = Non
             by_shard.setdefault(r.shard, []).append(r)
     found: dict[str, ClipTimeline] = {}
     for shard, shard_rows in sorted(by_shard.items()):
-        with open_shard(out / "shards" / shard) as f:
+        with open_shard(shard_path(out, shard)) as f:
             for r in shard_rows:
                 g = f[CLIPS_GROUP].get(r.key)
                 if g is None:
@@ -268,9 +268,13 @@ def write_pair_table(out_dir: str | Path, cfg: PairsConfig, *, seed: int) -> Pat
     """(Re)write ``OUT/pairs.csv`` and ``OUT/pairs.json`` (the parameters and counts) for a build.
 
     Both files are written to temporary names and renamed, so a reader never sees a half table.
+
+    Raises:
+        ShardError: the build is unfinished (clips pending; see
+            :func:`mepipe.shards.manifest.require_complete`).
     """
     out = Path(out_dir)
-    rows = read_manifest(out)
+    rows = require_complete(out)
     clips = load_timelines(out, rows)
     table = sample_pairs(
         clips,

@@ -80,7 +80,7 @@ def process_clip(clip: ClipRecord, cfg: PipelineConfig) -> ClipOutput | ClipIssu
         )
 
     try:
-        src = open_source(clip, decode_threads=cfg.video.decode_threads)
+        src = open_source(clip, decode_threads=cfg.video.decode_threads, decoder=cfg.video.decoder)
     except FrameReadError as exc:
         return issue(exc.reason, str(exc))
     try:

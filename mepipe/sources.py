@@ -8,7 +8,14 @@ number of each position (for videos: the 0-based index of the decoded frame in t
 Access patterns: image folders are read in any order (``random_access = True``). Videos must be
 decoded in order: a seek into long-GOP H.264 decodes from the previous key frame, so indexed reads
 run at ~20 frames/s against ~1,500 frames/s sequentially (``shared/reference/environment.md`` §5).
-The build therefore iterates a video once, front to back (:meth:`FrameSource.iter_range`).
+The build therefore iterates a video once, front to back (:meth:`FrameSource.iter_range`). The video
+decoders (PyAV, decord) live in :mod:`mepipe.decoders`.
+
+Every frame of a clip must have the same size: an image folder's size is taken from the headers of
+its first, middle and last files when the clip is opened, and each frame is checked when read, so
+one 8000x8000 or 320x240 frame among 640x480 ones (or such a reference frame) fails the clip
+(``frame_size_changed``, naming the file) instead of being warped with a transform fitted on another
+size, and an empty file fails it as ``corrupt_frame``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from mepipe.provenance import file_sha256
 from mepipe.records import ClipRecord
 from mepipe.registry import Registry
 
@@ -84,7 +90,8 @@ class FrameSource(ABC):
         pass
 
 
-SOURCES: Registry[type[FrameSource]] = Registry("frame source")
+SOURCES: Registry = Registry("frame source")
+"""``source_kind`` -> a callable ``(clip, *, decode_threads, decoder) -> FrameSource``."""
 
 
 def is_truncated_jpeg(data: bytes) -> bool:
@@ -92,9 +99,78 @@ def is_truncated_jpeg(data: bytes) -> bool:
     return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]
 
 
+_JPEG_SOF = {0xC0 + k for k in range(16)} - {0xC4, 0xC8, 0xCC}
+"""JPEG start-of-frame markers (baseline, progressive, lossless ...); C4/C8/CC are other segments."""
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(H, W)`` from the first bytes of a JPEG, PNG or BMP file (no decoding).
+
+    Returns:
+        the size, ``(0, 0)`` for empty data, or ``None`` when the format is not one of these or the
+        header is not within ``data`` (the decoder then decides).
+    """
+    if not data:
+        return (0, 0)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:2] == b"BM" and len(data) >= 26:
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(h), abs(w)
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):  # walk the JPEG segments up to the first start-of-frame
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _JPEG_SOF:
+            seg = data[pos : pos + 9]
+            return (
+                (int.from_bytes(seg[5:7], "big"), int.from_bytes(seg[7:9], "big")) if len(seg) == 9 else None
+            )
+        elif marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+        elif marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def image_size(path: str | os.PathLike, head_bytes: int = 1 << 16) -> tuple[int, int] | None:
+    """``(H, W)`` of a JPEG, PNG or BMP file from its first ``head_bytes`` (:func:`header_size`)."""
+    with open(path, "rb") as f:
+        return header_size(f.read(head_bytes))
+
+
+def size_changed(what: str, size: tuple[int, ...], expected: tuple[int, ...], whose: str) -> str:
+    """The ``frame_size_changed`` message: ``what`` is WxH where ``whose`` frames are W0xH0."""
+    h, w = int(size[0]), int(size[1])
+    h0, w0 = int(expected[0]), int(expected[1])
+    return (
+        f"{what} is {w}x{h} pixels but {whose} frames are {w0}x{h0}; a clip must keep one frame size "
+        "(a resized or foreign frame would be aligned with the wrong transform): re-extract or resize "
+        "that frame, or remove the clip"
+    )
+
+
 @SOURCES.register("images")
 class ImageFolderSource(FrameSource):
-    """Frames stored as image files (``clip.frame_files`` under ``clip.source_path``)."""
+    """Frames stored as image files (``clip.frame_files`` under ``clip.source_path``).
+
+    The clip's frame size is the one most of its first, middle and last files have (read from their
+    headers when the clip is opened). Every frame is checked against it when read, from the header
+    of the bytes already read (so an 8000x8000 intruder is refused without decoding it) and again
+    after decoding.
+
+    Raises:
+        FrameReadError: naming the file: ``unreadable_frame``; ``corrupt_frame`` (empty, truncated,
+            undecodable); ``frame_size_changed``.
+    """
 
     def __init__(self, clip: ClipRecord, **_: object) -> None:
         self.folder = Path(clip.source_path)
@@ -103,6 +179,25 @@ class ImageFolderSource(FrameSource):
         self.fps = clip.fps
         self.notes = []
         self._sha: dict[int, str] = {}
+        self.size = self._expected_size()
+
+    def _expected_size(self) -> tuple[int, int] | None:
+        n = len(self.files)
+        sizes = []
+        for i in sorted({n // 2, 0, n - 1} if n else set()):
+            try:
+                size = image_size(self.folder / self.files[i])
+            except OSError:
+                size = None  # a missing or unreadable file fails when it is read, with its reason
+            if size not in (None, (0, 0)):
+                sizes.append(size)
+        if not sizes:
+            return None
+        return max(sizes, key=lambda s: (sizes.count(s), s == sizes[len(sizes) // 2]))
+
+    def _check_size(self, path: Path, size: tuple[int, ...] | None) -> None:
+        if size is not None and self.size is not None and tuple(size[:2]) != self.size:
+            raise FrameReadError("frame_size_changed", size_changed(str(path), size, self.size, "the clip's"))
 
     def read(self, i: int) -> np.ndarray:
         path = self.folder / self.files[i]
@@ -111,15 +206,24 @@ class ImageFolderSource(FrameSource):
         except OSError as exc:
             raise FrameReadError("unreadable_frame", f"{path}: cannot be read ({exc.strerror})") from None
         self._sha[i] = hashlib.sha256(data).hexdigest()
+        if not data:
+            raise FrameReadError(
+                "corrupt_frame", f"{path}: empty file (0 bytes); re-extract this frame from the archive"
+            )
+        self._check_size(path, header_size(data[: 1 << 16]))
         if path.suffix.lower() in (".jpg", ".jpeg") and is_truncated_jpeg(data):
             raise FrameReadError(
                 "corrupt_frame", f"{path}: truncated JPEG (no end marker); re-extract this frame"
             )
         import cv2  # lazily: mepipe.datasets (and so label schemes, folds, training) must import without OpenCV
 
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            img = None
         if img is None:
             raise FrameReadError("corrupt_frame", f"{path}: not a decodable image; re-extract this frame")
+        self._check_size(path, img.shape)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def checksum(self, i: int) -> str:
@@ -131,220 +235,21 @@ class ImageFolderSource(FrameSource):
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 
 
-def _decord():
-    import decord
-
-    decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own messages; failures raise anyway
-    return decord
-
-
 @SOURCES.register("video")
-class VideoSource(FrameSource):
-    """A video file decoded with decord (``clip.source_path``).
+def _open_video(clip: ClipRecord, *, decode_threads: int = 1, decoder: str | None = None) -> FrameSource:
+    from mepipe.decoders import DEFAULT_DECODER, open_video
 
-    Positions map to decoded frames: by default every frame of the file (``frame_numbers`` =
-    ``0 .. N-1``); a clip whose ``frame_numbers`` are set (an interval of a long video) gets only those
-    frames, which must be a contiguous ascending range. ``fps`` is the container's average rate and
-    ``timestamps_ms`` the container's presentation times, so variable-frame-rate files keep their real
-    timing (they are also reported in ``notes``).
-
-    Args:
-        clip: a ``source_kind="video"`` record.
-        decode_threads: decoder threads (0: decord's automatic choice; 1 suits one process per core).
-
-    Raises:
-        FrameReadError: ``missing_file``, ``empty_video`` (zero bytes), ``unreadable_video`` (not a
-            video, or truncated so that the container cannot be parsed), ``no_frames``,
-            ``keyframe_not_on_disk`` (requested frames beyond the end of the file).
-    """
-
-    random_access = False
-
-    def __init__(self, clip: ClipRecord, *, decode_threads: int = 1) -> None:
-        self.path = Path(clip.source_path)
-        self.notes = []
-        if not self.path.is_file():
-            raise FrameReadError("missing_file", f"{self.path}: video file not found; check --source")
-        if self.path.stat().st_size == 0:
-            raise FrameReadError("empty_video", f"{self.path}: zero-length file; re-copy it from the archive")
-        decord = _decord()
-        self._threads = decode_threads
-        try:
-            self._vr = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=decode_threads)
-            n_file = len(self._vr)
-        except Exception as exc:  # noqa: BLE001  (decord raises RuntimeError or DECORDError)
-            raise FrameReadError(
-                "unreadable_video",
-                f"{self.path}: cannot be opened as a video ({_first_line(exc)}); the file is corrupt, "
-                "truncated or not a video; re-copy it from the archive",
-            ) from None
-        self.n_file_frames = n_file
-        if n_file == 0:
-            raise FrameReadError("no_frames", f"{self.path}: the container holds no video frames")
-        wanted = list(clip.frame_numbers) or list(range(n_file))
-        if wanted != list(range(wanted[0], wanted[0] + len(wanted))) or wanted[0] < 0:
-            raise ValueError(
-                f"{self.path}: video frame_numbers must be a contiguous ascending range, got "
-                f"{wanted[0]}..{wanted[-1]} ({len(wanted)} numbers)"
-            )
-        if wanted[-1] >= n_file:
-            raise FrameReadError(
-                "keyframe_not_on_disk",
-                f"{self.path}: frames {wanted[0]}..{wanted[-1]} requested but the file has {n_file} "
-                f"(0..{n_file - 1}); check the annotation or the file",
-            )
-        self.frame_numbers = wanted
-        fps = float(self._vr.get_avg_fps() or 0.0)
-        self.fps = fps if np.isfinite(fps) and fps > 0 else float(clip.fps)
-        pts = np.asarray(self._vr.get_frame_timestamp(list(range(n_file))), dtype=np.float64)
-        self._ts = pts[wanted[0] : wanted[-1] + 1, 0] * 1000.0
-        note = variable_rate_note(pts[:, 0] * 1000.0)
-        if note:
-            self.notes.append(note)
-        self._next = None  # position the decoder will return next (None: unknown)
-
-    def read(self, i: int) -> np.ndarray:
-        """Indexed read (a seek; slow on long-GOP files: prefer :meth:`iter_range`)."""
-        number = self.frame_numbers[i]
-        try:
-            frame = self._vr[number].asnumpy()
-        except Exception as exc:  # noqa: BLE001
-            raise FrameReadError(
-                "corrupt_video",
-                f"{self.path}: frame {number} cannot be decoded "
-                f"({_first_line(exc)}); re-copy the file from the archive",
-            ) from None
-        self._next = None
-        return _as_rgb(frame)
-
-    def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode positions ``start .. stop-1`` in order: one (accurate) seek, then sequential decode.
-
-        decord decodes ahead in its own thread, so *where* a decode error surfaces depends on how fast
-        the caller consumes frames. After an error the file is therefore decoded again in a tight loop,
-        and the frames up to where that decode stops are still delivered: the failing frame is the same
-        on every run.
-
-        Raises:
-            FrameReadError: ``corrupt_video`` naming the first frame that cannot be decoded.
-        """
-        stop = min(stop, len(self))
-        if start >= stop:
-            return
-        i = start
-        try:
-            if self._next != start:
-                self._seek(self._vr, start)
-            while i < stop:
-                self._next = None
-                frame = self._vr.next().asnumpy()
-                self._next = i + 1
-                yield i, _as_rgb(frame)
-                i += 1
-            return
-        except StopIteration:
-            why = "decoding ended early"
-        except Exception as exc:  # noqa: BLE001  (DECORDError and friends)
-            why = _first_line(exc)
-        good, tail = self._tight_decode(i, stop)
-        for k, frame in enumerate(tail):
-            yield i + k, frame
-        if good < stop:
-            raise FrameReadError(
-                "corrupt_video",
-                f"{self.path}: frame {self.frame_numbers[good]} cannot be decoded ({why}); the "
-                f"file is damaged or truncated (only the first {good} of {len(self)} frames decode); re-copy it "
-                "from the archive",
-            )
-
-    def _seek(self, vr, pos: int) -> None:
-        number = self.frame_numbers[pos]
-        if number == 0:
-            vr.seek(0)
-        else:
-            vr.seek_accurate(number)
-
-    def _tight_decode(self, keep_from: int, stop: int) -> tuple[int, list[np.ndarray]]:
-        """Decode the file again from its first wanted frame, synchronously, until ``stop`` or the first
-        failure; returns (positions decoded, the frames from position ``keep_from`` on).
-
-        With PyAV installed (``pip install av``) the decode is synchronous, so the failing frame is the
-        same on every run (PyAV and decord use the same FFmpeg conversion: identical pixels). Without
-        it, decord is used in a tight loop, where its read-ahead can still move the failure by a frame.
-        """
-        first = self.frame_numbers[0]
-        tail: list[np.ndarray] = []
-        pos = 0
-        try:
-            import av
-        except ImportError:
-            av = None
-        if av is not None:
-            try:
-                with av.open(str(self.path)) as container:
-                    for k, frame in enumerate(container.decode(video=0)):
-                        if k < first:
-                            continue
-                        if pos >= keep_from:
-                            tail.append(_as_rgb(frame.to_ndarray(format="rgb24")))
-                        pos += 1
-                        if pos >= stop:
-                            break
-            except Exception:  # noqa: BLE001  (av.error.*: stop at the first frame that fails)
-                pass
-        else:
-            self.notes.append(
-                "decord's read-ahead makes the exact failing frame uncertain; install PyAV (av) "
-                "for a deterministic result"
-            )
-            try:
-                vr = _decord().VideoReader(str(self.path), ctx=_decord().cpu(0), num_threads=self._threads)
-                self._seek(vr, 0)
-                while pos < stop:
-                    frame = vr.next().asnumpy()
-                    if pos >= keep_from:
-                        tail.append(_as_rgb(frame))
-                    pos += 1
-            except Exception:  # noqa: BLE001  (StopIteration or a decode error: stop there)
-                pass
-        try:  # a fresh reader for later calls (the old one is stuck on the error)
-            self._vr = _decord().VideoReader(str(self.path), ctx=_decord().cpu(0), num_threads=self._threads)
-        except Exception:  # noqa: BLE001
-            self._vr = None
-        self._next = None
-        return pos, tail
-
-    def timestamps_ms(self) -> np.ndarray:
-        return self._ts.copy()
-
-    def file_checksum(self) -> str:
-        return file_sha256(self.path)
-
-    def close(self) -> None:
-        self._vr = None
+    return open_video(clip, decode_threads=decode_threads, decoder=decoder or DEFAULT_DECODER)
 
 
-def variable_rate_note(ts_ms: np.ndarray, tolerance: float = 0.1) -> str:
-    """A sentence when the frame intervals of ``ts_ms`` (``(N,)`` ms, presentation order) vary by more
-    than ``tolerance`` of their median, else ``''``."""
-    d = np.diff(np.asarray(ts_ms, dtype=np.float64))
-    if len(d) < 2:
-        return ""
-    med = float(np.median(d))
-    if med <= 0 or (d.max() - d.min()) <= tolerance * med:
-        return ""
-    return (
-        f"variable frame rate: frame intervals {d.min():.1f}..{d.max():.1f} ms (median {med:.1f}); "
-        "fps is the container average, timestamps_ms holds the real times"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), at most 200 characters."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _as_rgb(frame: np.ndarray) -> np.ndarray:
+def as_rgb(frame: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, >=3)`` uint8 -> C-contiguous ``(H, W, 3)`` (grey replicated)."""
     if frame.ndim == 2:
         return np.ascontiguousarray(np.repeat(frame[:, :, None], 3, axis=2))
     if frame.shape[2] == 1:
@@ -352,13 +257,15 @@ def _as_rgb(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame[:, :, :3])
 
 
-def open_source(clip: ClipRecord, *, decode_threads: int = 1) -> FrameSource:
+def open_source(clip: ClipRecord, *, decode_threads: int = 1, decoder: str | None = None) -> FrameSource:
     """The frame source for a clip, chosen by ``clip.source_kind``.
 
     Args:
         decode_threads: video decoder threads (ignored for image folders).
+        decoder: video decoder (``video.decoder``: ``pyav`` or ``decord``; ``None``: the default,
+            :data:`mepipe.decoders.DEFAULT_DECODER`); ignored for image folders.
     """
-    return SOURCES.get(clip.source_kind)(clip, decode_threads=decode_threads)
+    return SOURCES.get(clip.source_kind)(clip, decode_threads=decode_threads, decoder=decoder)
 
 
 def is_video_file(path: str | os.PathLike) -> bool:

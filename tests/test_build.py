@@ -1,5 +1,6 @@
 """Build, verify and inspect on small CASME II-layout sets made from the astronaut photograph."""
 
+import json
 from pathlib import Path
 
 import h5py
@@ -115,15 +116,41 @@ def test_verify_passes_then_catches_tampering(built):
     assert "checksum mismatch" in res.output and row.key in res.output
 
 
-def test_interrupted_shard_is_reported_and_existing_build_is_protected(built, casme2_root):
+def test_leftover_tmp_shard_is_a_problem_of_a_finished_build_and_cleaned_by_a_rerun(built, casme2_root):
     out, _ = built
-    (out / "shards" / "shard-00002.h5.tmp").write_bytes(b"partial")
+    (out / "shards" / "shard-00009.h5.tmp").write_bytes(b"partial")
     rep = verify_build(out)
     assert not rep.ok and "interrupted" in rep.problems[0]
-    before = (out / "manifest.csv").read_bytes()
-    with pytest.raises(ConfigError, match="already holds a build.*--force"):
-        build_dataset(_cfg(), casme2_root, out)
-    assert (out / "manifest.csv").read_bytes() == before
+    before = {r.key: r.frames_sha256 for r in read_manifest(out)}
+    again = build_dataset(_cfg(), casme2_root, out)  # a re-run resumes: keeps the 3 ok clips
+    assert again.clips_kept == 3 and again.frames == 0
+    assert {r.key: r.frames_sha256 for r in read_manifest(out)} == before
+    assert verify_build(out).ok
+
+
+def test_build_info_log_and_summary(built):
+    out, _ = built
+    info = json.loads((out / "build-info.json").read_text())
+    assert info["versions"]["h5py"] == h5py.__version__ and info["versions"]["av"] != "not installed"
+    assert info["video_decoder"] == "pyav" and info["engine"] == {"backend": "local", "worker_slots": 1}
+    assert info["failures_by_reason"]["no_face"] == 1 and info["clips_ok"] == 3
+    assert info["qa_flags"] == {} and info["clips_flagged"] == 0
+    log = (out / "build.log").read_text()
+    assert "build finished: 3 ok" in log and "failures by reason: apex_outside_clip 1" in log
+    assert "failed casme2/sub04/EP02_02: corrupt_frame" in log and "img13.jpg" in log
+
+
+def test_qa_flags_are_counted():
+    from mepipe.engine.info import qa_counts
+    from mepipe.records import ManifestRow
+
+    rows = [
+        ManifestRow("a/1", "a", "s", "1", "ok", qa="unstable;low_score"),
+        ManifestRow("a/2", "a", "s", "2", "ok", qa="unstable"),
+        ManifestRow("a/3", "a", "s", "3", "failed", qa="unstable"),
+        ManifestRow("a/4", "a", "s", "4", "ok"),
+    ]
+    assert qa_counts(rows) == {"low_score": 1, "unstable": 2}
 
 
 def test_per_frame_mode_and_reference_search(casme2_root: Path, tmp_path: Path):

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from mepipe.build import build_dataset
 from mepipe.cli import app
 from mepipe.config import parse_config
+from mepipe.decoders import VideoSource
 from mepipe.records import ClipRecord
 from mepipe.shards import read_frame, read_frames, read_manifest, verify_build
-from mepipe.sources import FrameReadError, VideoSource, open_source
+from mepipe.sources import FrameReadError, open_source
 from tests.macro_fixtures import expression_clip, face_frame, write_h264, write_video
 
 pytest.importorskip("decord")
@@ -236,3 +237,58 @@ def test_spilled_buffer_and_per_frame_mode_on_video(videos: Path, built: Path, t
         g = f["clips"]["folder/late_face"]
         assert g["transform"].shape == (10, 2, 3) and g.attrs["reference_frame"] == 8
         assert 8 in g["frame_numbers"][()].tolist()
+
+
+@pytest.mark.parametrize("name", ["good.mp4", "grey.avi", "vfr.mp4"])
+def test_pyav_and_decord_decode_the_same_frames(videos: Path, name: str):
+    from mepipe.decoders import DECODERS
+
+    rec = ClipRecord("folder", "s", name, "video", str(videos / name))
+    got = {}
+    for dec in ("pyav", "decord"):
+        src = DECODERS.get(dec)(rec)
+        got[dec] = (np.stack([f for _, f in src.iter_range(0, len(src))]), src.timestamps_ms(), src.fps)
+    (fa, ta, pa), (fd, td, pd_) = got["pyav"], got["decord"]
+    assert fa.shape == fd.shape and np.array_equal(fa, fd)  # same FFmpeg conversion: identical pixels
+    assert np.allclose(ta, td, atol=1e-3) and pa == pytest.approx(pd_)
+    # an interval of the file (one seek) gives the same frames as decoding from the start
+    part = open_source(replace_frames(rec, range(10, 15)), decoder="pyav")
+    assert np.array_equal(np.stack([f for _, f in part.iter_range(0, 5)]), fa[10:15])
+    assert np.array_equal(part.read(3), fa[13])
+
+
+def replace_frames(rec: ClipRecord, numbers) -> ClipRecord:
+    from dataclasses import replace
+
+    return replace(rec, frame_numbers=tuple(numbers))
+
+
+def test_decoder_choice_in_the_config_and_a_missing_one(videos: Path, tmp_path: Path, monkeypatch):
+    from mepipe.errors import ConfigError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "good.mp4").write_bytes((videos / "good.mp4").read_bytes())
+    with_pyav = tmp_path / "a"
+    build_dataset(_cfg(), src, with_pyav)
+    with_decord = tmp_path / "b"
+    build_dataset(_cfg(video={"decoder": "decord"}), src, with_decord)
+    a, b = read_manifest(with_pyav)[0], read_manifest(with_decord)[0]
+    assert a.status == b.status == "ok" and a.frames_sha256 == b.frames_sha256
+    with h5py.File(with_decord / "shards" / b.shard) as f:
+        assert f.attrs["video_decoder"] == "decord"
+    monkeypatch.setitem(__import__("sys").modules, "decord", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"video.decoder 'decord' needs .*pip install 'mepipe\[decord\]'"):
+        build_dataset(_cfg(video={"decoder": "decord"}), src, tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "decord"])
+def test_damaged_video_fails_at_the_same_frame_with_either_decoder(videos: Path, decoder: str):
+    src = open_source(ClipRecord("folder", "s", "d", "video", str(videos / "damaged.mp4")), decoder=decoder)
+    seen = []
+    with pytest.raises(FrameReadError) as err:
+        for pos, _ in src.iter_range(0, len(src)):
+            seen.append(pos)
+    assert err.value.reason == "corrupt_video" and "frame 9 cannot be decoded" in str(err.value)
+    assert seen == list(range(9))

@@ -1,5 +1,13 @@
 """``mepipe verify``: re-read every shard against the manifest and the recorded checksums.
 
+An unfinished build (clips ``pending``: interrupted or killed) is reported as such, not as damage:
+its leftovers (``*.tmp`` shards, a complete shard finished after the last manifest rewrite) are
+notes, since the next run cleans them up or adopts them; the stored clips are checked as usual. In a
+finished build the same leftovers are problems. Shards are opened with
+:func:`~mepipe.shards.reader.open_shard`, which refuses external links, external storage and virtual
+datasets, and shard names from the manifest must be plain file names, so a crafted build cannot make
+``verify`` read files outside ``OUT``.
+
 What the checksum covers: raw clips, the bytes of the ``frames`` array (C order); JPEG clips, the
 stored JPEG bytes of every frame in order (what is on disk; decoded pixels depend on the JPEG
 decoder's version, so they are not checksummed), and every JPEG is also decoded once to check it
@@ -16,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mepipe.errors import ShardError
-from mepipe.shards.manifest import read_manifest
+from mepipe.shards.manifest import MANIFEST_NAME, read_manifest, read_state, shard_path
 from mepipe.shards.reader import (
     decode_jpeg,
     frame_count,
@@ -30,14 +38,23 @@ from mepipe.shards.writer import CLIPS_GROUP, jpeg_digest
 
 @dataclass
 class VerifyReport:
+    """Outcome of :func:`verify_build`: ``problems`` (damage, mismatches) make it not ``ok``;
+    ``pending`` clips and ``notes`` (leftovers of an interrupted run) mark it ``complete`` or not."""
+
     clips_checked: int = 0
     shards_checked: int = 0
     failed_rows: int = 0
+    pending: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def complete(self) -> bool:
+        return self.pending == 0
 
 
 def frames_digest(ds) -> str:
@@ -65,23 +82,42 @@ def group_digest(g) -> str:
 
 def verify_build(out_dir: str | Path, progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Check a build folder: every ``ok`` manifest row's clip exists in its shard with the recorded
-    frame count and checksum; every shard is complete (no ``.tmp``) and holds no unlisted clip."""
+    frame count and checksum; every shard is complete (no ``.tmp``), self-contained, written with the
+    build's config and holds no unlisted clip; pending clips are counted (see the module docstring)."""
     out = Path(out_dir)
-    rows = read_manifest(out)
+    try:
+        rows = read_manifest(out)
+    except ShardError as exc:
+        if not (out / MANIFEST_NAME).is_file():
+            raise
+        rep = VerifyReport()
+        rep.problems.append(str(exc))
+        return rep
     rep = VerifyReport()
-    for tmp in sorted((out / "shards").glob("*.tmp")):
-        rep.problems.append(f"{tmp}: incomplete shard left by an interrupted build; delete it or rebuild")
     by_shard: dict[str, list] = defaultdict(list)
     for r in rows:
         if r.status == "ok":
             by_shard[r.shard].append(r)
+        elif r.status == "pending":
+            rep.pending += 1
         else:
             rep.failed_rows += 1
+    leftovers = rep.notes if rep.pending else rep.problems
+    for tmp in sorted((out / "shards").glob("*.tmp")):
+        leftovers.append(f"{tmp}: unfinished shard of an interrupted run (the next run deletes it)")
     on_disk = {p.name for p in (out / "shards").glob("shard-*.h5")}
     for name in sorted(on_disk - set(by_shard)):
-        rep.problems.append(f"{out / 'shards' / name}: shard not referenced by the manifest")
+        leftovers.append(
+            f"{out / 'shards' / name}: shard not referenced by the manifest"
+            + (
+                " (finished after the last manifest write; the next run adopts or deletes it)"
+                if rep.pending
+                else ""
+            )
+        )
+    expected_hash = str(read_state(out).get("config_hash", ""))
     for shard, shard_rows in sorted(by_shard.items()):
-        path = out / "shards" / shard
+        path = shard_path(out, shard)
         try:
             f = open_shard(path)
         except (ShardError, OSError) as exc:
@@ -89,6 +125,11 @@ def verify_build(out_dir: str | Path, progress: Callable[[int], None] | None = N
             continue
         with f:
             rep.shards_checked += 1
+            if expected_hash and str(f.attrs.get("config_hash", "")) != expected_hash:
+                rep.problems.append(
+                    f"{path}: written with pipeline config {str(f.attrs.get('config_hash', ''))[:12]}, the "
+                    f"build's is {expected_hash[:12]} (a shard from another build)"
+                )
             listed = {r.key for r in shard_rows}
             for extra in sorted(set(iter_clip_keys(f)) - listed):
                 rep.problems.append(f"{path}: clip {extra} is stored but not listed as ok in the manifest")

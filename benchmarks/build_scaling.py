@@ -1,0 +1,213 @@
+"""Build throughput at scale: 1 vs 2 local workers vs Dask on 2 workers, against the decode-bound limit.
+
+Same data for every run: a synthetic CASME II-layout set (640x480 JPEG frames, annotated keyframes, so
+the face is detected once per clip) and a DFEW-layout set (640x480 mp4, ``keyframes.mode: uniform``).
+Each build is a full ``build_dataset`` call into a fresh folder (scan, fingerprints, worker start-up,
+tasks, shards, manifest, build-info) and is timed end to end.
+
+The decode-bound limit is measured in the same run, in one process on one core: for the same frames,
+read + decode each frame (``cv2.imdecode`` of the JPEG file / PyAV for the video), warp it straight to
+the crop with one fixed similarity (``cv2.warpAffine``, as the build does), and append it to an HDF5
+shard with the build's own :class:`~mepipe.shards.writer.ShardWriter` — everything the build must do
+per frame, without detection, landmarks, checksums, keyframes or the manifest. mepipe's frames/s per
+core divided by that limit is the efficiency (goal >= 85 %); the 2-worker rate divided by the
+1-worker rate is the scaling (goal >= 1.8x on a long enough set).
+
+Every build runs as its own ``python -m mepipe build-dataset`` process (the limit in its own process
+too); its rate is frames built / the build's own ``seconds`` (build-info.json: scan, worker start-up,
+tasks, manifest). Besides wall-clock rates it prints frames per CPU-second (the process and its worker
+processes, from getrusage), which other jobs on a shared machine do not distort: that is what a build
+gets from a core it has to itself.
+
+Usage: python benchmarks/build_scaling.py [--subjects 6] [--clips 8] [--video-subjects 4] [--repeats 1]
+The load average is printed with each set; compare the ratios printed in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mepipe.config import load_config
+from mepipe.datasets import get_adapter
+from mepipe.engine.backends import make_backend
+from mepipe.shards.writer import ShardWriter
+from mepipe.synth import synthesize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def children_cpu() -> float:
+    """CPU seconds of the finished child processes of this one (and of their own waited-for children:
+    a build's worker processes)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def in_child(args: list[str]) -> tuple[float, float]:
+    """Run ``python ARGS`` with this checkout first on the path; returns (wall s, CPU s of it and its workers)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    c0, t0 = children_cpu(), time.perf_counter()
+    res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+    return time.perf_counter() - t0, children_cpu() - c0
+
+
+def decode_bound(clips, out: Path, size: int) -> tuple[int, float]:
+    """Decode + warp + HDF5-write every frame of ``clips`` in this process; returns (frames, seconds)."""
+    import av
+
+    cv2.setNumThreads(1)
+    writer = ShardWriter(out, {"config_hash": "limit"}, max_clips=10**6, max_bytes=10**13, name="shard-00000")
+    m = np.array([[size / 300.0, 0, -170 * size / 300.0], [0, size / 300.0, -90 * size / 300.0]])
+    crop = np.empty((size, size, 3), np.uint8)
+    n = 0
+    t = time.perf_counter()
+    for clip in clips:
+        cw = writer.begin_clip(clip, frame_shape=(size, size, 3))
+        if clip.source_kind == "images":
+            frames = (
+                cv2.cvtColor(
+                    cv2.imdecode(np.fromfile(Path(clip.source_path) / f, np.uint8), cv2.IMREAD_COLOR),
+                    cv2.COLOR_BGR2RGB,
+                )
+                for f in clip.frame_files
+            )
+        else:
+            container = av.open(clip.source_path)
+            frames = (f.to_ndarray(format="rgb24") for f in container.decode(video=0))
+        for rgb in frames:
+            cv2.warpAffine(
+                rgb, m, (size, size), dst=crop, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            cw.append(crop)
+            n += 1
+        if clip.source_kind != "images":
+            container.close()
+        cw.abort()  # the frames were written; the metadata is not what is measured
+    writer.close()
+    return n, time.perf_counter() - t
+
+
+def startup_seconds(backend: str, workers: int, out: Path, source: Path) -> float:
+    """Seconds for a backend to be ready (Dask: the LocalCluster's workers have registered)."""
+    b = make_backend(backend, workers, None, out, source)
+    t = time.perf_counter()
+    b.start()
+    elapsed = time.perf_counter() - t
+    b.close()
+    return elapsed
+
+
+def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, repeats: int) -> None:
+    """Limit and builds, each in its own process (so CPU time is measured per run, workers included)."""
+    cfg = load_config(pipeline, overrides)
+    n_clips = len(get_adapter(cfg.dataset.adapter, data, **cfg.dataset.options).scan().clips)
+    sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
+    runs = [("local", 1), ("local", 2), ("dask", 2)]
+    best: dict[tuple[str, int], tuple[float, float]] = {}
+    limit = (0.0, 0.0)
+    frames = 0
+    load0 = os.getloadavg()[0]
+    for r in range(repeats):
+        out = tmp / f"{name}-limit{r}"
+        _, cpu = in_child(
+            [__file__, "--limit-only", str(pipeline), str(data), str(out), json.dumps(overrides)]
+        )
+        lim = json.loads((out / "limit.json").read_text())
+        limit = max(limit, (lim["frames"] / lim["seconds"], lim["frames"] / cpu))
+        for backend, workers in runs:
+            out = tmp / f"{name}-{backend}{workers}-{r}"
+            cmd = ["-m", "mepipe", "build-dataset", str(pipeline), "--source", str(data), "--out", str(out)]
+            _, cpu = in_child([*cmd, "--workers", str(workers), "--backend", backend, "-q", *sets])
+            info = json.loads((out / "build-info.json").read_text())
+            frames = info["frames_built"]
+            fps = frames / info["seconds"]
+            old = best.get((backend, workers), (0.0, 0.0))
+            best[(backend, workers)] = (max(old[0], fps), max(old[1], frames / cpu))
+    one = best[("local", 1)][0]
+    print(f"\n{name}: {n_clips} clips, {frames} frames, crop {cfg.align.crop_size}; best of {repeats}")
+    print(
+        f"load average (1 min) at the start / end: {load0:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"decode-bound limit (decode + warp + write, 1 process): {limit[0]:.0f} frames/s, "
+        f"{limit[1]:.0f} frames per CPU-second\n"
+    )
+    print(
+        "| run | workers | frames/s | vs 1 worker | frames/s per core | per core vs limit | "
+        "frames per CPU-second | vs limit |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| decode + warp + write (limit) | 1 | {limit[0]:.0f} | - | {limit[0]:.0f} | 100 % | "
+        f"{limit[1]:.0f} | 100 % |"
+    )
+    for (backend, workers), (fps, per_cpu) in best.items():
+        print(
+            f"| mepipe, {backend} | {workers} | {fps:.0f} | {fps / one:.2f}x | {fps / workers:.0f} | "
+            f"{100 * fps / workers / limit[0]:.0f} % | {per_cpu:.0f} | {100 * per_cpu / limit[1]:.0f} % |"
+        )
+
+
+def limit_only(pipeline: str, data: str, out: str, overrides: str) -> None:
+    """``--limit-only``: the decode-bound run in this process; writes OUT/limit.json."""
+    cfg = load_config(Path(pipeline), json.loads(overrides))
+    clips = get_adapter(cfg.dataset.adapter, Path(data), **cfg.dataset.options).scan().clips
+    n, seconds = decode_bound(clips, Path(out), cfg.align.crop_size)
+    (Path(out) / "limit.json").write_text(json.dumps({"frames": n, "seconds": seconds}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", type=int, default=6, help="CASME II-layout subjects")
+    ap.add_argument("--clips", type=int, default=8, help="clips per subject")
+    ap.add_argument("--video-subjects", type=int, default=4, help="DFEW-layout subjects (0: skip videos)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument(
+        "--limit-only", nargs=4, metavar=("PIPELINE", "DATA", "OUT", "OVERRIDES"), help=argparse.SUPPRESS
+    )
+    args = ap.parse_args()
+    if args.limit_only:
+        limit_only(*args.limit_only)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        synthesize("casme2", tmp / "casme2", subjects=args.subjects, clips_per_subject=args.clips, seed=0)
+        run_set(
+            "CASME II layout (JPEG frames)",
+            ROOT / "pipelines" / "demo-micro.yaml",
+            tmp / "casme2",
+            tmp,
+            {},
+            args.repeats,
+        )
+        if args.video_subjects:
+            synthesize("dfew", tmp / "dfew", subjects=args.video_subjects, clips_per_subject=4, seed=0)
+            run_set(
+                "DFEW layout (mp4 videos, keyframes uniform)",
+                ROOT / "pipelines" / "demo-macro.yaml",
+                tmp / "dfew",
+                tmp,
+                {"keyframes.mode": "uniform", "pairs.write": False},
+                args.repeats,
+            )
+        print(
+            f"\nDask LocalCluster of 2 workers ready in {startup_seconds('dask', 2, tmp, tmp):.1f} s (included "
+            "in the Dask build times, as the start of the local worker processes is in theirs)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Helpers for the build-engine tests: a small synthetic CASME II set, builds run as real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mepipe.shards import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE = REPO / "pipelines" / "demo-micro.yaml"
+FAST_OVERRIDES = {"align.crop_size": 64, "build.clips_per_task": 1, "shards.max_clips": 2}
+"""Small crops and one clip per task: quick builds with many shards (many moments to be killed at)."""
+FAST = [arg for k, v in FAST_OVERRIDES.items() for arg in ("--set", f"{k}={v}")]
+
+
+def fast_cfg(**extra):
+    """The pipeline the subprocess builds use (same config hash), with ``extra`` overrides."""
+    from mepipe.config import load_config
+
+    return load_config(PIPELINE, {**FAST_OVERRIDES, **extra})
+
+
+_SYNTH: dict[tuple[int, int, int], Path] = {}
+
+
+def make_synth(root: Path, subjects: int = 2, clips: int = 3, seed: int = 0) -> Path:
+    """A synthetic CASME II-layout set (written once per test session and shared: treat it as
+    read-only, copy it to change it)."""
+    from mepipe.synth import synthesize
+
+    key = (subjects, clips, seed)
+    if key not in _SYNTH or not _SYNTH[key].is_dir():
+        synthesize("casme2", root, subjects=subjects, clips_per_subject=clips, seed=seed)
+        _SYNTH[key] = root
+    return _SYNTH[key]
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of a build subprocess: this checkout first on the path."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e.update(extra)
+    return e
+
+
+def build_cmd(source: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "mepipe", "build-dataset", str(PIPELINE),
+        "--source", str(source), "--out", str(out), *FAST, *extra,
+    ]  # fmt: skip
+
+
+def start_build(source: Path, out: Path, *extra: str, **env_extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        build_cmd(source, out, *extra),
+        env=env(**env_extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run_build(source: Path, out: Path, *extra: str, timeout: float = 300, **env_extra: str):
+    """Run a build to the end in a subprocess; returns the CompletedProcess."""
+    return subprocess.run(
+        build_cmd(source, out, *extra), env=env(**env_extra), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def ok_digests(out: Path) -> dict[str, str]:
+    """``{key: frames_sha256}`` of the ok rows of a build."""
+    return {r.key: r.frames_sha256 for r in read_manifest(out) if r.status == "ok"}
+
+
+def descendants(pid: int) -> list[int]:
+    """Pids of every live process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(cond, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
