@@ -25,7 +25,8 @@ import numpy as np
 from mepipe.build import build_dataset
 from mepipe.config import load_config
 from mepipe.shards import read_frames, read_manifest
-from mepipe.shards.writer import CLIPS_GROUP, ClipOutput, ShardWriter, encode_jpeg, jpeg_digest
+from mepipe.shards.format import CLIPS_GROUP, ClipOutput, encode_jpeg, jpeg_digest
+from mepipe.shards.writer import ShardWriter
 from mepipe.synth import synthesize
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo-macro.yaml"

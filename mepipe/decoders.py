@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mepipe.framesource import SOURCES, FrameReadError, FrameSource, as_rgb, first_line, size_changed
 from mepipe.provenance import file_sha256
 from mepipe.records import ClipRecord
 from mepipe.registry import Registry
-from mepipe.sources import FrameReadError, FrameSource, as_rgb, first_line, size_changed
 
 DEFAULT_DECODER = "pyav"
 
@@ -331,3 +331,8 @@ def variable_rate_note(ts_ms: np.ndarray, tolerance: float = 0.1) -> str:
         f"variable frame rate: frame intervals {d.min():.1f}..{d.max():.1f} ms (median {med:.1f}); "
         "fps is the container average, timestamps_ms holds the real times"
     )
+
+
+@SOURCES.register("video")
+def _open_video(clip: ClipRecord, *, decode_threads: int = 1, decoder: str | None = None) -> FrameSource:
+    return open_video(clip, decode_threads=decode_threads, decoder=decoder or DEFAULT_DECODER)

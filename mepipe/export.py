@@ -38,9 +38,9 @@ import numpy as np
 
 from mepipe.errors import ConfigError
 from mepipe.records import ManifestRow
+from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import require_complete
 from mepipe.shards.reader import open_shard, read_frame, read_frames, timestamps_ms
-from mepipe.shards.writer import CLIPS_GROUP
 
 FORMATS = ("frames", "npz", "ststnet")
 INDEX_COLUMNS = (

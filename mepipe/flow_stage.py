@@ -32,9 +32,9 @@ import numpy as np
 from mepipe import __version__
 from mepipe.config import FlowConfig
 from mepipe.flow import compute_flow, flow_channels, frame_pairs, normalise
+from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import require_complete
 from mepipe.shards.reader import assert_self_contained, open_shard, read_frame
-from mepipe.shards.writer import CLIPS_GROUP
 
 FLOW_GROUP = "flow"
 FLOW_SCHEMA_VERSION = 3

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from mepipe.face.geometry import apply_transform
+from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import read_manifest
 from mepipe.shards.reader import open_shard, read_frame
-from mepipe.shards.writer import CLIPS_GROUP
 
 TILE = 160
 LABEL_W = 260

@@ -45,9 +45,9 @@ import pandas as pd
 from mepipe.config import PairsConfig
 from mepipe.errors import ShardError
 from mepipe.records import ManifestRow
+from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import read_manifest, require_complete, shard_path
 from mepipe.shards.reader import open_shard, timestamps_ms
-from mepipe.shards.writer import CLIPS_GROUP
 
 PAIRS_NAME = "pairs.csv"
 PAIRS_INFO_NAME = "pairs.json"

@@ -26,7 +26,7 @@ from mepipe.face.qa import assess
 from mepipe.face.stage import ArraySink, align_clip
 from mepipe.keyframes import keep_indices, position_of, resolve_keyframes
 from mepipe.records import ClipIssue, ClipRecord, ManifestRow
-from mepipe.shards.writer import ClipOutput, encode_jpeg, jpeg_digest
+from mepipe.shards.format import ClipOutput, encode_jpeg, jpeg_digest
 from mepipe.sources import FrameReadError, open_source
 
 

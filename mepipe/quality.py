@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from mepipe.face.geometry import apply_transform, inter_ocular
+from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import read_manifest
 from mepipe.shards.reader import open_shard
-from mepipe.shards.writer import CLIPS_GROUP
 
 
 @dataclass(frozen=True)

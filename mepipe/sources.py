@@ -22,76 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
+from mepipe import decoders  # noqa: F401  (registers the video source kind)
+from mepipe.framesource import (  # noqa: F401  (re-exported: the interface every caller imports from here)
+    SOURCES,
+    FrameReadError,
+    FrameSource,
+    as_rgb,
+    first_line,
+    size_changed,
+)
 from mepipe.records import ClipRecord
-from mepipe.registry import Registry
-
-
-class FrameReadError(Exception):
-    """A frame could not be decoded; ``reason`` is a manifest reason code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class FrameSource(ABC):
-    """Frames of one clip: count, fps, indexed read and sequential iteration.
-
-    Attributes:
-        fps: frame rate (for videos: the container's average rate).
-        frame_numbers: source frame number of each position.
-        random_access: ``True`` when :meth:`read` in any order is cheap (image files); ``False`` for
-            videos, which should be consumed with :meth:`iter_range`.
-        notes: non-fatal findings while opening/decoding (e.g. variable frame rate), for the manifest.
-    """
-
-    fps: float
-    frame_numbers: list[int]
-    random_access: ClassVar[bool] = True
-    notes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.frame_numbers)
-
-    @abstractmethod
-    def read(self, i: int) -> np.ndarray:
-        """Frame at position ``i`` as ``(H, W, 3) uint8 RGB``; raises :class:`FrameReadError`."""
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for _, frame in self.iter_range(0, len(self)):
-            yield frame
-
-    def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
-        """``(position, frame)`` for positions ``start <= i < stop`` in order (sequential decode)."""
-        for i in range(start, min(stop, len(self))):
-            yield i, self.read(i)
-
-    def timestamps_ms(self) -> np.ndarray:
-        """``(T,) float64`` presentation time of each position in ms (frame number / fps by default)."""
-        fps = self.fps if self.fps and self.fps > 0 else 1.0
-        return np.asarray(self.frame_numbers, dtype=np.float64) * (1000.0 / fps)
-
-    def checksum(self, i: int) -> str:
-        """sha256 of the bytes frame ``i`` was decoded from ('' when not per-frame)."""
-        return ""
-
-    def file_checksum(self) -> str:
-        """sha256 of the whole source file ('' when the clip is not one file)."""
-        return ""
-
-    def close(self) -> None:  # noqa: B027  (optional hook)
-        pass
-
-
-SOURCES: Registry = Registry("frame source")
-"""``source_kind`` -> a callable ``(clip, *, decode_threads, decoder) -> FrameSource``."""
 
 
 def is_truncated_jpeg(data: bytes) -> bool:
@@ -145,17 +89,6 @@ def image_size(path: str | os.PathLike, head_bytes: int = 1 << 16) -> tuple[int,
     """``(H, W)`` of a JPEG, PNG or BMP file from its first ``head_bytes`` (:func:`header_size`)."""
     with open(path, "rb") as f:
         return header_size(f.read(head_bytes))
-
-
-def size_changed(what: str, size: tuple[int, ...], expected: tuple[int, ...], whose: str) -> str:
-    """The ``frame_size_changed`` message: ``what`` is WxH where ``whose`` frames are W0xH0."""
-    h, w = int(size[0]), int(size[1])
-    h0, w0 = int(expected[0]), int(expected[1])
-    return (
-        f"{what} is {w}x{h} pixels but {whose} frames are {w0}x{h0}; a clip must keep one frame size "
-        "(a resized or foreign frame would be aligned with the wrong transform): re-extract or resize "
-        "that frame, or remove the clip"
-    )
 
 
 @SOURCES.register("images")
@@ -233,28 +166,6 @@ class ImageFolderSource(FrameSource):
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-
-
-@SOURCES.register("video")
-def _open_video(clip: ClipRecord, *, decode_threads: int = 1, decoder: str | None = None) -> FrameSource:
-    from mepipe.decoders import DEFAULT_DECODER, open_video
-
-    return open_video(clip, decode_threads=decode_threads, decoder=decoder or DEFAULT_DECODER)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when empty), at most 200 characters."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def as_rgb(frame: np.ndarray) -> np.ndarray:
-    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, >=3)`` uint8 -> C-contiguous ``(H, W, 3)`` (grey replicated)."""
-    if frame.ndim == 2:
-        return np.ascontiguousarray(np.repeat(frame[:, :, None], 3, axis=2))
-    if frame.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(frame, 3, axis=2))
-    return np.ascontiguousarray(frame[:, :, :3])
 
 
 def open_source(clip: ClipRecord, *, decode_threads: int = 1, decoder: str | None = None) -> FrameSource:

@@ -15,8 +15,9 @@ import pytest
 from mepipe.face.geometry import crop_template
 from mepipe.keyframes import MotionEnergyStream, motion_energy, resolve_keyframes
 from mepipe.records import ClipRecord
+from mepipe.shards.format import ClipOutput, encode_jpeg, jpeg_digest
 from mepipe.shards.reader import open_shard, read_clip, read_frames
-from mepipe.shards.writer import ClipOutput, ShardWriter, encode_jpeg, jpeg_digest
+from mepipe.shards.writer import ShardWriter
 from tests.macro_fixtures import expression_clip
 
 S = 48

@@ -110,8 +110,9 @@ def write_toy_build(
         ``out`` as a Path.
     """
     from mepipe.process import ok_row
+    from mepipe.shards.format import ClipOutput
     from mepipe.shards.manifest import write_manifest
-    from mepipe.shards.writer import ClipOutput, ShardWriter
+    from mepipe.shards.writer import ShardWriter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +161,7 @@ def write_toy_build(
             )  # type: ignore[arg-type]
             kw: dict = {}
             if jpeg_quality:
-                from mepipe.shards.writer import encode_jpeg, jpeg_digest
+                from mepipe.shards.format import encode_jpeg, jpeg_digest
 
                 blobs = encode_jpeg(frames, jpeg_quality)
                 kw = {"frames_jpeg": blobs, "frame_shape": (size, size, 3), "jpeg_quality": jpeg_quality}

@@ -32,9 +32,9 @@ from mepipe.errors import ShardError
 from mepipe.logs import get_logger
 from mepipe.records import ManifestRow
 from mepipe.shards.clipwriter import SCRATCH_DIR
+from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import MANIFEST_NAME, STATE_NAME, read_manifest, read_state
 from mepipe.shards.reader import iter_clip_keys, open_shard
-from mepipe.shards.writer import CLIPS_GROUP
 
 RESOLVED_NAME = "pipeline.resolved.yaml"
 OUTPUTS = (MANIFEST_NAME, STATE_NAME, "build-info.json", RESOLVED_NAME, "pairs.csv", "pairs.json")

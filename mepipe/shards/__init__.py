@@ -1,5 +1,6 @@
 """HDF5 shards and manifests: writing, reading and verifying (format: docs/shard-format.md)."""
 
+from mepipe.shards.format import ClipOutput
 from mepipe.shards.manifest import read_manifest, write_manifest
 from mepipe.shards.reader import (
     StoredClip,
@@ -13,7 +14,7 @@ from mepipe.shards.reader import (
     timestamps_ms,
 )
 from mepipe.shards.verify import VerifyReport, verify_build
-from mepipe.shards.writer import ClipOutput, ShardWriter
+from mepipe.shards.writer import ShardWriter
 
 __all__ = [
     "ClipOutput",

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from mepipe.records import ClipRecord
-from mepipe.shards.writer import CLIPS_GROUP, ClipOutput, encode_jpeg, write_metadata
+from mepipe.shards.format import CLIPS_GROUP, ClipOutput, encode_jpeg, write_metadata
 
 if TYPE_CHECKING:
     from mepipe.shards.writer import ShardWriter

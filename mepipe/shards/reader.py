@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from mepipe.errors import ShardError
-from mepipe.shards.writer import CLIPS_GROUP, SCHEMA_NAME, SCHEMA_VERSION
+from mepipe.shards.format import CLIPS_GROUP, SCHEMA_NAME, SCHEMA_VERSION
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mepipe.errors import ShardError
+from mepipe.shards.format import CLIPS_GROUP, jpeg_digest
 from mepipe.shards.manifest import MANIFEST_NAME, read_manifest, read_state, shard_path
 from mepipe.shards.reader import (
     decode_jpeg,
@@ -33,7 +34,6 @@ from mepipe.shards.reader import (
     iter_clip_keys,
     open_shard,
 )
-from mepipe.shards.writer import CLIPS_GROUP, jpeg_digest
 
 
 @dataclass
