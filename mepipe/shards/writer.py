@@ -31,6 +31,7 @@ SCHEMA_VERSION = 3
 (readable by older mepipe); version 2 adds JPEG-encoded frames (``frames_jpeg``); version 3 adds
 optical flow (``/clips/<key>/flow/<pair>``, written by the flow stage, :mod:`mepipe.flow_stage`)."""
 RAW_SCHEMA_VERSION = 1
+JPEG_SCHEMA_VERSION = 2  # JPEG frames without flow; the flow stage raises it to 3
 CLIPS_GROUP = "clips"
 
 
@@ -187,7 +188,7 @@ class ShardWriter:
         attrs = self._file.attrs
         attrs["schema"] = SCHEMA_NAME
         attrs["schema_version"] = (
-            SCHEMA_VERSION if self.file_attrs.get("frame_encoding") == "jpeg" else RAW_SCHEMA_VERSION
+            JPEG_SCHEMA_VERSION if self.file_attrs.get("frame_encoding") == "jpeg" else RAW_SCHEMA_VERSION
         )
         attrs["mepipe_version"] = __version__
         attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
