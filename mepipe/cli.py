@@ -343,7 +343,9 @@ def export_cmd(
             progress=bar.advance,
         )  # fmt: skip
     skipped = f", {s.skipped} not labelled by {labels} skipped" if s.skipped else ""
-    console.print(f"{s.clips} clips exported as {s.format} ({s.files} files{skipped}) -> {s.out}; index {s.index}")
+    console.print(
+        f"{s.clips} clips exported as {s.format} ({s.files} files{skipped}) -> {s.out}; index {s.index}"
+    )
 
 
 # --- mepipe train: MA2MI pre-training and fine-tuning (the commands live in mepipe.train.commands) ------

@@ -275,7 +275,11 @@ def _write_info(out: Path, build: Path, fmt, labels, frames, clips, skipped, spe
         "skipped_unlabelled": skipped,
     }
     if spec is not None:
-        info["flow"] = {**spec.to_dict(), "clips_from_stored_flow": from_store, "clips_computed": clips - from_store}
+        info["flow"] = {
+            **spec.to_dict(),
+            "clips_from_stored_flow": from_store,
+            "clips_computed": clips - from_store,
+        }
     (out / "export-info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 

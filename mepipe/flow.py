@@ -375,9 +375,15 @@ class FlowInput:
 
     def same_flow(self, backend: str, params: dict, compute_size: int) -> bool:
         """True when a flow made with these settings is the flow this input is computed from."""
-        return backend == self.backend and dict(params) == dict(self.params) and compute_size == self.compute_size
+        return (
+            backend == self.backend
+            and dict(params) == dict(self.params)
+            and compute_size == self.compute_size
+        )
 
-    def with_flow(self, backend: str, params: dict | None = None, compute_size: int | None = None) -> FlowInput:
+    def with_flow(
+        self, backend: str, params: dict | None = None, compute_size: int | None = None
+    ) -> FlowInput:
         """This input made from another flow (e.g. the one a build stores)."""
         return replace(
             self,

@@ -66,7 +66,9 @@ def flow_config_for(build_dir: str | Path, overrides: dict | None = None) -> Flo
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if given:
         origin += " + options"
-    cfg = schema.validate(FlowConfig, {**recorded, **given}, origin, what="flow settings", doc="docs/pipelines.md")
+    cfg = schema.validate(
+        FlowConfig, {**recorded, **given}, origin, what="flow settings", doc="docs/pipelines.md"
+    )
     require_backend(cfg.backend)
     return cfg
 
