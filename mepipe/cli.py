@@ -348,6 +348,50 @@ def export_cmd(
     )
 
 
+@app.command()
+@train_errors
+def predict(
+    run: Path = typer.Argument(..., help="a `train finetune --protocol all` run folder, or its model.pt"),
+    input_path: Path | None = typer.Argument(None, metavar="[INPUT]", help="a video file or a frame folder"),
+    build: Path | None = typer.Option(None, "--build", help="instead of INPUT: every ok clip of this build"),
+    onset: int | None = typer.Option(None, "--onset", help="onset, source frame number (default: estimated)"),
+    apex: int | None = typer.Option(None, "--apex", help="apex, source frame number (default: estimated)"),
+    fps: float | None = typer.Option(
+        None, "--fps", min=1.0, help="frame rate of a frame folder (default 30)"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="write prediction.json + heatmap.png (--build: predictions.csv) here"
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto"),
+) -> None:
+    """Run a trained model on a video or frame folder (face stage and keyframes as in its training
+    build), or on every clip of a build (--build, stored crops). Exit 1 when the clip is rejected."""
+    from mepipe.predict import predict_build, predict_clip, write_prediction
+
+    if (input_path is None) == (build is None):
+        raise typer.BadParameter("give INPUT (a video or frame folder) or --build OUT, not both")
+    if build is not None:
+        if onset is not None or apex is not None or fps is not None:
+            raise typer.BadParameter("--onset/--apex/--fps apply to INPUT; --build uses the stored keyframes")
+        res = predict_build(run, build, out=out, device=device)
+        if res.path is None:
+            import csv
+
+            if res.rows:
+                w = csv.DictWriter(sys.stdout, fieldnames=list(res.rows[0]))
+                w.writeheader()
+                w.writerows(res.rows)
+        else:
+            console.print(f"{len(res.rows)} clips predicted -> {res.path}")
+        return
+    assert input_path is not None
+    pred = predict_clip(run, input_path, onset=onset, apex=apex, fps=fps, device=device)
+    print("\n".join(pred.lines()))
+    if out is not None:
+        js, png = write_prediction(pred, out)
+        console.print(f"wrote {js}" + (f" and {png}" if png else ""))
+
+
 # --- mepipe train: MA2MI pre-training and fine-tuning (the commands live in mepipe.train.commands) ------
 
 app.add_typer(train_app, name="train")
