@@ -180,6 +180,9 @@ def export_build(
     skipped = sum(1 for _, k, _ in chosen if labels is not None and k < 0)
     chosen = [c for c in chosen if labels is None or c[1] >= 0]
     out = Path(out)
+    here, there = out.resolve(), build.resolve()
+    if here == there or there.is_relative_to(here):
+        raise ConfigError(f"--out {out} is (or holds) the build folder {build}; export into another folder")
     _prepare(out, force)
     names = _subject_names([r for r, _, _ in chosen])
     spec, use_stored = _ststnet_spec(build, flow_backend) if fmt == "ststnet" else (None, False)
