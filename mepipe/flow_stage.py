@@ -188,14 +188,23 @@ def stored_flow_input(group: h5py.Group, spec: FlowInput, i0: int, i1: int) -> n
 
 
 def recorded_flow_settings(build_dir: str | Path) -> dict | None:
-    """The settings of the flow a build stores (``OUT/flow-info.json``), ``None`` when it stores none."""
+    """The settings of the flow a build stores: ``OUT/flow-info.json`` (``mepipe flow``), else the
+    ``flow`` section of ``OUT/pipeline.resolved.yaml`` when it was enabled during the build; ``None``
+    when the build stores no flow. (Readers still check each clip's own flow attributes.)"""
     info = Path(build_dir) / FLOW_INFO_NAME
-    if not info.is_file():
-        return None
-    try:
-        return dict(json.loads(info.read_text())["settings"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    if info.is_file():
+        try:
+            return dict(json.loads(info.read_text())["settings"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    resolved = Path(build_dir) / "pipeline.resolved.yaml"
+    if resolved.is_file():
+        import yaml
+
+        section = (yaml.safe_load(resolved.read_text()) or {}).get("flow") or {}
+        if section.get("enabled"):
+            return {k: v for k, v in section.items() if k != "enabled"}
+    return None
 
 
 def build_flow_input(
