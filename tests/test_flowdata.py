@@ -16,7 +16,7 @@ from mepipe.errors import ConfigError
 from mepipe.flow import STSTNET_INPUT, FlowInput
 from mepipe.flow_stage import add_flow
 from mepipe.labels import load_scheme
-from mepipe.train import finetune_all, finetune_loso, load_model
+from mepipe.train import finetune_all, finetune_loso, load_model, plan_folds
 from mepipe.train.config import AugmentConfig, ModelConfig
 from mepipe.train.data import PairDataset, PairSampler, keyframe_pairs, make_loader
 from mepipe.train.evaluate import predict
@@ -31,7 +31,7 @@ from mepipe.train.flowdata import (
 from mepipe.train.frames import load_clips
 from mepipe.train.models import build_model
 from mepipe.train.runtime import cpu_threads, make_runtime
-from tests.toy import tiny_config, write_toy_build
+from tests.toy import fit_fold, tiny_config, write_toy_build
 
 SCHEME = load_scheme("casme2_5")
 
@@ -180,3 +180,23 @@ def test_ststnet_layout_and_exact_heat_map_decomposition() -> None:
     assert torch.allclose(score, out.logits.max(1).values, atol=1e-5)  # the map sums to the class score
     with pytest.raises(ValueError, match="28, 28"):
         net(torch.rand(2, 2, 3, 112, 112))
+
+
+def test_ststnet_with_jitter_and_flips_resumes_bit_exactly(toy: Path, tmp_path: Path) -> None:
+    plan = plan_folds(_clips(toy))[0]
+
+    def run(out: str, epochs: int, resume: bool):
+        cfg = tiny_config(
+            "finetune", toy, tmp_path / out, model__name="ststnet", optim__epochs=epochs, run__resume=resume,
+            data__jitter=1, augment__flip=0.5,
+        )  # fmt: skip
+        return fit_fold(cfg, plan, num_classes=5, size=48, checkpoint=tmp_path / out / "fold.pt")
+
+    full = run("full", 4, False)
+    run("cut", 2, False)
+    clear_cache()  # a new process starts without the cached inputs
+    resumed = run("cut", 4, True)
+    assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in resumed.history]
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert full.model.flow_input == resumed.model.flow_input == STSTNET_INPUT
