@@ -182,7 +182,7 @@ def main() -> None:
             p_seed, p_clip = sign_flip_p(d), mcnemar_exact_p(b, c)
             summary[m]["paired"] = {"d_uf1": d, "sign_flip_p": p_seed, "b": b, "c": c, "mcnemar_p": p_clip}
             print(
-                f"{m:<17}{statistics.mean(d):>+9.3f}+-{_sd(d):.3f}{p_seed:>13.3f}{b:>5}{c:>5}{p_clip:>11.3f}"
+                f"{m:<17}{statistics.mean(d):>+9.3f}+-{_sd(d):.3f}{p_seed:>13.3f}{b:>5}{c:>5}{p_clip:>11.2g}"
             )
         print(
             f"(with {len(args.seeds)} seeds the smallest possible sign-flip p is {2 / 2 ** len(args.seeds):.3f})"
