@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mepipe.errors import MepipeError
-from mepipe.train.commands import train_app
+from mepipe.train.commands import train_app, train_errors
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training."
@@ -291,6 +291,142 @@ def folds(
         f"{len(made)} {protocol} folds over {len(chosen)} clips ({ok - len(chosen)} ok clips left out by "
         f"--labels/--dataset); test side {sizes[0]}..{sizes[-1]} clips -> {path}"
     )
+
+
+def _names(text: str | None) -> list[str] | None:
+    """``"u,v,strain"`` -> ``["u", "v", "strain"]``; ``None`` stays ``None`` (option not given)."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+@app.command()
+@train_errors
+def flow(
+    out: Path = typer.Argument(..., help="build folder (build-dataset --out)"),
+    backend: str | None = typer.Option(
+        None, "--backend", help="dis (default), farneback, or tvl1 (needs the opencv-contrib wheel)"
+    ),
+    size: int | None = typer.Option(None, "--size", min=16, help="flow computed on grey crops of this side"),
+    pairs: str | None = typer.Option(
+        None, "--pairs", help="comma list of onset_apex, apex_offset, onset_every (default onset_apex)"
+    ),
+    every: int | None = typer.Option(None, "--every", min=1, help="onset_every: every k-th frame"),
+    channels: str | None = typer.Option(
+        None, "--channels", help="comma list of u, v, magnitude, strain (default all four)"
+    ),
+    normalisation: str | None = typer.Option(
+        None, "--normalisation", help="none (pixels, default), minmax (per sample: STSTNet), fixed"
+    ),
+    scale: float | None = typer.Option(None, "--scale", help="fixed normalisation: divisor in pixels"),
+    param: list[str] = typer.Option([], "--param", help="backend parameter KEY=VALUE (repeatable)"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True),
+) -> None:
+    """Add optical flow (u, v, magnitude, strain) to the shards of a finished build, without rebuilding.
+
+    Settings: the build's `flow` section (OUT/pipeline.resolved.yaml), overridden by the options given.
+    Each shard is rewritten through a copy and an atomic rename; a shard whose flow already matches is
+    skipped, so an interrupted run resumes. Frames are untouched (`mepipe verify` still passes).
+    """
+    from mepipe.flow_stage import add_flow, flow_config_for
+    from mepipe.logs import Progress, setup_logging
+    from mepipe.shards.manifest import require_complete
+
+    setup_logging(verbose)
+    over: dict[str, object] = {
+        "backend": backend,
+        "size": size,
+        "pairs": _names(pairs),
+        "every": every,
+        "channels": _names(channels),
+        "normalisation": normalisation,
+        "scale": scale,
+        "params": parse_overrides(param) or None,
+    }
+    cfg = flow_config_for(out, over)
+    n = sum(r.status == "ok" for r in require_complete(out))
+    desc = f"flow {cfg.backend} {cfg.size}px {'+'.join(cfg.pairs)}"
+    with Progress(desc, total=n, unit="clips") as bar:
+        done = add_flow(out, cfg, progress=bar.advance)  # a build lock on OUT goes around this call
+    console.print(
+        f"flow ({cfg.backend}, {cfg.size} px, {', '.join(cfg.pairs)}; {', '.join(cfg.channels)}; "
+        f"normalisation {cfg.normalisation}) in {done.clips} clips of {done.shards_done} shard(s) rewritten, "
+        f"{done.shards_skipped} already up to date -> {out / 'flow-info.json'}"
+    )
+
+
+@app.command("export")
+@train_errors
+def export_cmd(
+    out: Path = typer.Argument(..., help="build folder (build-dataset --out)"),
+    fmt: str = typer.Option(..., "--format", help="frames, npz or ststnet (28x28 u/v/strain images)"),
+    dest: Path = typer.Option(..., "--out", help="folder to write (must be new or empty unless --force)"),
+    labels: str | None = typer.Option(
+        None, "--labels", help="label scheme: clips it does not label are skipped (ststnet needs one)"
+    ),
+    frames: str = typer.Option("keyframes", "--frames", help="frames format: keyframes (onset, apex) or all"),
+    flow_backend: str | None = typer.Option(
+        None, "--flow-backend", help="ststnet: flow backend (default: the build's stored flow, else dis)"
+    ),
+    force: bool = typer.Option(False, "--force", help="DANGER: replace a non-empty --out folder"),
+) -> None:
+    """Export a build's clips as frame folders, one npz per clip, or STSTNet/HTNet flow images, each with
+    index.csv (key, dataset, subject, clip_id, label, onset, apex, offset, path) and export-info.json."""
+    from mepipe.export import export_build
+    from mepipe.logs import Progress, setup_logging
+
+    setup_logging(0)
+    with Progress(f"export {fmt}", unit="clips") as bar:
+        s = export_build(
+            out, dest, fmt, labels=labels, frames=frames, flow_backend=flow_backend, force=force,
+            progress=bar.advance,
+        )  # fmt: skip
+    skipped = f", {s.skipped} not labelled by {labels} skipped" if s.skipped else ""
+    console.print(
+        f"{s.clips} clips exported as {s.format} ({s.files} files{skipped}) -> {s.out}; index {s.index}"
+    )
+
+
+@app.command()
+@train_errors
+def predict(
+    run: Path = typer.Argument(..., help="a `train finetune --protocol all` run folder, or its model.pt"),
+    input_path: Path | None = typer.Argument(None, metavar="[INPUT]", help="a video file or a frame folder"),
+    build: Path | None = typer.Option(None, "--build", help="instead of INPUT: every ok clip of this build"),
+    onset: int | None = typer.Option(None, "--onset", help="onset, source frame number (default: estimated)"),
+    apex: int | None = typer.Option(None, "--apex", help="apex, source frame number (default: estimated)"),
+    fps: float | None = typer.Option(
+        None, "--fps", min=1.0, help="frame rate of a frame folder (default 30)"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="write prediction.json + heatmap.png (--build: predictions.csv) here"
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto"),
+) -> None:
+    """Run a trained model on a video or frame folder (face stage and keyframes as in its training
+    build), or on every clip of a build (--build, stored crops). Exit 1 when the clip is rejected."""
+    from mepipe.predict import predict_build, predict_clip, write_prediction
+
+    if (input_path is None) == (build is None):
+        raise typer.BadParameter("give INPUT (a video or frame folder) or --build OUT, not both")
+    if build is not None:
+        if onset is not None or apex is not None or fps is not None:
+            raise typer.BadParameter("--onset/--apex/--fps apply to INPUT; --build uses the stored keyframes")
+        res = predict_build(run, build, out=out, device=device)
+        if res.path is None:
+            import csv
+
+            if res.rows:
+                w = csv.DictWriter(sys.stdout, fieldnames=list(res.rows[0]))
+                w.writeheader()
+                w.writerows(res.rows)
+        else:
+            console.print(f"{len(res.rows)} clips predicted -> {res.path}")
+        return
+    assert input_path is not None
+    pred = predict_clip(run, input_path, onset=onset, apex=apex, fps=fps, device=device)
+    print("\n".join(pred.lines()))
+    if out is not None:
+        js, png = write_prediction(pred, out)
+        console.print(f"wrote {js}" + (f" and {png}" if png else ""))
 
 
 # --- mepipe train: MA2MI pre-training and fine-tuning (the commands live in mepipe.train.commands) ------

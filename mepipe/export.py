@@ -21,7 +21,11 @@ Formats (every export also writes ``DIR/index.csv``: one row per exported clip w
   ``u_test``, everyone else's in ``u_train``) and ``DIR/whole/`` with every image once. Needs a label
   scheme. Subjects are named by their id (``sub01``, ``006``, ``s01``), or ``<dataset>_<subject>``
   when two datasets of a composite share an id. Flow stored in the build (``mepipe flow``) is used when
-  it matches, else it is computed from the stored crops.
+  it has the onset -> apex pair and the three channels, else it is computed from the stored crops (DIS
+  on 112-px grey crops, or ``flow_backend``); both give the same image for the same flow settings.
+
+``DIR/export-info.json`` records the build, its manifest sha256, the options, the versions and, for
+``ststnet``, the flow settings and how many clips came from the stored flow.
 
 Nothing outside ``DIR`` is written; an existing non-empty ``DIR`` is refused unless ``force``.
 """
@@ -125,19 +129,15 @@ def ststnet_image(
     onset: np.ndarray, apex: np.ndarray, *, backend: str = "dis", size: int = 112
 ) -> np.ndarray:
     """The ``(28, 28, 3) uint8`` STSTNet input of one clip: (u, v, strain) of the onset -> apex flow
-    computed on ``size x size`` grey crops, resized to 28, min-max normalised per channel to 0..255."""
-    from mepipe.flow import flow_sample
+    computed on ``size x size`` grey crops, resized to 28, min-max normalised per channel to 0..255
+    (:data:`mepipe.flow.STSTNET_INPUT`, the input mepipe's own ``ststnet`` model trains on)."""
+    from mepipe.flow import STSTNET_INPUT
 
-    x, _ = flow_sample(
-        onset,
-        apex,
-        backend=backend,
-        size=size,
-        channels=("u", "v", "strain"),
-        output_size=STSTNET_SIZE,
-        normalisation="minmax",
-    )
-    return np.round(x * 255.0).astype(np.uint8)
+    return _to_uint8(STSTNET_INPUT.with_flow(backend, compute_size=size).from_frames(onset, apex))
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def export_build(
@@ -147,7 +147,7 @@ def export_build(
     *,
     labels: str | None = None,
     frames: str = "keyframes",
-    flow_backend: str = "dis",
+    flow_backend: str | None = None,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ExportSummary:
@@ -159,7 +159,8 @@ def export_build(
         fmt: one of :data:`FORMATS`.
         labels: label scheme name; clips it does not label are skipped (required for ``ststnet``).
         frames: ``keyframes`` (onset and apex) or ``all`` (``frames`` format only).
-        flow_backend: ``ststnet``: flow backend when the build holds no stored flow.
+        flow_backend: ``ststnet``: the flow backend; ``None``: the build's stored flow when it has
+            one (``mepipe flow``), else ``dis``. A backend other than the stored one is computed.
         force: replace a non-empty ``out``.
         progress: called with 1 after each exported clip.
 
@@ -179,8 +180,13 @@ def export_build(
     skipped = sum(1 for _, k, _ in chosen if labels is not None and k < 0)
     chosen = [c for c in chosen if labels is None or c[1] >= 0]
     out = Path(out)
+    here, there = out.resolve(), build.resolve()
+    if here == there or there.is_relative_to(here):
+        raise ConfigError(f"--out {out} is (or holds) the build folder {build}; export into another folder")
     _prepare(out, force)
     names = _subject_names([r for r, _, _ in chosen])
+    spec, use_stored = _ststnet_spec(build, flow_backend) if fmt == "ststnet" else (None, False)
+    from_store = 0
     index_rows: list[dict[str, object]] = []
     files = 0
     images: list[tuple[ManifestRow, int, str, np.ndarray]] = []
@@ -217,11 +223,14 @@ def export_build(
                 )
                 files += 1
             else:
-                img = _stored_ststnet(g)
-                if img is None:
-                    img = ststnet_image(
-                        read_frame(g, r.onset_idx), read_frame(g, r.apex_idx), backend=flow_backend
-                    )
+                from mepipe.flow_stage import stored_flow_input
+
+                assert spec is not None
+                x = stored_flow_input(g, spec, r.onset_idx, r.apex_idx) if use_stored else None
+                from_store += x is not None
+                if x is None:
+                    x = spec.from_frames(read_frame(g, r.onset_idx), read_frame(g, r.apex_idx))
+                img = _to_uint8(x)
                 subject = names[(r.dataset, r.subject)]
                 stem = f"{subject}_{r.clip_id.split('/')[-1]}"
                 rel = Path("whole") / f"{stem}.png"
@@ -239,24 +248,42 @@ def export_build(
         w = csv.DictWriter(fh, fieldnames=INDEX_COLUMNS)
         w.writeheader()
         w.writerows(index_rows)
+    _write_info(out, build, fmt, labels, frames, len(index_rows), skipped, spec, from_store)
     return ExportSummary(out, fmt, len(index_rows), skipped, files, index)
 
 
-def _stored_ststnet(group) -> np.ndarray | None:
-    """The clip's stored onset -> apex (u, v, strain) flow as an STSTNet image, if the build holds it."""
-    flow = group.get("flow")
-    if flow is None or "onset_apex" not in flow:
-        return None
-    ds = flow["onset_apex"]
-    channels = [str(c) for c in ds.attrs.get("channels", [])]
-    if not all(c in channels for c in ("u", "v", "strain")):
-        return None
-    from mepipe.flow import normalise, resize_channels
+def _ststnet_spec(build: Path, backend: str | None):
+    from mepipe.flow import STSTNET_INPUT
+    from mepipe.flow_stage import build_flow_input
 
-    x = ds[()].astype(np.float32)[..., [channels.index(c) for c in ("u", "v", "strain")]]
-    x = resize_channels(x, ("u", "v", "strain"), STSTNET_SIZE)
-    x, _ = normalise(x, "minmax")
-    return np.round(x * 255.0).astype(np.uint8)
+    return build_flow_input(build, STSTNET_INPUT, backend)
+
+
+def _write_info(out: Path, build: Path, fmt, labels, frames, clips, skipped, spec, from_store) -> None:
+    """``DIR/export-info.json``: what was exported from which build, with which settings and versions."""
+    import json
+
+    from mepipe import __version__
+    from mepipe.provenance import file_sha256, library_versions
+
+    info: dict[str, object] = {
+        "mepipe_version": __version__,
+        "versions": library_versions(),
+        "build": str(build.resolve()),
+        "manifest_sha256": file_sha256(build / "manifest.csv"),
+        "format": fmt,
+        "labels": labels,
+        "frames": frames if fmt == "frames" else None,
+        "clips": clips,
+        "skipped_unlabelled": skipped,
+    }
+    if spec is not None:
+        info["flow"] = {
+            **spec.to_dict(),
+            "clips_from_stored_flow": from_store,
+            "clips_computed": clips - from_store,
+        }
+    (out / "export-info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def _index_row(r: ManifestRow, label: int, name: str, rel: Path) -> dict[str, object]:

@@ -25,7 +25,9 @@ provide ``cv2.optflow``; mepipe depends on ``opencv-python-headless``, so ``tvl1
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -95,10 +97,15 @@ def tvl1_available() -> bool:
     return hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
 
 
-@FLOW_BACKENDS.register("tvl1")
-def tvl1_flow(a: np.ndarray, b: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """Dual TV-L1 flow (``cv2.optflow``, opencv-contrib only); ``params`` go to
-    ``DualTVL1OpticalFlow_create`` (``tau``, ``lambda_``, ``theta``, ``nscales``, ``warps``, ...)."""
+def require_backend(name: str) -> None:
+    """Raise :class:`ConfigError` now when flow backend ``name`` is unknown or cannot run here (``tvl1``
+    without opencv-contrib), before any work starts."""
+    FLOW_BACKENDS.get(name)
+    if name == "tvl1":
+        _require_tvl1()
+
+
+def _require_tvl1() -> None:
     import cv2
 
     if not tvl1_available():
@@ -108,6 +115,15 @@ def tvl1_flow(a: np.ndarray, b: np.ndarray, params: dict[str, Any]) -> np.ndarra
             "(pip uninstall -y opencv-python-headless && pip install 'opencv-contrib-python-headless<5'; "
             "never keep two OpenCV wheels), or use flow.backend=dis"
         )
+
+
+@FLOW_BACKENDS.register("tvl1")
+def tvl1_flow(a: np.ndarray, b: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Dual TV-L1 flow (``cv2.optflow``, opencv-contrib only); ``params`` go to
+    ``DualTVL1OpticalFlow_create`` (``tau``, ``lambda_``, ``theta``, ``nscales``, ``warps``, ...)."""
+    import cv2
+
+    _require_tvl1()
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(**params)
     return tvl1.calc(a, b, None)
 
@@ -227,6 +243,27 @@ def normalise(x: np.ndarray, mode: str = "none", scale: float | None = None) -> 
     raise ConfigError(f"flow.normalisation={mode!r}: use one of {list(NORMALISATIONS)}")
 
 
+def unnormalise(x: np.ndarray, record: dict) -> np.ndarray | None:
+    """Undo :func:`normalise` with the record it returned: ``(H, W, C) float32`` in the original units.
+
+    ``minmax`` is undone exactly (a constant channel comes back as its constant); ``fixed`` only when
+    nothing was clipped (no value at -1 or 1), else ``None`` (the original is lost: compute it again).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    mode = record.get("mode", "none")
+    if mode == "none":
+        return x.copy()
+    if mode == "minmax":
+        lo = np.asarray(record["min"], dtype=np.float32)
+        hi = np.asarray(record["max"], dtype=np.float32)
+        return (x * (hi - lo) + lo).astype(np.float32)
+    if mode == "fixed":
+        if np.any(np.abs(x) >= 1.0):
+            return None
+        return (x * float(record["scale"])).astype(np.float32)
+    raise ValueError(f"unknown normalisation record {record!r}")
+
+
 def frame_pairs(
     spec: str, onset_idx: int, apex_idx: int, offset_idx: int, n_frames: int, every: int = 1
 ) -> list[tuple[str, int, int]]:
@@ -283,3 +320,103 @@ def flow_sample(
     if output_size is not None:
         x = resize_channels(x, channels, output_size)
     return normalise(x, normalisation, scale)
+
+
+@dataclass(frozen=True)
+class FlowInput:
+    """The flow input a flow-based model reads, and how it is made from an onset/apex pair.
+
+    Attributes:
+        channels: channel names (:data:`CHANNELS`), in the order the model sees them.
+        size: side ``N`` of the model input (STSTNet: 28).
+        normalisation, scale: per-sample normalisation (:func:`normalise`) of the ``N x N`` channels.
+        backend, params: flow backend and its parameters (:data:`FLOW_BACKENDS`).
+        compute_size: the flow is computed on grey crops of this side, then resized to ``size``
+            (displacements rescaled, strain kept; :func:`resize_channels`).
+
+    One sample is :meth:`from_frames` ``(N, N, C) float32``; a flow stored by the flow stage with the
+    same backend, parameters and ``compute_size`` gives the same values (:meth:`from_stored`).
+    """
+
+    channels: tuple[str, ...] = ("u", "v", "strain")
+    size: int = 28
+    normalisation: str = "minmax"
+    scale: float | None = None
+    backend: str = "dis"
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
+    compute_size: int = 112
+
+    def from_frames(self, onset: np.ndarray, apex: np.ndarray) -> np.ndarray:
+        """``(N, N, C) float32``: the input of one clip from its onset and apex crops ``(S, S, 3) uint8``."""
+        x, _ = flow_sample(
+            onset,
+            apex,
+            backend=self.backend,
+            size=self.compute_size,
+            params=self.params,
+            channels=self.channels,
+            output_size=self.size,
+            normalisation=self.normalisation,
+            scale=self.scale,
+        )
+        return x
+
+    def from_stored(self, x: np.ndarray, channels: Sequence[str], record: dict) -> np.ndarray | None:
+        """The input from a stored flow ``(M, M, C') float32`` with its ``channels`` and normalisation
+        ``record``; ``None`` when a channel is missing or the stored values cannot be undone."""
+        if not all(c in channels for c in self.channels):
+            return None
+        raw = unnormalise(x, record)
+        if raw is None:
+            return None
+        picked = raw[..., [list(channels).index(c) for c in self.channels]]
+        out, _ = normalise(resize_channels(picked, self.channels, self.size), self.normalisation, self.scale)
+        return out
+
+    def same_flow(self, backend: str, params: dict, compute_size: int) -> bool:
+        """True when a flow made with these settings is the flow this input is computed from."""
+        return (
+            backend == self.backend
+            and dict(params) == dict(self.params)
+            and compute_size == self.compute_size
+        )
+
+    def with_flow(
+        self, backend: str, params: dict | None = None, compute_size: int | None = None
+    ) -> FlowInput:
+        """This input made from another flow (e.g. the one a build stores)."""
+        return replace(
+            self,
+            backend=backend,
+            params=dict(params or {}),
+            compute_size=self.compute_size if compute_size is None else int(compute_size),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (stored in ``model.pt``)."""
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlowInput:
+        d = dict(data)
+        d["channels"] = tuple(d.get("channels", cls.channels))
+        d["params"] = dict(d.get("params") or {})
+        return cls(**d)
+
+    def key(self) -> str:
+        """A string identifying these settings (cache keys)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def describe(self) -> str:
+        return (
+            f"{','.join(self.channels)} at {self.size}x{self.size}, {self.normalisation}, "
+            f"{self.backend} flow on {self.compute_size}-px grey crops"
+        )
+
+
+STSTNET_INPUT = FlowInput()
+"""STSTNet's input (Liong et al. 2019): onset -> apex (u, v, optical strain), 28 x 28, each channel min-max
+normalised per sample. The paper used TV-L1 flow; mepipe computes DIS unless the build stores another
+(``mepipe flow OUT --backend tvl1``)."""

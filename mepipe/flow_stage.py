@@ -31,7 +31,7 @@ import numpy as np
 
 from mepipe import __version__
 from mepipe.config import FlowConfig
-from mepipe.flow import compute_flow, flow_channels, frame_pairs, normalise
+from mepipe.flow import FlowInput, compute_flow, flow_channels, frame_pairs, normalise, require_backend
 from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import require_complete
 from mepipe.shards.reader import assert_self_contained, open_shard, read_frame
@@ -40,6 +40,37 @@ FLOW_GROUP = "flow"
 FLOW_SCHEMA_VERSION = 3
 FLOW_INFO_NAME = "flow-info.json"
 TMP_SUFFIX = ".flowtmp"
+
+
+def flow_config_for(build_dir: str | Path, overrides: dict | None = None) -> FlowConfig:
+    """The flow settings for ``mepipe flow OUT``: the build's recorded ``flow`` section
+    (``OUT/pipeline.resolved.yaml``; the defaults when it has none) with ``overrides`` applied.
+
+    Args:
+        build_dir: the build folder.
+        overrides: flow keys without the ``flow.`` prefix (``{"backend": "farneback", "size": 64}``);
+            ``None`` values are ignored (an option that was not given).
+
+    Raises:
+        ConfigError: a bad value, naming the key, the value and what is allowed; a backend that cannot
+            run here (``tvl1`` without opencv-contrib).
+    """
+    from mepipe import schema
+
+    recorded: dict = {}
+    resolved = Path(build_dir) / "pipeline.resolved.yaml"
+    origin = "flow defaults"
+    if resolved.is_file():
+        recorded = dict(schema.load_yaml(resolved, "pipeline").get("flow") or {})
+        origin = f"{resolved} flow section"
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if given:
+        origin += " + options"
+    cfg = schema.validate(
+        FlowConfig, {**recorded, **given}, origin, what="flow settings", doc="docs/pipelines.md"
+    )
+    require_backend(cfg.backend)
+    return cfg
 
 
 def flow_settings(cfg: FlowConfig) -> dict:
@@ -138,6 +169,66 @@ def read_clip_flow(group: h5py.Group, name: str = "onset_apex") -> tuple[np.ndar
     return ds[()], attrs
 
 
+def stored_flow_input(group: h5py.Group, spec: FlowInput, i0: int, i1: int) -> np.ndarray | None:
+    """The model input ``spec`` of pair ``i0 -> i1`` read from the clip's stored ``onset_apex`` flow, or
+    ``None`` when the clip stores no such flow, or one of another pair, backend, parameters or size, or
+    lacking a channel (the caller then computes it with :meth:`FlowInput.from_frames`)."""
+    fg = group.get(FLOW_GROUP)
+    if fg is None or "onset_apex" not in fg:
+        return None
+    ds = fg["onset_apex"]
+    a = ds.attrs
+    if [int(v) for v in a.get("frame_idx", [])] != [int(i0), int(i1)]:
+        return None
+    params = json.loads(a.get("params", "{}"))
+    if not spec.same_flow(str(a.get("backend", "")), params, int(a.get("size", -1))):
+        return None
+    channels = [c.decode() if isinstance(c, bytes) else str(c) for c in a.get("channels", [])]
+    return spec.from_stored(ds[()], channels, json.loads(a.get("normalisation", '{"mode": "none"}')))
+
+
+def recorded_flow_settings(build_dir: str | Path) -> dict | None:
+    """The settings of the flow a build stores: ``OUT/flow-info.json`` (``mepipe flow``), else the
+    ``flow`` section of ``OUT/pipeline.resolved.yaml`` when it was enabled during the build; ``None``
+    when the build stores no flow. (Readers still check each clip's own flow attributes.)"""
+    info = Path(build_dir) / FLOW_INFO_NAME
+    if info.is_file():
+        try:
+            return dict(json.loads(info.read_text())["settings"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    resolved = Path(build_dir) / "pipeline.resolved.yaml"
+    if resolved.is_file():
+        import yaml
+
+        section = (yaml.safe_load(resolved.read_text()) or {}).get("flow") or {}
+        if section.get("enabled"):
+            return {k: v for k, v in section.items() if k != "enabled"}
+    return None
+
+
+def build_flow_input(
+    build_dir: str | Path, base: FlowInput, backend: str | None = None
+) -> tuple[FlowInput, bool]:
+    """The flow input to use on a build: ``base`` made from the flow the build stores when that flow has
+    the onset -> apex pair and every channel ``base`` needs (and is of ``backend`` when one is asked
+    for); else ``base`` with ``backend``, computed from the crops.
+
+    Returns:
+        ``(spec, stored)``: ``stored`` says that the build's stored flow can be read for it.
+    """
+    settings = recorded_flow_settings(build_dir)
+    if (
+        settings is not None
+        and "onset_apex" in settings.get("pairs", ())
+        and all(c in settings.get("channels", ()) for c in base.channels)
+        and (backend is None or settings.get("backend") == backend)
+    ):
+        spec = base.with_flow(str(settings["backend"]), settings.get("params") or {}, int(settings["size"]))
+        return spec, True
+    return (base if backend is None else base.with_flow(backend)), False
+
+
 @dataclass(frozen=True)
 class FlowSummary:
     """What :func:`add_flow` did: shards rewritten / already up to date, clips and flows written."""
@@ -165,9 +256,11 @@ def add_flow(
 
     Raises:
         ShardError: unfinished build, or a shard that is missing or not self-contained.
+        ConfigError: a backend that cannot run here (``tvl1`` without opencv-contrib), before any work.
     """
     build = Path(build_dir)
     rows = [r for r in require_complete(build) if r.status == "ok"]
+    require_backend(cfg.backend)
     by_shard: dict[str, list] = {}
     for r in rows:
         by_shard.setdefault(r.shard, []).append(r)

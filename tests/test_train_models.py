@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mepipe.train.config import MA2MIConfig, ModelConfig
-from mepipe.train.models import MODELS, PRETRAINERS, build_model
+from mepipe.train.models import MODELS, PRETRAINERS, build_model, flow_input
 from mepipe.train.models.ma2mi import transfer_state
 from mepipe.train.models.miacnet import MIACNet
 from mepipe.train.runtime import cpu_threads
@@ -22,15 +22,23 @@ def _one_thread():
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("size", [112, 128, 224])
 def test_every_registered_model_honours_the_contract(name: str, size: int) -> None:
-    """Every classifier: pair in, logits out, a heat map in [0, 1] on the N/16 grid, gradients flow."""
+    """Every classifier: its input in (a pair, or the flow image its registry entry names), logits out,
+    a heat map in [0, 1] (pair models: on the N/16 grid), gradients flow."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, input_size=size, width=8, pos_heads=2), num_classes=5)
-    x = torch.randn(2, 2, 3, size, size)
+    spec = flow_input(name)
+    if spec is None:
+        x = torch.randn(2, 2, 3, size, size)
+    else:
+        x = torch.rand(2, len(spec.channels), spec.size, spec.size)
     out = model.forward_all(x)
     g = size // 16
     assert out.logits.shape == (2, 5)
     heat = out.heatmap()
-    assert heat.shape == (2, g, g)
+    if spec is None:
+        assert heat.shape == (2, g, g)
+    else:
+        assert heat.ndim == 3 and heat.shape[0] == 2 and max(heat.shape[1:]) <= spec.size
     assert float(heat.min()) >= 0 and float(heat.max()) <= 1 and float(heat.max()) > 0
     assert torch.equal(model.eval()(x), model.forward_all(x).logits)
     model.train()

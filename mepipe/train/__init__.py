@@ -17,7 +17,7 @@ Modules: ``config`` (schema), ``engine`` (the one epoch loop), ``pretrain`` (MA2
 ``finetune`` (one fold's training), ``loso`` (LOSO/LODO runs and ``--protocol all``), ``evaluate``
 (prediction, the sealed held-out evaluation), ``protocol`` (folds, ``HeldOut``), ``report`` and
 ``outputs`` (files), ``transfer`` (``--init``), ``deploy`` (``model.pt``), ``data`` / ``clips`` /
-``frames`` (datasets over shards), ``models`` (registry).
+``frames`` (datasets over shards), ``flowdata`` (optical-flow inputs of flow models), ``models`` (registry).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ _EXPORTS = {
     "plan_folds": "mepipe.train.protocol",
     "ClipDataset": "mepipe.train.clips",
     "PairDataset": "mepipe.train.data",
+    "FlowDataset": "mepipe.train.flowdata",
     "load_model": "mepipe.train.deploy",
     "loop_settings": "mepipe.train.engine",
 }

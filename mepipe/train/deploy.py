@@ -5,7 +5,8 @@ The file is a ``torch.save`` dict of plain tensors and data (it loads with ``wei
     {"format": "mepipe-model", "version": 1,
      "model": state_dict, "model_config": {...},      # the `model` section: rebuilds the network
      "classes": [...], "scheme": "casme2_5",          # what each output index means
-     "input": {"crop_size": S, "input_size": N, "mean": [...], "std": [...]},
+     "input": {"crop_size": S, "input_size": N, "mean": [...], "std": [...],
+               "flow": {...} | None},                 # flow models: the FlowInput they read
      "pipeline": {...},                               # the build's pipeline.resolved.yaml: how crops,
                                                       # keyframes and alignment were made
      "provenance": {...}, "config": {...}}            # versions, commit, build hash; the training config
@@ -23,9 +24,11 @@ import torch
 from torch import nn
 
 from mepipe.errors import ConfigError
+from mepipe.flow import FlowInput
 from mepipe.train.augment import MEAN, STD, prepare_pairs
 from mepipe.train.checkpoint import safe_load
 from mepipe.train.config import ModelConfig
+from mepipe.train.flowdata import inputs_from_frames, model_flow_input
 from mepipe.train.models import build_model
 
 MODEL_FORMAT = "mepipe-model"
@@ -55,12 +58,31 @@ class TrainedModel:
     pipeline: dict[str, Any]
     provenance: dict[str, Any]
 
+    @property
+    def flow_input(self) -> FlowInput | None:
+        """What a flow model reads (``None``: the model reads the frame pair itself)."""
+        return model_flow_input(self.model)
+
+    def inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """Model inputs of onset/apex pairs ``(B, 2, S, S, 3) uint8`` RGB: normalised pairs
+        ``(B, 2, 3, N, N)``, or for flow models their flow images (:attr:`flow_input`)."""
+        device = next(self.model.parameters()).device
+        spec = self.flow_input
+        if spec is not None:
+            return inputs_from_frames(frames, spec).to(device)
+        return prepare_pairs(frames.to(device), self.input_size)
+
     @torch.no_grad()
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K) float32`` of onset/apex pairs ``(B, 2, S, S, 3) uint8`` RGB."""
-        device = next(self.model.parameters()).device
-        x = prepare_pairs(frames.to(device), self.input_size)
-        return self.model(x).float().softmax(1).cpu()
+        return self.model(self.inputs(frames)).float().softmax(1).cpu()
+
+    @torch.no_grad()
+    def explain(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities (B, K), heat maps (B, h, w) in [0, 1])`` of onset/apex pairs; the heat map
+        is the model's own (``forward_all(...).heatmap()``, see each model's docstring)."""
+        out = self.model.forward_all(self.inputs(frames))
+        return out.logits.float().softmax(1).cpu(), out.heatmap().float().cpu()
 
 
 def save_model(
@@ -88,6 +110,7 @@ def save_model(
             "input_size": int(model_config["input_size"]),
             "mean": list(MEAN),
             "std": list(STD),
+            "flow": spec.to_dict() if (spec := model_flow_input(model)) is not None else None,
         },
         "pipeline": pipeline,
         "provenance": provenance,
@@ -119,6 +142,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedM
     cfg = ModelConfig(**data["model_config"])
     net = build_model(cfg, len(data["classes"]))
     net.load_state_dict(data["model"])
+    if data["input"].get("flow"):
+        net.flow_input = FlowInput.from_dict(data["input"]["flow"])
     net.to(device).eval()
     return TrainedModel(
         net,

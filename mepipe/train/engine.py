@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from mepipe.logs import get_logger
-from mepipe.train.augment import prepare_pairs
 from mepipe.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
 from mepipe.train.config import AugmentConfig, OptimConfig
-from mepipe.train.data import PairDataset, PairIndex, PairSampler, make_loader, prepared_batches
+from mepipe.train.data import PairDataset, PairIndex, PairSampler, make_loader
 from mepipe.train.ddp import all_reduce_sum, sync_buffers, wrap_model
+from mepipe.train.flowdata import prepare_batch, prepared_inputs
 from mepipe.train.runtime import Runtime, derive_seed, seed_everything
 
 log = get_logger(__name__)
@@ -93,7 +93,8 @@ class Objective:
     def step(
         self, net: nn.Module, x: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, list[float]]:
-        """Loss of one prepared batch ``x`` ``(B, 2, 3, N, N)`` and its per-batch sums (each value
+        """Loss of one prepared batch ``x`` (``(B, 2, 3, N, N)`` pairs, or flow images for flow models;
+        :func:`~mepipe.train.flowdata.prepare_batch`) and its per-batch sums (each value
         already multiplied by the batch size; the last one is the batch size)."""
         raise NotImplementedError
 
@@ -225,12 +226,7 @@ def train_steps(
     net.train()
     sums: list[float] = []
     for step, batch in enumerate(loader):
-        x = prepare_pairs(
-            batch["frames"].to(rt.device, non_blocking=True),
-            loop.input_size,
-            augment=loop.augment,
-            gen=aug_gen,
-        )
+        x = prepare_batch(batch, loop.input_size, device=rt.device, augment=loop.augment, gen=aug_gen)
         loss, values = objective.step(net, x, batch)
         optimizer_step(loss, net, opt, loop.optim.grad_clip, frozen)
         objective.after_step(model)
@@ -329,7 +325,7 @@ def run_epochs(
         rec.update(objective.record(sums, time.perf_counter() - t0))
         if loop.optim.bn_recalibrate and (last or objective.evaluates_every_epoch):
             pairs, batch_size = objective.recalibration_pairs()
-            batches = prepared_batches(
+            batches = prepared_inputs(
                 dataset, pairs, batch_size=batch_size, input_size=loop.input_size, device=rt.device
             )
             recalibrate_bn(model, batches, rt)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mepipe.train.augment import prepare_pairs
-from mepipe.train.data import PairDataset, keyframe_pairs
+from mepipe.train.data import keyframe_pairs
 from mepipe.train.ddp import unwrap
+from mepipe.train.flowdata import FlowDataset, make_dataset, model_flow_input, prepare_batch
 from mepipe.train.frames import ClipInfo
 from mepipe.train.protocol import HeldOut
 from mepipe.train.runtime import Runtime
@@ -46,7 +46,8 @@ def predict(
     """Class probabilities ``(N, K) float64`` for the annotated onset/apex pair of each clip.
 
     Args:
-        model: a registered classifier (``forward_all`` returns ``.logits`` and ``.heatmap()``).
+        model: a registered classifier (``forward_all`` returns ``.logits`` and ``.heatmap()``); a model
+            with a ``flow_input`` (flow models) is fed its flow inputs (:mod:`mepipe.train.flowdata`).
         clips: the clips to score.
         size: stored crop side S; input_size: model input side N; batch_size: clips per forward pass.
         rt: runtime.
@@ -58,20 +59,24 @@ def predict(
     net = unwrap(model)
     was_training = net.training
     net.eval()
-    dataset = PairDataset(clips, size)
+    dataset = make_dataset(clips, size, model_flow_input(net))
     pairs = keyframe_pairs(clips, 0, None)
     probs, samples = [], []
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s : s + batch_size]
         batch = dataset.__getitems__(chunk)
-        x = prepare_pairs(batch["frames"].to(rt.device), input_size)
+        x = prepare_batch(batch, input_size, device=rt.device)
         with rt.autocast():
             out = net.forward_all(x)
         probs.append(out.logits.float().softmax(1).cpu().double().numpy())
         want = heat - len(samples)
         if want > 0:
             hm = out.heatmap()[:want].cpu().numpy()
-            on, ap = to_uint8_images(x[:want, 0]), to_uint8_images(x[:want, 1])
+            if isinstance(dataset, FlowDataset):  # the pictures show the crops the flow came from
+                fr = dataset.frames(chunk[:want])["frames"].numpy()
+                on, ap = fr[:, 0], fr[:, 1]
+            else:
+                on, ap = to_uint8_images(x[:want, 0]), to_uint8_images(x[:want, 1])
             for j in range(len(hm)):
                 samples.append({"onset": on[j], "apex": ap[j], "heat": hm[j], "key": clips[s + j].key})
     dataset.handles.close()

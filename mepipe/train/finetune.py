@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mepipe.train.config import ModelConfig
-from mepipe.train.data import PairDataset, PairIndex, PairSampler, keyframe_pairs
+from mepipe.train.data import PairIndex, PairSampler, keyframe_pairs
 from mepipe.train.engine import LoopSettings, Objective, run_epochs
 from mepipe.train.evaluate import predict
+from mepipe.train.flowdata import FlowDataset, make_dataset, training_input
 from mepipe.train.frames import ClipInfo
 from mepipe.train.metrics import classification_metrics
 from mepipe.train.models import build_model
@@ -206,8 +207,15 @@ def fit(
 
     fold_seed = derive_seed(seed, fold)
 
+    spec = training_input(train, model.name)  # None: a model on frame pairs
+    dataset = make_dataset(train, size, spec)
+    if isinstance(dataset, FlowDataset):
+        dataset.warm()  # the onset/apex inputs, computed once here (DataLoader workers inherit them)
+
     def build() -> nn.Module:
         net = build_model(model, num_classes)
+        if spec is not None:
+            net.flow_input = spec  # what the model reads: recorded in model.pt, used by predict
         if init_state is not None:
             apply_init(net, init_state)
         return net
@@ -232,7 +240,6 @@ def fit(
         rank=rt.dist.rank,
         world_size=rt.dist.world_size,
     )
-    dataset = PairDataset(train, size)
     result = run_epochs(
         objective,
         build,

@@ -73,9 +73,9 @@ def _row(cv2: Any, tiles: list[np.ndarray], title: Sequence[str]) -> np.ndarray:
     return np.concatenate([_title_band(cv2, row.shape[1], title), row], axis=0)
 
 
-def heatmap_grid(samples: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def heatmap_grid(samples: Sequence[dict[str, Any]], path: Path, over: str = "onset") -> Path | None:
     """One row per sample under a title band: onset, apex, ``|apex - onset|`` (amplified) and the heat
-    map over the onset. Rows are ``BAND + TILE`` pixels high, ``4 * TILE`` wide.
+    map over the ``over`` frame (``onset`` or ``apex``). Rows are ``BAND + TILE`` pixels high, ``4 * TILE`` wide.
 
     Args:
         samples: dicts with ``onset``/``apex`` ``(H, W, 3) uint8`` RGB, ``heat`` ``(h, w)`` float in
@@ -95,7 +95,7 @@ def heatmap_grid(samples: Sequence[dict[str, Any]], path: Path) -> Path | None:
             np.asarray(s["heat"], dtype=np.float32), (on.shape[1], on.shape[0]), interpolation=cv2.INTER_CUBIC
         )
         colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-        overlay = cv2.addWeighted(on, 0.55, colour, 0.45, 0)
+        overlay = cv2.addWeighted(s[over], 0.55, colour, 0.45, 0)
         tiles = [
             _label(cv2, _tile(cv2, on), "onset"),
             _label(cv2, _tile(cv2, ap), "apex"),

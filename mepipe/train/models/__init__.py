@@ -1,9 +1,10 @@
 """Model registry: classifiers (``MODELS``) and pre-training networks (``PRETRAINERS``).
 
 Every classifier factory has the signature ``factory(cfg: ModelConfig, num_classes: int) -> nn.Module``;
-the module accepts a pair batch ``(B, 2, 3, N, N)``, returns logits ``(B, K)`` from ``forward`` and an
-output with ``.logits`` and ``.heatmap()`` (``(B, h, w)`` in ``[0, 1]``) from ``forward_all``. The
-registry-wide tests build, run and train every entry.
+the module accepts a pair batch ``(B, 2, 3, N, N)`` (or, for the models in :data:`FLOW_INPUTS`, a flow
+batch ``(B, C, n, n)`` made from the onset/apex pair as that entry says; :mod:`mepipe.train.flowdata`),
+returns logits ``(B, K)`` from ``forward`` and an output with ``.logits`` and ``.heatmap()`` (``(B, h, w)``
+in ``[0, 1]``) from ``forward_all``. The registry-wide tests build, run and train every entry.
 
 Importing this module is cheap (no torch): the factories import their network modules when called, so
 the config and the command line can list and check model names without loading torch.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mepipe.flow import STSTNET_INPUT, FlowInput
 from mepipe.registry import Registry
 
 if TYPE_CHECKING:
@@ -23,10 +25,13 @@ if TYPE_CHECKING:
     from mepipe.train.models.ma2mi import MA2MI
     from mepipe.train.models.miacnet import MIACNet
     from mepipe.train.models.resnet import ResNetDiff
+    from mepipe.train.models.ststnet import STSTNet
 
 ModelFactory = Callable[["ModelConfig", int], "nn.Module"]
 MODELS: Registry[ModelFactory] = Registry("model")
 PRETRAINERS: Registry[Callable[[ModelConfig, MA2MIConfig], nn.Module]] = Registry("pre-training model")
+FLOW_INPUTS: dict[str, FlowInput] = {}
+"""Models that read optical flow instead of frame pairs, and the flow input each one reads."""
 
 
 def _miacnet(cfg: ModelConfig, num_classes: int, **force: object) -> MIACNet:
@@ -81,6 +86,23 @@ def resnet_diff(cfg: ModelConfig, num_classes: int) -> ResNetDiff:
     return ResNetDiff(num_classes, width=cfg.width, dropout=cfg.dropout)
 
 
+@MODELS.register("ststnet")
+def ststnet(cfg: ModelConfig, num_classes: int) -> STSTNet:
+    """Baseline: STSTNet (Liong et al. 2019) on the 28x28 (u, v, strain) onset -> apex flow image (uses
+    ``dropout`` only; ``input_size`` and ``width`` do not apply)."""
+    from mepipe.train.models.ststnet import STSTNet
+
+    return STSTNet(num_classes, dropout=cfg.dropout)
+
+
+FLOW_INPUTS["ststnet"] = STSTNET_INPUT
+
+
+def flow_input(name: str) -> FlowInput | None:
+    """The flow input model ``name`` reads, ``None`` for the models on onset/apex frame pairs."""
+    return FLOW_INPUTS.get(name)
+
+
 @PRETRAINERS.register("ma2mi")
 def ma2mi(cfg: ModelConfig, m: MA2MIConfig) -> MA2MI:
     """MA2MI network whose ``act``/``pos`` match ``MODELS.get(cfg.name)(cfg, K)`` for transfer."""
@@ -109,4 +131,4 @@ def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return MODELS.get(cfg.name)(cfg, num_classes)
 
 
-__all__ = ["MODELS", "PRETRAINERS", "ModelFactory", "build_model"]
+__all__ = ["FLOW_INPUTS", "MODELS", "PRETRAINERS", "ModelFactory", "build_model", "flow_input"]
