@@ -7,16 +7,22 @@ one run and on the same shards:
    slice ``frames[t : t+δ+1 : δ]`` and the default collate (what many training scripts do);
 2. mepipe loader: ``PairSampler`` + ``PairDataset.__getitems__`` (whole-frame ``read_direct`` into one
    preallocated batch buffer), 0 workers and, with ``--workers N``, N worker processes;
-3. model step alone: the MA2MI training step (augment + forward + backward + AdamW + EMA) on a batch
-   already in memory;
-4. loader + model step: the trainer's step loop (``engine.train_steps`` with the MA2MI objective) fed
-   by the mepipe loader.
+3. on-device ceiling: the MA2MI training step (augment + forward + backward + AdamW + EMA) on
+   synthetic uint8 pairs created on the device (no loader, no host-to-device copy);
+4. from shards: the trainer's step loop (``engine.train_steps`` with the MA2MI objective) fed by the
+   mepipe loader, same model, same settings.
+
+On CUDA the model runs with bf16 autocast (``--amp bf16``), channels-last (``--channels-last``) and
+``torch.compile`` (``--compile``, ``nn.Module.compile`` in place), each on by default there and
+switchable (``--amp off``, ``--no-channels-last``, ``--no-compile``); on the CPU all three default off.
+Compilation happens in the warm-up steps, which are not timed.
 
 The shards are the tests' toy build (``tests/toy.py``), so run it from the repository root.
 
 Usage: python benchmarks/train_throughput.py [--size 112] [--clips 24] [--frames 40] [--batch 32]
        [--pairs 1024] [--steps 10] [--workers 0] [--device auto] [--threads 0]
-Prints pairs/s for each and the ratios. Timings vary on a shared machine; compare ratios from one run.
+       [--amp bf16|off] [--[no-]channels-last] [--[no-]compile]
+Prints pairs/s for each, the ratios, and from-shards / ceiling. Timings vary on a shared machine; compare ratios from one run.
 """
 
 from __future__ import annotations
@@ -81,6 +87,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="also time the mepipe loader with N workers")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--amp", choices=("bf16", "off"), default=None, help="default: bf16 on CUDA, off on CPU")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
     ap.add_argument(
         "--workdir", type=Path, default=None, help="where to write the shards (default: a temp dir)"
     )
@@ -148,17 +157,24 @@ def main() -> None:
                 "run.device": args.device,
             },
         )
-        rt = make_runtime(cfg.run.device, cfg.run.amp, cfg.run.channels_last)
+        cuda = cfg.run.device.startswith("cuda") or (cfg.run.device == "auto" and torch.cuda.is_available())
+        amp = (args.amp or ("bf16" if cuda else "off")) == "bf16"
+        channels_last = cuda if args.channels_last is None else args.channels_last
+        compiled = cuda if args.compile is None else args.compile
+        rt = make_runtime(cfg.run.device, amp, channels_last)
         torch.manual_seed(0)
         model = rt.prepare_model(PRETRAINERS.get("ma2mi")(cfg.model, cfg.ma2mi))
+        if compiled:
+            model.compile()  # in place: parameters, state_dict keys and methods stay those of the model
         opt, _ = make_optimizer(model.parameters(), cfg.optim)
         gen = torch.Generator().manual_seed(0)
         ds = PairDataset(clips, args.size)
-        fixed = ds.__getitems__(pairs[: args.batch])["frames"].to(rt.device)
+        shape = (args.batch, 2, args.size, args.size, 3)
+        fixed = torch.randint(0, 256, shape, dtype=torch.uint8, device=rt.device)  # synthetic, on device
 
         def sync() -> None:
             if rt.device.type == "cuda":
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(rt.device)
 
         def step_only() -> int:
             for _ in range(args.steps):
@@ -170,14 +186,23 @@ def main() -> None:
             sync()
             return args.steps * args.batch
 
-        step_only()  # warm-up (allocator, cudnn autotune)
+        step_only()  # warm-up (allocator, cudnn autotune, compilation)
         n_steps = args.steps * args.batch
+        settings = f"amp {'bf16' if rt.amp else 'off'}, channels-last {rt.channels_last}, compile {compiled}"
         rows.append(
-            (f"model step alone (MA2MI, {n_in}px, width {args.width}, {rt.device})", rate(step_only, n_steps))
+            (f"on-device ceiling: model step on synthetic tensors ({rt.device})", rate(step_only, n_steps))
         )
 
-        def loader_and_step() -> int:
-            s = PairSampler(clips, delta=(1, 4), pairs_per_clip=per_clip, seed=1)
+        # the same number of steps as the ceiling, or as many full batches as one epoch of pairs holds
+        fed = PairSampler(
+            clips, delta=(1, 4), pairs_per_clip=max(per_clip, -(-n_steps // len(clips))), seed=1
+        )
+        fed_steps = min(args.steps, len(fed) // args.batch)
+
+        def loader_and_step(steps: int = fed_steps) -> int:
+            s = PairSampler(
+                clips, delta=(1, 4), pairs_per_clip=fed.pairs_per_clip, seed=1, timelines=fed.timelines
+            )
             dl = make_loader(
                 ds, s, batch_size=args.batch, num_workers=args.workers, pin_memory=rt.device.type == "cuda"
             )
@@ -185,7 +210,7 @@ def main() -> None:
             objective = MA2MIObjective(clips=clips, dataset=ds, loop=loop, delta=(1, 4), seed=1, rt=rt)
             sums = train_steps(
                 model,
-                itertools.islice(dl, args.steps),
+                itertools.islice(dl, steps),
                 objective,
                 rt=rt,
                 opt=opt,
@@ -196,16 +221,23 @@ def main() -> None:
             sync()
             return int(sums[-1])
 
-        rows.append(("mepipe loader + model step (engine.train_steps)", rate(loader_and_step, n_steps)))
+        loader_and_step(2)  # warm-up: the trainer's input path may compile once more (other strides)
+        rows.append(
+            (
+                "from shards: mepipe loader + model step (engine.train_steps)",
+                rate(loader_and_step, fed_steps * args.batch),
+            )
+        )
 
     base = rows[0][1]
-    print(f"\n{'what':<66} {'pairs/s':>10} {'vs baseline':>12}")
+    print(f"\nMA2MI {n_in}px, width {args.width}, batch {args.batch}, {rt.device}: {settings}")
+    print(f"{'what':<66} {'pairs/s':>10} {'vs baseline':>12}")
     for name, r in rows:
         print(f"{name:<66} {r:>10.0f} {r / base:>11.1f}x")
     loader, step, both = rows[1][1], rows[-2][1], rows[-1][1]
     print(
-        f"\nloader alone / model step alone: {loader / step:.1f}x "
-        f"(>1: the loader keeps up); end-to-end / model step alone: {both / step:.2f}"
+        f"\nloader alone / ceiling: {loader / step:.1f}x (>1: the loader keeps up); "
+        f"from shards / ceiling: {both / step:.2f}"
     )
     print(
         f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "

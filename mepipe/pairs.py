@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -96,25 +97,58 @@ def load_timelines(out_dir: str | Path, rows: Sequence[ManifestRow] | None = Non
     for shard, shard_rows in sorted(by_shard.items()):
         with open_shard(shard_path(out, shard)) as f:
             for r in shard_rows:
-                g = f[CLIPS_GROUP].get(r.key)
-                if g is None:
-                    raise ShardError(
-                        f"clip {r.key} listed in the manifest is missing from {shard}; run `mepipe verify`"
-                    )
-                found[r.key] = ClipTimeline(
-                    r.key,
-                    shard,
-                    g["frame_numbers"][()].astype(np.int64),
-                    timestamps_ms(g),
-                    r.onset_idx,
-                    r.apex_idx,
-                    r.offset_idx,
-                )
+                found[r.key] = read_timeline(f, r.key, shard, r.onset_idx, r.apex_idx, r.offset_idx)
     return [found[r.key] for r in rows if r.key in found]
 
 
-def _clip_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+def read_timeline(
+    f: h5py.File, key: str, shard: str, onset_idx: int = -1, apex_idx: int = -1, offset_idx: int = -1
+) -> ClipTimeline:
+    """The :class:`ClipTimeline` of clip ``key`` in the open shard ``f`` (named ``shard`` in messages).
+
+    Raises:
+        ShardError: the clip is not in the shard.
+    """
+    g = f[CLIPS_GROUP].get(key)
+    if g is None:
+        raise ShardError(f"clip {key} listed in the manifest is missing from {shard}; run `mepipe verify`")
+    return ClipTimeline(
+        key, shard, g["frame_numbers"][()].astype(np.int64), timestamps_ms(g), onset_idx, apex_idx, offset_idx
+    )
+
+
+def clip_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """The random stream of clip ``key`` in ``epoch``: independent of the clip order and of other clips."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF, zlib.crc32(key.encode())])
+
+
+def _positions(clip: ClipTimeline, unit: Unit) -> np.ndarray:
+    if unit not in ("frames", "ms"):
+        raise ValueError(f"unit must be 'frames' or 'ms', got {unit!r}")
+    return np.asarray(clip.frame_numbers if unit == "frames" else clip.timestamps_ms, dtype=np.float64)
+
+
+def _valid_ranges(pos: np.ndarray, a: float, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each stored frame ``i``: the index range ``lo[i]..hi[i]`` of partners ``j > i`` whose offset
+    lies in ``[a, b]``, and ``counts[i]`` (0 where none)."""
+    n = len(pos)
+    eps = 1e-6 * max(1.0, b)
+    lo = np.searchsorted(pos, pos + a - eps, side="left")
+    hi = np.searchsorted(pos, pos + b + eps, side="right") - 1
+    lo = np.maximum(lo, np.arange(n) + 1)
+    return lo, hi, np.clip(hi - lo + 1, 0, None)
+
+
+def count_clip_pairs(
+    clip: ClipTimeline, *, delta: tuple[float, float] = (1, 4), unit: Unit = "frames", per_clip: int = 16
+) -> int:
+    """How many pairs :func:`sample_clip_pairs` returns for ``clip`` (it does not depend on the draw):
+    ``min(per_clip, number of distinct valid pairs)``."""
+    a, b = float(delta[0]), float(delta[1])
+    pos = _positions(clip, unit)
+    if len(pos) < 2 or not 0 < a <= b:
+        return 0
+    return min(per_clip, int(_valid_ranges(pos, a, b)[2].sum()))
 
 
 def sample_clip_pairs(
@@ -134,15 +168,12 @@ def sample_clip_pairs(
     a, b = float(delta[0]), float(delta[1])
     if not 0 < a <= b:
         raise ValueError(f"delta must satisfy 0 < a <= b, got {delta}")
-    pos = np.asarray(clip.frame_numbers if unit == "frames" else clip.timestamps_ms, dtype=np.float64)
+    pos = _positions(clip, unit)
     n = len(pos)
     if n < 2:
         return np.zeros((0, 2), np.int64)
     eps = 1e-6 * max(1.0, b)
-    lo = np.searchsorted(pos, pos + a - eps, side="left")
-    hi = np.searchsorted(pos, pos + b + eps, side="right") - 1
-    lo = np.maximum(lo, np.arange(n) + 1)
-    counts = np.clip(hi - lo + 1, 0, None)
+    lo, hi, counts = _valid_ranges(pos, a, b)
     total = int(counts.sum())
     if total == 0:
         return np.zeros((0, 2), np.int64)
@@ -233,7 +264,7 @@ def sample_pairs(
     for c in clips:
         p = sample_clip_pairs(
             c,
-            _clip_rng(seed, epoch, c.key),
+            clip_rng(seed, epoch, c.key),
             delta=delta,
             unit=unit,
             per_clip=per_clip,

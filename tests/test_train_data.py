@@ -12,6 +12,7 @@ import torch
 
 from mepipe.errors import ConfigError
 from mepipe.labels import LabelScheme
+from mepipe.pairs import ClipTimeline, sample_pairs
 from mepipe.train.augment import augment_pairs, prepare_pairs
 from mepipe.train.config import AugmentConfig
 from mepipe.train.data import PairDataset, PairSampler, delta_pairs, epoch_rng, keyframe_pairs, make_loader
@@ -43,25 +44,37 @@ def _clips(lengths: list[int]) -> list[ClipInfo]:
     return [ClipInfo(f"d/c{i}", "x.h5", "d", "s", n, 0, n // 2) for i, n in enumerate(lengths)]
 
 
+def _timelines(clips: list[ClipInfo], fps: float = 30.0, step: int = 1) -> list[ClipTimeline]:
+    """Timelines of clips whose stored frames are every ``step``-th source frame at ``fps``."""
+    out = []
+    for c in clips:
+        fn = np.arange(c.n_frames, dtype=np.int64) * step
+        out.append(ClipTimeline(c.key, c.shard, fn, fn * (1000.0 / fps), c.onset_idx, c.apex_idx))
+    return out
+
+
 @pytest.mark.parametrize("delta", [(1, 1), (1, 4), (2, 8), (4, 16)])
 def test_delta_pairs_never_cross_clip_bounds(delta: tuple[int, int]) -> None:
     clips = _clips([1, 2, 3, 5, 8, 17, 40])
+    tl = _timelines(clips)
     for epoch in range(20):
-        for ci, t, t2 in delta_pairs(clips, delta, 8, epoch_rng(0, epoch)):
+        pairs = delta_pairs(tl, delta, 8, seed=0, epoch=epoch)
+        assert len(set(pairs)) == len(pairs)  # no duplicate pair
+        for ci, t, t2 in pairs:
             n = clips[ci].n_frames
             assert 0 <= t < t2 <= n - 1
             assert delta[0] <= t2 - t <= delta[1]
     # a clip shorter than a + 1 frames cannot hold a pair and is skipped
-    used = {ci for ci, _, _ in delta_pairs(clips, (4, 16), 8, epoch_rng(0, 0))}
+    used = {ci for ci, _, _ in delta_pairs(tl, (4, 16), 8)}
     assert used == {i for i, c in enumerate(clips) if c.n_frames - 1 >= 4}
 
 
 def test_delta_is_uniform_and_redrawn_each_epoch() -> None:
-    clips = _clips([100])
-    deltas = [t2 - t for _, t, t2 in delta_pairs(clips, (1, 4), 4000, epoch_rng(0, 0))]
+    clips = _clips([100] * 200)
+    deltas = [t2 - t for _, t, t2 in delta_pairs(_timelines(clips), (1, 4), 20, seed=0, epoch=0)]
     counts = np.bincount(deltas, minlength=5)[1:]
-    assert counts.min() > 900  # ~1000 each
-    s = PairSampler(clips, delta=(1, 4), pairs_per_clip=16, seed=3)
+    assert len(deltas) == 4000 and counts.min() > 900  # ~1000 each
+    s = PairSampler(clips[:1], delta=(1, 4), pairs_per_clip=16, seed=3, timelines=_timelines(clips[:1]))
     s.set_epoch(0)
     e0 = list(s)
     s.set_epoch(1)
@@ -70,11 +83,70 @@ def test_delta_is_uniform_and_redrawn_each_epoch() -> None:
     assert list(s) == e0  # a function of (seed, epoch) only: identical on resume and on every rank
 
 
+def test_trainer_pairs_are_the_build_pair_table() -> None:
+    """One δ sampler: the trainer's epoch-e pairs are `mepipe pairs`' table with the same seed, epoch e."""
+    clips = _clips([6, 12, 40, 3])
+    tl = _timelines(clips, fps=60.0)
+    for unit, delta in (("frames", (1, 4)), ("ms", (30, 140))):
+        for epoch in (0, 3):
+            ours = delta_pairs(tl, delta, 5, unit=unit, seed=7, epoch=epoch)
+            table = sample_pairs(tl, delta=delta, unit=unit, per_clip=5, seed=7, epoch=epoch)
+            index = {c.key: i for i, c in enumerate(clips)}
+            theirs = [
+                (index[k], t, t2) for k, t, t2 in zip(table.key, table.t_idx, table.t2_idx, strict=True)
+            ]
+            assert ours == theirs
+
+
+def test_delta_in_ms_gives_equal_time_offsets_at_any_frame_rate() -> None:
+    slow, fast = _clips([30]), [ClipInfo("d/fast", "x.h5", "d", "s", 200, 0, 100)]
+    tl = _timelines(slow, fps=30.0) + _timelines(fast, fps=200.0)
+    s = PairSampler(slow + fast, delta=(30, 140), unit="ms", pairs_per_clip=400, seed=0, timelines=tl)
+    pairs = list(s)
+    assert len(pairs) == len(s)
+    frames = {0: set(), 1: set()}
+    for ci, t, t2 in pairs:
+        ms = tl[ci].timestamps_ms[t2] - tl[ci].timestamps_ms[t]
+        assert 30 - 1e-6 <= ms <= 140 + 1e-6
+        frames[ci].add(t2 - t)
+    assert frames[0] == {1, 2, 3, 4}  # 33..133 ms at 30 fps
+    assert min(frames[1]) == 6 and max(frames[1]) == 28  # 30..140 ms at 200 fps
+
+
+def test_delta_in_frames_counts_source_frames_of_subsampled_clips() -> None:
+    """Stored every 2nd source frame: δ in [1, 4] source frames can only be 2 or 4 (1 or 2 stored steps)."""
+    clips = _clips([20])
+    pairs = delta_pairs(_timelines(clips, step=2), (1, 4), 30, seed=1)
+    assert pairs and {t2 - t for _, t, t2 in pairs} == {1, 2}
+
+
+def test_sampler_reads_timelines_from_the_shards(build: Path) -> None:
+    clips, _, _ = load_clips(build)
+    s = PairSampler(clips, delta=(1, 3), pairs_per_clip=4, seed=2)
+    assert [t.key for t in s.timelines] == [c.key for c in clips]
+    with h5py.File(clips[0].shard) as f:
+        assert np.array_equal(s.timelines[0].frame_numbers, f["clips"][clips[0].key]["frame_numbers"][()])
+    assert len(list(s)) == len(s) == 4 * len(clips)
+    with pytest.raises(ValueError, match="order of clips"):
+        PairSampler(clips, timelines=s.timelines[::-1])
+    with pytest.raises(ValueError, match="unit"):
+        PairSampler(clips, unit="seconds")  # type: ignore[arg-type]
+
+
 def test_sampler_shards_across_ranks() -> None:
     clips = _clips([10] * 5)
-    full = PairSampler(clips, pairs_per_clip=3, seed=1)
-    parts = [list(PairSampler(clips, pairs_per_clip=3, seed=1, rank=r, world_size=2)) for r in range(2)]
-    assert len(parts[0]) == len(parts[1]) == len(PairSampler(clips, pairs_per_clip=3, world_size=2)) == 8
+    tl = _timelines(clips)
+    full = PairSampler(clips, pairs_per_clip=3, seed=1, timelines=tl)
+    parts = [
+        list(PairSampler(clips, pairs_per_clip=3, seed=1, rank=r, world_size=2, timelines=tl))
+        for r in range(2)
+    ]
+    assert (
+        len(parts[0])
+        == len(parts[1])
+        == len(PairSampler(clips, pairs_per_clip=3, world_size=2, timelines=tl))
+    )
+    assert len(parts[0]) == 8
     assert set(parts[0]) | set(parts[1]) == set(full)
 
 

@@ -106,3 +106,12 @@ def test_ddp_two_processes_gloo(tmp_path: Path) -> None:
     assert r0["history"][0]["pairs"] == 2 * 3 * 4
     assert r0["predictions"] == r1["predictions"]
     assert (tmp_path / "pre" / "last.pt").is_file() and (tmp_path / "ft" / "metrics.json").is_file()
+
+
+def test_backend_follows_the_run_device() -> None:
+    """NCCL for CUDA runs, gloo for CPU runs even on a machine with GPUs (NCCL cannot reduce CPU tensors)."""
+    from mepipe.train.ddp import backend_for
+
+    assert backend_for("cpu") == "gloo"
+    assert backend_for("cuda") == backend_for("cuda:1") == "nccl"
+    assert backend_for("auto") == ("nccl" if torch.cuda.is_available() else "gloo")

@@ -5,8 +5,10 @@ Design: the *sampler* decides which frames form a pair (it runs in the main proc
 told to. A sample index is a tuple ``(clip, i0, i1)``: clip position in the clip list and two 0-based
 frame indices with ``0 <= i0 < i1 < T`` (``i0`` plays ``I_t`` / onset, ``i1`` plays ``I_{t+δ}`` / apex).
 
-Example (pre-training, ``δ ~ U{1..4}``, a clip with T = 10 frames): ``δ = 3`` gives ``t ~ U{0..6}``,
-so the pair ``(t, t + 3)`` ends at index 9 at the latest and never leaves the clip.
+Pre-training pairs (``delta`` mode) come from the build's sampler, :func:`mepipe.pairs.sample_clip_pairs`
+(δ in source frames or ms, the semantics of ``OUT/pairs.csv``), redrawn every epoch. Example (``δ ~
+U{1..4}`` frames, a 30 fps clip of T = 10 stored frames): ``δ = 3`` gives ``t ~ U{0..6}``, so the pair
+``(t, t + 3)`` ends at index 9 at the latest and never leaves the clip.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mepipe.pairs import ClipTimeline, Unit, clip_rng, count_clip_pairs, read_timeline, sample_clip_pairs
+from mepipe.shards.reader import open_shard
 from mepipe.train.augment import prepare_pairs
 from mepipe.train.frames import ClipInfo, ShardHandles, read_frame
 
@@ -29,32 +33,56 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(stream)])
 
 
-def delta_pairs(
-    clips: Sequence[ClipInfo], delta: tuple[int, int], pairs_per_clip: int, rng: np.random.Generator
-) -> list[PairIndex]:
-    """Draw pre-training pairs ``(clip, t, t + δ)`` for one epoch.
+def clip_timelines(clips: Sequence[ClipInfo]) -> list[ClipTimeline]:
+    """The stored frames' source frame numbers and timestamps of each clip, read from its shard (one
+    open per shard; the same :class:`~mepipe.pairs.ClipTimeline` the build's pair table is drawn from).
+    ``offset_idx`` is not known to a :class:`ClipInfo` and is left at ``-1``."""
+    by_shard: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        by_shard.setdefault(c.shard, []).append(i)
+    out: list[ClipTimeline | None] = [None] * len(clips)
+    for shard, idx in by_shard.items():
+        with open_shard(shard) as f:
+            for i in idx:
+                c = clips[i]
+                out[i] = read_timeline(f, c.key, shard, c.onset_idx, c.apex_idx)
+    return [t for t in out if t is not None]
 
-    ``δ`` is drawn uniformly from ``{a..min(b, T - 1)}`` and ``t`` from ``{0..T - 1 - δ}``, so both
-    frames always lie inside the clip. Clips with ``T - 1 < a`` cannot hold a pair and are skipped.
+
+def delta_pairs(
+    timelines: Sequence[ClipTimeline],
+    delta: tuple[float, float],
+    pairs_per_clip: int,
+    *,
+    unit: Unit = "frames",
+    seed: int = 0,
+    epoch: int = 0,
+) -> list[PairIndex]:
+    """Draw pre-training pairs ``(clip, t, t2)`` for one epoch with the build's sampler.
+
+    Each clip's pairs are :func:`mepipe.pairs.sample_clip_pairs` of its timeline with the stream
+    :func:`mepipe.pairs.clip_rng` ``(seed, epoch, key)``, so epoch ``e`` gives exactly the pairs of
+    ``mepipe pairs`` / :func:`mepipe.pairs.sample_pairs` with the same seed and ``epoch=e``: δ in source
+    frames (``unit="frames"``) or milliseconds (``unit="ms"``), uniform in ``[a, b]``, ``0 <= t < t2 <
+    T``, no duplicate pair within a clip, ``min(pairs_per_clip, distinct valid pairs)`` per clip
+    (clips too short for ``a`` give none).
 
     Args:
-        clips: the clip list (sample indices refer to positions in it).
-        delta: inclusive range ``(a, b)`` of frame offsets, ``1 <= a <= b``.
-        pairs_per_clip: pairs drawn per clip.
-        rng: the epoch's generator.
+        timelines: one per clip (see :func:`clip_timelines`); sample indices refer to positions in it.
+        delta: inclusive range ``(a, b)`` in ``unit``, ``0 < a <= b``.
+        pairs_per_clip: at most this many pairs per clip.
+        unit: ``frames`` or ``ms``.
+        seed, epoch: the random stream.
 
     Returns:
-        ``len(usable clips) * pairs_per_clip`` tuples in clip order.
+        The pairs in clip order, sorted by ``(t, t2)`` within a clip.
     """
-    a, b = delta
     out: list[PairIndex] = []
-    for ci, c in enumerate(clips):
-        hi = min(b, c.n_frames - 1)
-        if hi < a:
-            continue
-        d = rng.integers(a, hi + 1, size=pairs_per_clip)
-        t = rng.integers(0, c.n_frames - d)  # upper bound exclusive: t + d <= T - 1
-        out.extend((ci, int(ti), int(ti + di)) for ti, di in zip(t, d, strict=True))
+    for ci, tl in enumerate(timelines):
+        p = sample_clip_pairs(
+            tl, clip_rng(seed, epoch, tl.key), delta=delta, unit=unit, per_clip=pairs_per_clip
+        )
+        out.extend((ci, int(t), int(t2)) for t, t2 in p.tolist())
     return out
 
 
@@ -111,7 +139,10 @@ class PairSampler(Sampler[PairIndex]):
         clips: the clip list of the dataset.
         mode: ``delta`` (pre-training pairs drawn per epoch), ``keyframes`` (onset/apex) or ``table``
             (the fixed pairs given as ``table``, reshuffled every epoch).
-        delta, pairs_per_clip: for ``delta`` mode.
+        delta, pairs_per_clip: for ``delta`` mode (see :func:`delta_pairs`).
+        unit: ``delta``'s unit, ``frames`` (source frames) or ``ms``.
+        timelines: for ``delta`` mode, one per clip (default: read from the shards on first use with
+            :func:`clip_timelines`).
         jitter: for ``keyframes`` mode (0: the annotated indices).
         shuffle: shuffle the epoch's pairs (same permutation on every rank).
         seed: base seed; the epoch's pairs depend only on ``(seed, epoch)``.
@@ -125,8 +156,10 @@ class PairSampler(Sampler[PairIndex]):
         clips: Sequence[ClipInfo],
         *,
         mode: str = "delta",
-        delta: tuple[int, int] = (1, 4),
+        delta: tuple[float, float] = (1, 4),
         pairs_per_clip: int = 16,
+        unit: Unit = "frames",
+        timelines: Sequence[ClipTimeline] | None = None,
         jitter: int = 0,
         shuffle: bool = True,
         seed: int = 0,
@@ -136,8 +169,14 @@ class PairSampler(Sampler[PairIndex]):
     ) -> None:
         if mode not in ("delta", "keyframes", "table"):
             raise ValueError(f"mode must be 'delta', 'keyframes' or 'table', got {mode!r}")
+        if unit not in ("frames", "ms"):
+            raise ValueError(f"unit must be 'frames' or 'ms', got {unit!r}")
         self.table = list(table)
         self.clips = list(clips)
+        self.unit = unit
+        self._timelines = list(timelines) if timelines is not None else None
+        if self._timelines is not None and [t.key for t in self._timelines] != [c.key for c in self.clips]:
+            raise ValueError("timelines must be given in the order of clips (one per clip, same keys)")
         self.mode, self.delta, self.pairs_per_clip, self.jitter = mode, delta, pairs_per_clip, jitter
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.epoch = 0
@@ -145,14 +184,28 @@ class PairSampler(Sampler[PairIndex]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def timelines(self) -> list[ClipTimeline]:
+        """The clips' timelines (read from the shards once, in the sampling process)."""
+        if self._timelines is None:
+            self._timelines = clip_timelines(self.clips)
+        return self._timelines
+
     def pairs(self) -> list[PairIndex]:
         """All pairs of the current epoch (before rank sharding)."""
-        rng = epoch_rng(self.seed, self.epoch)
         if self.mode == "delta":
-            pairs = delta_pairs(self.clips, self.delta, self.pairs_per_clip, rng)
+            pairs = delta_pairs(
+                self.timelines,
+                self.delta,
+                self.pairs_per_clip,
+                unit=self.unit,
+                seed=self.seed,
+                epoch=self.epoch,
+            )
         elif self.mode == "table":
             pairs = list(self.table)
         else:
+            rng = epoch_rng(self.seed, self.epoch)
             pairs = keyframe_pairs(self.clips, self.jitter, rng if self.jitter else None)
         if self.shuffle:
             order = epoch_rng(self.seed, self.epoch, 1).permutation(len(pairs))
@@ -172,8 +225,10 @@ class PairSampler(Sampler[PairIndex]):
 
     def __len__(self) -> int:
         if self.mode == "delta":
-            usable = sum(1 for c in self.clips if min(self.delta[1], c.n_frames - 1) >= self.delta[0])
-            n = usable * self.pairs_per_clip
+            n = sum(
+                count_clip_pairs(t, delta=self.delta, unit=self.unit, per_clip=self.pairs_per_clip)
+                for t in self.timelines
+            )
         elif self.mode == "table":
             n = len(self.table)
         else:

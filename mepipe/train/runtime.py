@@ -64,13 +64,13 @@ def make_runtime(device: str = "auto", amp: bool = True, channels_last: bool = T
     Raises:
         ConfigError: CUDA asked for but not available, or an unknown device name.
     """
-    info = init_distributed()
     name = device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={device!r} but CUDA is not available; use --device cpu")
+    info = init_distributed(device=name)  # NCCL on CUDA, gloo on the CPU
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"run.device={device!r} but CUDA is not available; use --device cpu")
         dev = torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(

@@ -59,6 +59,12 @@ class DataConfig(Strict):
         description="pre-training frame offset range [a, b] (or `a:b`), inclusive, 1 <= a <= b; "
         "δ ~ U{a..b} redrawn every epoch",
     )
+    delta_unit: Literal["frames", "ms"] = Field(
+        default="frames",
+        description="unit of `delta`: `frames` (source frames, so subsampled clips keep their time "
+        "offsets) or `ms` (integer milliseconds: equal time offsets at every frame rate); the "
+        "semantics of the build's `pairs.unit` (mepipe/pairs.py)",
+    )
     pairs: Literal["sample", "table"] = Field(
         default="sample",
         description="pre-training pairs: `sample` (drawn every epoch with delta, pairs_per_clip) or "
