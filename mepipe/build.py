@@ -405,6 +405,12 @@ def _finish(run: _Run, root: Path, seconds: float, engine: dict) -> BuildSummary
     info = build_info(cfg, root, run.manifest_rows(), run.frames, seconds, engine, run.kept, run.state, attrs)
     info.update(fix_report_info(run.fix_report))
     (out / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+    if (
+        cfg.flow.enabled
+    ):  # the workers stored each clip's flow (mepipe.process): record it as `mepipe flow` does
+        from mepipe.flow_stage import write_flow_info
+
+        write_flow_info(out, cfg.flow, info["clips_ok"])
     run.attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run.attempt["result"] = "complete"
     run.state["status"] = "complete"
