@@ -123,3 +123,38 @@ def test_videos_store_the_same_both_ways(videos: Path, tmp_path: Path, memory_by
     )
     ok, _ = _both_ways(cfg, videos, tmp_path, memory_bytes)
     assert ok == 2
+
+
+def test_a_clip_failing_midway_leaves_nothing_and_the_next_one_is_stored(tmp_path_factory, tmp_path: Path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(make_synth(tmp_path_factory.mktemp("synth"), subjects=2, clips=2), root)
+    cfg = _cfg("casme2", storage={"encoding": "jpeg"})
+    clips = get_adapter("casme2", root).scan().clips
+    bad = Path(clips[0].source_path) / clips[0].frame_files[len(clips[0].frame_files) // 2]
+    bad.write_bytes(bad.read_bytes()[:200])  # a truncated JPEG in the middle of the first clip
+    w = ShardWriter(tmp_path / "out", {"config_hash": "h"}, max_clips=10, max_bytes=10**10, memory_bytes=0)
+    got = stream_clip(clips[0], cfg, w)
+    assert isinstance(got, ClipIssue) and got.reason == "corrupt_frame" and bad.name in got.message
+    assert not list(
+        (tmp_path / "out" / "scratch").glob("*")
+    )  # its held frames went to a scratch file, now gone
+    meta, shard = stream_clip(clips[1], cfg, w)
+    w.close()
+    with h5py.File(tmp_path / "out" / "shards" / shard) as f:
+        assert clips[1].key in f["clips"] and clips[0].key not in f["clips"] and f.attrs["n_clips"] == 1
+        assert f["clips"][clips[1].key].attrs["frames_sha256"] == meta.frames_sha256
+
+
+def test_scratch_left_by_a_killed_build_is_removed_by_the_next_run(tmp_path_factory, tmp_path: Path):
+    from mepipe.build import build_dataset
+
+    root = make_synth(tmp_path_factory.mktemp("synth"), subjects=2, clips=2)
+    cfg = _cfg("casme2")
+    out = tmp_path / "out"
+    first = build_dataset(cfg, root, out)
+    (out / "scratch").mkdir()
+    (out / "scratch" / "shard-00003.h5.tmp.clip0.h5").write_bytes(b"raw frames of a killed build")
+    again = build_dataset(cfg, root, out)  # resumes: every clip kept
+    assert again.clips_kept == first.clips_ok and not (out / "scratch").exists()
