@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mepipe import __version__
@@ -39,7 +39,7 @@ from mepipe.datasets.base import get_adapter
 from mepipe.engine import state as st
 from mepipe.engine.backends import make_backend
 from mepipe.engine.fingerprint import clip_fingerprint
-from mepipe.engine.info import build_info, log_summary, stored_attrs
+from mepipe.engine.info import build_info, fix_report_info, log_summary, stored_attrs
 from mepipe.engine.lock import BuildLock
 from mepipe.engine.runner import run_tasks
 from mepipe.engine.tasks import Task, TaskResult, crashed_row, pending_row, plan_tasks, shard_attrs
@@ -67,6 +67,8 @@ class BuildSummary:
         clips_kept: ok clips kept from earlier runs (not built again).
         frames: frames stored by this run; ``seconds`` its wall time.
         shards: every shard file of the build.
+        fixes_applied, fixes_unmatched: row-anchored fixes of the fix tables that were applied / did
+            not fit this copy of the dataset (each one is in ``build-info.json``, ``fix_report``).
     """
 
     out_dir: Path
@@ -76,6 +78,8 @@ class BuildSummary:
     seconds: float
     shards: list[str]
     clips_kept: int = 0
+    fixes_applied: int = 0
+    fixes_unmatched: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -245,6 +249,7 @@ class _Run:
     frames: int = 0
     file_attrs: dict | None = None
     last_write: float = 0.0
+    fix_report: list = field(default_factory=list)  # the scan's FixOutcome list
 
     def manifest_rows(self) -> list[ManifestRow]:
         return list(self.rows.values()) + self.scan_failed
@@ -322,7 +327,15 @@ def _prepare(cfg, root: Path, out: Path, limit, backend_name: str, workers: int)
     state["next_shard_index"] = max(int(state.get("next_shard_index", 0)), rec.max_index + 1)
     st.write_state(out, state)
     run = _Run(
-        cfg, out, rows, scan_failed, todo, state, attempt, kept=sum(r.status == "ok" for r in rows.values())
+        cfg,
+        out,
+        rows,
+        scan_failed,
+        todo,
+        state,
+        attempt,
+        kept=sum(r.status == "ok" for r in rows.values()),
+        fix_report=list(scan.fix_report),
     )
     run.write_manifest()
     for path in rec.delete:  # only now: the manifest no longer lists them
@@ -390,7 +403,14 @@ def _finish(run: _Run, root: Path, seconds: float, engine: dict) -> BuildSummary
     run.write_manifest()
     attrs = run.file_attrs or stored_attrs(out) or shard_attrs(cfg)
     info = build_info(cfg, root, run.manifest_rows(), run.frames, seconds, engine, run.kept, run.state, attrs)
+    info.update(fix_report_info(run.fix_report))
     (out / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+    if (
+        cfg.flow.enabled
+    ):  # the workers stored each clip's flow (mepipe.process): record it as `mepipe flow` does
+        from mepipe.flow_stage import write_flow_info
+
+        write_flow_info(out, cfg.flow, info["clips_ok"])
     run.attempt["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run.attempt["result"] = "complete"
     run.state["status"] = "complete"
@@ -401,7 +421,17 @@ def _finish(run: _Run, root: Path, seconds: float, engine: dict) -> BuildSummary
 
         write_pair_table(out, cfg.pairs, seed=cfg.pairs.seed if cfg.pairs.seed is not None else cfg.seed)
     shards = sorted(p.name for p in (out / "shards").glob("shard-*.h5"))
-    return BuildSummary(out, info["clips_ok"], info["clips_failed"], run.frames, seconds, shards, run.kept)
+    return BuildSummary(
+        out,
+        info["clips_ok"],
+        info["clips_failed"],
+        run.frames,
+        seconds,
+        shards,
+        run.kept,
+        info["fixes_applied"],
+        info["fixes_unmatched"],
+    )
 
 
 def _earlier_ok_keys(out: Path) -> set[str]:

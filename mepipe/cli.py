@@ -157,6 +157,11 @@ def build_dataset_cmd(
     )
     if summary.clips_failed:
         console.print(f"see the failed rows (status=failed, reason, message) in {out / 'manifest.csv'}")
+    if summary.fixes_applied or summary.fixes_unmatched:
+        console.print(
+            f"fix tables: {summary.fixes_applied} fix(es) applied, {summary.fixes_unmatched} did not fit "
+            f"(fix_report in {out / 'build-info.json'})"
+        )
 
 
 @app.command()

@@ -32,12 +32,11 @@ import numpy as np
 from mepipe import __version__
 from mepipe.config import FlowConfig
 from mepipe.flow import FlowInput, compute_flow, flow_channels, frame_pairs, normalise, require_backend
-from mepipe.shards.format import CLIPS_GROUP
+from mepipe.shards.format import CLIPS_GROUP, FLOW_SCHEMA_VERSION
 from mepipe.shards.manifest import require_complete
 from mepipe.shards.reader import assert_self_contained, open_shard, read_frame
 
 FLOW_GROUP = "flow"
-FLOW_SCHEMA_VERSION = 3
 FLOW_INFO_NAME = "flow-info.json"
 TMP_SUFFIX = ".flowtmp"
 
@@ -254,13 +253,25 @@ def add_flow(
         cfg: flow settings (``enabled`` is ignored: calling this is asking for flow).
         progress: called with the number of clips of each finished shard.
 
+    The build's lock (``OUT/build.lock``, :class:`mepipe.engine.lock.BuildLock`) is held throughout,
+    so flow is never added while a build writes into ``OUT``, nor a build started meanwhile.
+
     Raises:
         ShardError: unfinished build, or a shard that is missing or not self-contained.
         ConfigError: a backend that cannot run here (``tvl1`` without opencv-contrib), before any work.
+        BuildLockedError: a build (or another ``mepipe flow``) is running in ``build_dir``.
     """
+    from mepipe.engine.lock import BuildLock
+
     build = Path(build_dir)
+    require_backend(cfg.backend)  # before any work or lock file
+    require_complete(build)  # a folder that holds no build is refused before the lock file is made
+    with BuildLock(build):
+        return _add_flow_locked(build, cfg, progress)
+
+
+def _add_flow_locked(build: Path, cfg: FlowConfig, progress: Callable[[int], None] | None) -> FlowSummary:
     rows = [r for r in require_complete(build) if r.status == "ok"]
-    require_backend(cfg.backend)
     by_shard: dict[str, list] = {}
     for r in rows:
         by_shard.setdefault(r.shard, []).append(r)
@@ -304,8 +315,20 @@ def add_flow(
         done += 1
         if progress:
             progress(len(shard_rows))
-    info = {"mepipe_version": __version__, "flow_hash": h, "settings": flow_settings(cfg), "clips": len(rows)}
+    write_flow_info(build, cfg, len(rows))
+    return FlowSummary(done, skipped, clips, flows)
+
+
+def write_flow_info(build_dir: str | Path, cfg: FlowConfig, clips: int) -> None:
+    """``OUT/flow-info.json``: the flow settings and hash of the build's ``clips`` ok clips (written
+    atomically by :func:`add_flow`, and by a build with ``flow.enabled``)."""
+    build = Path(build_dir)
+    info = {
+        "mepipe_version": __version__,
+        "flow_hash": flow_hash(cfg),
+        "settings": flow_settings(cfg),
+        "clips": clips,
+    }
     tmp_info = build / (FLOW_INFO_NAME + ".tmp")
     tmp_info.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp_info, build / FLOW_INFO_NAME)
-    return FlowSummary(done, skipped, clips, flows)

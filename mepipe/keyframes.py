@@ -312,6 +312,18 @@ def _source_word(given: dict[str, str]) -> str:
     return ",".join(f"{k}={given[k]}" for k in ("onset", "apex", "offset"))
 
 
+def needs_estimate(clip: ClipRecord, frame_numbers: np.ndarray, cfg: KeyframeConfig | None = None) -> bool:
+    """True when :func:`resolve_keyframes` estimates something from facial motion for ``clip`` stored
+    as ``frame_numbers`` (so its motion-energy curve is needed): ``estimate`` mode, or ``annotated``
+    with a keyframe missing or not among the frames (e.g. outside the face span)."""
+    cfg = cfg or KeyframeConfig()
+    if cfg.mode == "uniform":
+        return False
+    if cfg.mode == "estimate":
+        return True
+    return any(position_of(frame_numbers, v) is None for v in (clip.onset, clip.apex, clip.offset))
+
+
 def resolve_keyframes(
     clip: ClipRecord,
     frame_numbers: np.ndarray,

@@ -1,5 +1,6 @@
 """Build, verify and inspect on small CASME II-layout sets made from the astronaut photograph."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -138,6 +139,27 @@ def test_build_info_log_and_summary(built):
     log = (out / "build.log").read_text()
     assert "build finished: 3 ok" in log and "failures by reason: apex_outside_clip 1" in log
     assert "failed casme2/sub04/EP02_02: corrupt_frame" in log and "img13.jpg" in log
+    # the fix tables' outcomes: this little sheet is not the distributed one, so no fix fits it
+    from mepipe.datasets import get_adapter
+
+    scan = get_adapter("casme2", Path(info["source"])).scan()
+    assert info["fix_report"] == [o.as_dict() for o in scan.fix_report] and len(info["fix_report"]) == 22
+    assert info["fixes_applied"] == 0 and info["fixes_unmatched"] == 22
+    assert "fix tables: 0 fix(es) applied, 22 did not fit" in log
+
+
+def test_fix_report_counts_applied_and_unmatched_fixes(tmp_path: Path):
+    from mepipe.datasets import get_adapter
+    from mepipe.engine.info import fix_report_info
+    from tests.test_fixes import casme2_like_meb
+
+    casme2_like_meb(tmp_path)
+    outcomes = get_adapter("casme2", tmp_path).scan().fix_report
+    info = fix_report_info(outcomes)
+    assert (info["fixes_applied"], info["fixes_unmatched"]) == (22, 0)
+    assert json.loads(json.dumps(info["fix_report"]))[0]["status"] == "applied"
+    mixed = fix_report_info([*outcomes[:2], dataclasses.replace(outcomes[2], status="mismatch")])
+    assert (mixed["fixes_applied"], mixed["fixes_unmatched"]) == (2, 1)
 
 
 def test_qa_flags_are_counted():

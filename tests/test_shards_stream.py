@@ -93,21 +93,32 @@ def test_jpeg_stream_matches_encoding_the_whole_clip(tmp_path: Path):
 
 
 @pytest.mark.parametrize("encoding", ["raw", "jpeg"])
-def test_subset_goes_through_a_scratch_file_and_keeps_only_the_chosen_frames(tmp_path: Path, encoding):
+@pytest.mark.parametrize("memory_bytes", [0, 10 * S * S * 3, None])  # file at once / spills / in memory
+def test_buffered_clip_holds_raw_frames_and_keeps_only_the_chosen_ones(
+    tmp_path: Path, encoding, memory_bytes
+):
     frames = _frames(30, seed=2)
     keep = np.array([0, 3, 4, 9, 29])
-    w = _writer(tmp_path, encoding)
+    w = _writer(tmp_path, encoding, memory_bytes=memory_bytes)
     cw = w.begin_clip(
-        _meta("a", 5).clip, frame_shape=(S, S, 3), encoding=encoding, jpeg_quality=95, subset=True
+        _meta("a", 5).clip, frame_shape=(S, S, 3), encoding=encoding, jpeg_quality=95, buffered=True
     )
     for k in range(0, 30, 7):
         cw.append(frames[k : k + 7])
+        assert np.array_equal(cw.read(k), frames[k])  # the exact raw crop, also for JPEG clips
+    assert cw.n == 0 and cw.appended == 30  # nothing in the shard yet
     scratch = list((tmp_path / "scratch").glob("*.h5"))
-    assert len(scratch) == 1 and cw.n == 0 and cw.appended == 30  # nothing in the shard yet
-    with h5py.File(scratch[0], "r", locking=False) as f:
-        assert f["frames"].shape == (30, S, S, 3)
+    if memory_bytes is None:
+        assert not scratch  # a short clip stays in memory
+    else:
+        assert len(scratch) == 1 and scratch[0] == cw.scratch_path
+        with h5py.File(scratch[0], "r", locking=False) as f:
+            assert f["frames"].shape == (30, S, S, 3)
+    assert all(np.array_equal(cw.read(i), frames[i]) for i in range(30))
     cw.finish(_meta("a", 5), keep=keep)
     assert not list((tmp_path / "scratch").glob("*"))
+    with pytest.raises(ValueError, match="cannot be read back"):
+        cw.read(0)
     w.close()
     with open_shard(tmp_path / "shards" / "shard-00007.h5") as f:
         g = f["clips/d/a"]
@@ -140,7 +151,7 @@ def test_abort_leaves_no_partial_group_and_empty_shards_vanish(tmp_path: Path):
     cw = w2.begin_clip(_meta("ok", 2).clip, frame_shape=(S, S, 3))
     cw.append(_frames(2))
     cw.finish(_meta("ok", 2))
-    cw = w2.begin_clip(ClipRecord("d", "s1", "sub/x", "images", "/x"), frame_shape=(S, S, 3), subset=True)
+    cw = w2.begin_clip(ClipRecord("d", "s1", "sub/x", "images", "/x"), frame_shape=(S, S, 3), buffered=True)
     cw.append(_frames(3))
     cw.abort()
     w2.close()

@@ -4,7 +4,10 @@
 the versions of every library that shapes the output (:func:`mepipe.provenance.library_versions`),
 pipeline and config hash, face backends and the sha256 of their model files, the video decoder, the
 engine (backend, worker slots), counts (clips ok / failed / kept from earlier runs, frames), the
-failures by reason and the quality flags of the ok clips (the ``qa`` column, ``;``-separated).
+failures by reason, the quality flags of the ok clips (the ``qa`` column, ``;``-separated), and the
+outcome of every row-anchored fix of the dataset's fix tables (``fix_report``: one
+:meth:`FixOutcome.as_dict <mepipe.datasets.anchors.FixOutcome>` each, with ``fixes_applied`` and
+``fixes_unmatched`` counts).
 """
 
 from __future__ import annotations
@@ -58,6 +61,16 @@ def build_info(cfg, root, rows, frames_built, seconds, engine, kept, state, attr
     }
 
 
+def fix_report_info(outcomes: list) -> dict:
+    """The ``fix_report`` part of ``build-info.json`` from the scan's
+    :class:`~mepipe.datasets.anchors.FixOutcome` list (``ScanResult.fix_report``)."""
+    return {
+        "fixes_applied": sum(1 for o in outcomes if o.status == "applied"),
+        "fixes_unmatched": sum(1 for o in outcomes if o.unmatched),
+        "fix_report": [o.as_dict() for o in outcomes],
+    }
+
+
 def log_summary(info: dict) -> None:
     log.info(
         "build finished: %d ok (%d kept from earlier runs), %d failed, %d frames built in %.1f s",
@@ -67,6 +80,11 @@ def log_summary(info: dict) -> None:
     if info["failures_by_reason"]:
         text = ", ".join(f"{k} {v}" for k, v in info["failures_by_reason"].items())
         log.info("failures by reason: %s (see status=failed rows in manifest.csv)", text)
+    if info.get("fix_report"):
+        log.info(
+            "fix tables: %d fix(es) applied, %d did not fit this copy of the dataset (fix_report in "
+            "build-info.json)", info["fixes_applied"], info["fixes_unmatched"],
+        )  # fmt: skip
     if info["qa_flags"]:
         text = ", ".join(f"{k} {v}" for k, v in info["qa_flags"].items())
         log.info("quality flags on ok clips: %s", text)

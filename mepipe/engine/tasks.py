@@ -2,9 +2,9 @@
 
 A :class:`Task` carries clip records (paths and annotations, never pixels), their fingerprints, the
 pipeline config and the shard attributes; :func:`run_task` runs in the worker process (a local
-process, or a Dask worker on another machine reading the same filesystem), processes each clip with
-:func:`mepipe.process.safe_process`, writes ``OUT/shards/shard-NNNNN.h5.tmp``, renames it when
-complete and returns the manifest rows (a few hundred bytes per clip). Frames never leave the worker.
+process, or a Dask worker on another machine reading the same filesystem), streams each clip into
+``OUT/shards/shard-NNNNN.h5.tmp`` with :func:`mepipe.process.safe_stream` (crops go to the shard as
+the face stage emits them), renames the shard when complete and returns the manifest rows (a few hundred bytes per clip). Frames never leave the worker.
 
 Every stored clip group also carries its own manifest row (attribute ``manifest_row``, JSON, without
 the ``shard`` column) and fingerprint, so a shard finished just before a kill can be adopted by the
@@ -71,8 +71,10 @@ def shard_attrs(cfg: PipelineConfig) -> dict[str, str | int]:
     their model files (loads the face backends in this process, once)."""
     from mepipe.face.backends import get_detector, get_landmarker
 
-    det, lmk = get_detector(cfg.face.detector, cfg.face.upsample), get_landmarker(cfg.face.landmarker)
-    return {
+    face = cfg.face
+    det = get_detector(face.detector, face.upsample, face.options)
+    lmk = get_landmarker(face.landmarker, face.options)
+    attrs: dict[str, str | int] = {
         "pipeline": cfg.name,
         "config_hash": cfg.hash(),
         "backends": json.dumps({"detector": det.name, "landmarker": lmk.name}),
@@ -82,6 +84,11 @@ def shard_attrs(cfg: PipelineConfig) -> dict[str, str | int]:
         "frame_encoding": cfg.storage.encoding,
         "video_decoder": cfg.video.decoder,
     }
+    if cfg.flow.enabled:  # the flow is computed in the workers (mepipe.process); `mepipe flow` skips these
+        from mepipe.flow_stage import flow_hash
+
+        attrs["flow_hash"] = flow_hash(cfg.flow)
+    return attrs
 
 
 _MALLOC_TUNED: list[bool] = []
@@ -188,19 +195,6 @@ def crashed_row(clip: ClipRecord, fingerprint: str, why: str) -> ManifestRow:
     return dataclasses.replace(failed_row(clip, issue), fingerprint=fingerprint)
 
 
-def too_few_frames(clip: ClipRecord, n: int, min_frames: int) -> ClipIssue:
-    return ClipIssue(
-        clip.dataset,
-        clip.clip_id,
-        "too_few_frames",
-        f"clip {clip.clip_id}: only {n} frame(s) in {clip.source_path}; at least build.min_frames="
-        f"{min_frames} are needed (onset and apex); check the frame folder or the annotated frame "
-        "range, or lower build.min_frames",
-        clip.subject,
-        clip.source_path,
-    )
-
-
 def run_task(task: Task) -> TaskResult:
     """Build the task's clips into its shard (runs in a worker process); returns their rows.
 
@@ -210,7 +204,7 @@ def run_task(task: Task) -> TaskResult:
     """
     import cv2
 
-    from mepipe.process import ok_row, safe_process
+    from mepipe.process import ok_row, safe_stream, too_few_frames
     from mepipe.shards.writer import ShardWriter
 
     cv2.setNumThreads(1)
@@ -229,22 +223,26 @@ def run_task(task: Task) -> TaskResult:
     frames = 0
     try:
         for clip, fp in zip(task.clips, task.fingerprints, strict=True):
+
+            def row_attrs(meta, fp=fp) -> dict[str, object]:
+                # every clip group carries its own manifest row: a shard finished just before a kill
+                # is adopted by the next run (mepipe.engine.state)
+                row = dataclasses.replace(ok_row(meta, ""), fingerprint=fp)
+                return {
+                    "fingerprint": fp,
+                    "manifest_row": json.dumps(dataclasses.asdict(row), sort_keys=True),
+                }
+
             min_frames = cfg.build.min_frames
             if clip.source_kind == "images" and len(clip.frame_files) < min_frames:
                 result = too_few_frames(clip, len(clip.frame_files), min_frames)
             else:
-                result = safe_process(clip, cfg)
-            if not isinstance(result, ClipIssue):
-                available = int(result.extra_attrs.get("source_n_frames", result.n_frames))
-                if available < min_frames:
-                    result = too_few_frames(result.clip, available, min_frames)
+                result = safe_stream(clip, cfg, writer, row_attrs)
             if isinstance(result, ClipIssue):
                 rows.append(dataclasses.replace(failed_row(clip, result), fingerprint=fp))
                 continue
-            row = dataclasses.replace(ok_row(result, ""), fingerprint=fp)
-            result.extra_attrs["fingerprint"] = fp
-            result.extra_attrs["manifest_row"] = json.dumps(dataclasses.asdict(row), sort_keys=True)
-            row.shard = writer.add(result)
+            meta, shard = result
+            row = dataclasses.replace(ok_row(meta, shard), fingerprint=fp)
             frames += row.n_frames
             rows.append(row)
         writer.close()

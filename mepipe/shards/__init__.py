@@ -1,7 +1,7 @@
 """HDF5 shards and manifests: writing, reading and verifying (format: docs/shard-format.md)."""
 
 from mepipe.shards.format import ClipOutput
-from mepipe.shards.manifest import read_manifest, write_manifest
+from mepipe.shards.manifest import read_manifest, read_manifest_frame, write_manifest
 from mepipe.shards.reader import (
     StoredClip,
     frame_count,
@@ -29,6 +29,7 @@ __all__ = [
     "read_frame",
     "read_frames",
     "read_manifest",
+    "read_manifest_frame",
     "timestamps_ms",
     "verify_build",
     "write_manifest",

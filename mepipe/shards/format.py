@@ -27,6 +27,7 @@ SCHEMA_VERSION = 3
 optical flow (``/clips/<key>/flow/<pair>``, written by the flow stage, :mod:`mepipe.flow_stage`)."""
 RAW_SCHEMA_VERSION = 1
 JPEG_SCHEMA_VERSION = 2  # JPEG frames without flow; the flow stage raises it to 3
+FLOW_SCHEMA_VERSION = 3  # shards holding optical flow (``mepipe flow``, or a build with flow.enabled)
 CLIPS_GROUP = "clips"
 
 

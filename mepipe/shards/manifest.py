@@ -136,3 +136,24 @@ def require_complete(out_dir_or_file: str | Path) -> list[ManifestRow]:
             "(it resumes and keeps the clips already built)"
         )
     return rows
+
+
+def read_manifest_frame(out_dir_or_file: str | Path):
+    """The manifest as a :class:`pandas.DataFrame`, for code that reads the shards with pandas.
+
+    The same rows as :func:`read_manifest` (so the formula neutralisation is undone and shard names
+    are checked), one column per manifest column in file order: text columns stay ``str`` (a SAMM
+    subject ``006`` stays ``"006"``, where plain ``pd.read_csv`` would make it the number ``6``; an
+    empty cell is ``""``, never NaN), integer columns are ``int64``, float columns ``float64``.
+
+    Raises:
+        ShardError: as :func:`read_manifest`.
+    """
+    import pandas as pd
+
+    rows = read_manifest(out_dir_or_file)
+    columns = ManifestRow.columns()
+    frame = pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=columns)
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(ManifestRow)}
+    dtypes = {c: {"int": "int64", "float": "float64"}.get(kinds[c], "object") for c in columns}
+    return frame.astype(dtypes)

@@ -18,8 +18,16 @@ import h5py
 
 from mepipe import __version__
 from mepipe.records import ClipRecord
-from mepipe.shards.clipwriter import ClipWriter
-from mepipe.shards.format import CLIPS_GROUP, JPEG_SCHEMA_VERSION, RAW_SCHEMA_VERSION, SCHEMA_NAME, ClipOutput
+from mepipe.shards import scratch
+from mepipe.shards.clipwriter import ClipWriter, writing
+from mepipe.shards.format import (
+    CLIPS_GROUP,
+    FLOW_SCHEMA_VERSION,
+    JPEG_SCHEMA_VERSION,
+    RAW_SCHEMA_VERSION,
+    SCHEMA_NAME,
+    ClipOutput,
+)
 
 
 class ShardWriter:
@@ -40,6 +48,11 @@ class ShardWriter:
         file_attrs: attributes written on every shard's root (config hash, backends, model hashes ...).
         name: base name of this writer's shards (see above), or ``None``.
         on_shard_closed: called with the final shard file name after each rename.
+        memory_bytes: raw frames a ``buffered`` clip holds in memory before it moves to a scratch
+            file (``None``: :data:`mepipe.shards.scratch.MEMORY_BYTES`).
+
+    A ``flow_hash`` in ``file_attrs`` (a build that computes optical flow, :mod:`mepipe.flow_stage`)
+    makes the shards schema version 3, as ``mepipe flow`` does.
     """
 
     def __init__(
@@ -51,6 +64,7 @@ class ShardWriter:
         max_bytes: int,
         name: str | None = None,
         on_shard_closed=None,
+        memory_bytes: int | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.dir = self.out_dir / "shards"
@@ -59,6 +73,7 @@ class ShardWriter:
         self.max_clips, self.max_bytes = max_clips, max_bytes
         self.on_shard_closed = on_shard_closed
         self.name = name
+        self.memory_bytes = scratch.MEMORY_BYTES if memory_bytes is None else int(memory_bytes)
         self._index = 0 if name else len(list(self.dir.glob("shard-*.h5")))
         self._file: h5py.File | None = None
         self._tmp: Path | None = None
@@ -112,7 +127,7 @@ class ShardWriter:
         frame_shape: tuple[int, int, int],
         encoding: str = "raw",
         jpeg_quality: int = 95,
-        subset: bool = False,
+        buffered: bool = False,
         expected_bytes: int = 0,
         digest: str = "",
     ) -> ClipWriter:
@@ -123,13 +138,15 @@ class ShardWriter:
             frame_shape: ``(S, S, 3)`` of every frame that will be appended.
             encoding: ``raw`` or ``jpeg`` (frames appended as arrays are encoded with :func:`encode_jpeg`).
             jpeg_quality: JPEG quality (``jpeg`` only).
-            subset: when the frames to keep are only known at the end (``storage.frame_step`` /
-                ``max_frames`` with estimated keyframes): appended frames go to a scratch file inside
-                ``OUT/scratch`` and :meth:`ClipWriter.finish` copies the kept ones, frame by frame.
+            buffered: hold the appended raw frames (in memory up to ``memory_bytes``, then in a
+                scratch file inside ``OUT/scratch``) until :meth:`ClipWriter.store` copies the kept
+                ones: when the frames to keep are only known at the end (``storage.frame_step`` /
+                ``max_frames`` with estimated keyframes), or the raw crops of a JPEG clip must be
+                read back (:meth:`ClipWriter.read`).
             expected_bytes: frame bytes the clip will add, if known (rolls over before a clip that
                 would not fit; a streamed clip of unknown size can overshoot ``max_bytes`` by itself).
             digest: the ``frames_sha256`` of the frames that will be appended, when the caller has
-                computed it already (they are then not hashed twice; not with ``subset``).
+                computed it already (they are then not hashed twice; not with ``buffered``).
 
         Returns:
             the :class:`ClipWriter`; call ``finish`` or ``abort`` before the next clip.
@@ -141,9 +158,12 @@ class ShardWriter:
         ):
             self.close()
         if self._file is None:
-            self._open()
+            with writing(f"a shard in {self.dir}"):
+                self._open()
         assert self._file is not None
-        cw = ClipWriter(self, clip, tuple(frame_shape), encoding, jpeg_quality, subset, digest)
+        cw = ClipWriter(
+            self, clip, tuple(frame_shape), encoding, jpeg_quality, buffered, digest, self.memory_bytes
+        )
         self._open_clip = cw
         return cw
 
@@ -161,9 +181,12 @@ class ShardWriter:
         self._file = h5py.File(self._tmp, "w", locking=False)
         attrs = self._file.attrs
         attrs["schema"] = SCHEMA_NAME
-        attrs["schema_version"] = (
-            JPEG_SCHEMA_VERSION if self.file_attrs.get("frame_encoding") == "jpeg" else RAW_SCHEMA_VERSION
-        )
+        if "flow_hash" in self.file_attrs:
+            attrs["schema_version"] = FLOW_SCHEMA_VERSION
+        elif self.file_attrs.get("frame_encoding") == "jpeg":
+            attrs["schema_version"] = JPEG_SCHEMA_VERSION
+        else:
+            attrs["schema_version"] = RAW_SCHEMA_VERSION
         attrs["mepipe_version"] = __version__
         attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for k, v in self.file_attrs.items():
