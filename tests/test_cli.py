@@ -176,3 +176,36 @@ def test_api_is_cheap_to_import_and_names_its_registries() -> None:
 
     with pytest.raises(ConfigError, match="valid kinds"):
         api.names("nope")
+
+
+def _commands(group, prefix=()):
+    """``(("synth",), command)``, ``(("train", "pretrain"), command)`` ... of the typer app."""
+    for name, sub in group.commands.items():
+        if hasattr(sub, "commands"):
+            yield from _commands(sub, (*prefix, name))
+        else:
+            yield (*prefix, name), sub
+
+
+def test_docs_cli_names_every_command_and_option() -> None:
+    import typer.main
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    sections = {s.split("`", 1)[0]: s for s in text.split("### `mepipe ")[1:]}
+    for path, cmd in _commands(typer.main.get_command(app)):
+        name = " ".join(path)
+        assert name in sections, f"docs/cli.md has no section for mepipe {name}"
+        for p in cmd.params:
+            opts = [o for o in getattr(p, "opts", []) if o.startswith("--")]
+            if p.param_type_name == "option" and opts:
+                assert opts[0] in sections[name], f"docs/cli.md: mepipe {name} does not name {opts[0]}"
+    for code in (
+        "| 0 |",
+        "| 1 |",
+        "| 2 |",
+        "| 3 |",
+        "| 130 |",
+        "MEPIPE_RESOURCES",
+        "MEPIPE_PROGRESS_INTERVAL",
+    ):
+        assert code in text
