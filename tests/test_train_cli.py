@@ -110,48 +110,15 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
 
 def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            "finetune",
-            "--shards",
-            str(builds["micro"]),
-            "--out",
-            str(tmp_path / "x"),
-            "--set",
-            "optim.nope=1",
-        ],
-    )
-    assert r.exit_code == 2 and "optim.nope" in r.output
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            "pretrain",
-            "--shards",
-            str(builds["macro"]),
-            "--out",
-            str(tmp_path / "y"),
-            "--delta",
-            "5:2",
-        ],
-    )
-    assert r.exit_code == 2 and "data.delta" in r.output
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            "finetune",
-            "--shards",
-            str(builds["micro"]),
-            "--out",
-            str(tmp_path / "z"),
-            "--init",
-            str(tmp_path / "missing.pt"),
-        ],
-    )
-    assert r.exit_code == 2 and "missing.pt" in r.output
+    cases = [
+        ("finetune", "micro", ["--set", "optim.nope=1"], "optim.nope"),
+        ("pretrain", "macro", ["--delta", "5:2"], "data.delta"),
+        ("finetune", "micro", ["--init", str(tmp_path / "missing.pt")], "missing.pt"),
+    ]
+    for k, (cmd, kind, extra, word) in enumerate(cases):
+        args = ["train", cmd, "--build", str(builds[kind]), "--out", str(tmp_path / f"x{k}"), *extra]
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and word in r.output, (args, r.output)
 
 
 def test_help_lists_the_choices() -> None:

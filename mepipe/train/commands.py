@@ -41,6 +41,19 @@ def _train_config(kind: str, config: str | None, set_: list[str], flags: dict[st
     return api.train_config(kind, config=config, overrides=over)  # type: ignore[arg-type]
 
 
+def _run_flags(build, shards, out, epochs, device, seed, resume, force) -> dict[str, object]:
+    """The config keys of the options both train commands have (``None``: not given)."""
+    return {
+        "data.shards": str(build_folder(build, shards)),
+        "run.out": str(out),
+        "optim.epochs": epochs,
+        "run.device": device,
+        "run.seed": seed,
+        "run.resume": True if resume else None,
+        "run.force": True if force else None,
+    }
+
+
 CONFIG_HELP = f"training YAML, or the name of a bundled one: {', '.join(api.names('configs'))}"
 SET_HELP = "override a config key: KEY=VALUE (repeatable; YAML values), e.g. optim.lr=1e-3 (docs/training.md)"
 FORCE_HELP = "DANGER: delete the existing run in --out and start again"
@@ -72,16 +85,8 @@ def train_pretrain(
 
     Multi-GPU: torchrun --nproc_per_node N -m mepipe train pretrain ...
     """
-    flags = {
-        "data.shards": str(build_folder(build, shards)),
-        "run.out": str(out),
-        "data.delta": delta,
-        "optim.epochs": epochs,
-        "run.device": device,
-        "run.seed": seed,
-        "run.resume": True if resume else None,
-        "run.force": True if force else None,
-    }
+    flags = _run_flags(build, shards, out, epochs, device, seed, resume, force)
+    flags["data.delta"] = delta
     cfg = _train_config("pretrain", config, set_, flags, -1 if quiet else verbose)
     res = api.pretrain(cfg)
     log.info("final loss %.4f; checkpoint %s (use with finetune --init)", res.final_loss, res.checkpoint)
@@ -124,20 +129,14 @@ def train_finetune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="same as mepipe -q"),
 ) -> None:
     """Fine-tune per fold (LOSO/LODO) and score the pooled predictions; --protocol all: one model for use."""
-    flags = {
-        "data.shards": str(build_folder(build, shards)),
-        "run.out": str(out),
+    flags = _run_flags(build, shards, out, epochs, device, seed, resume, force)
+    flags.update({
         "data.labels": labels,
         "protocol.name": protocol,
         "model.name": model,
         "init": str(init) if init else None,
-        "optim.epochs": epochs,
         "protocol.val_subjects": val_subjects,
-        "run.device": device,
-        "run.seed": seed,
-        "run.resume": True if resume else None,
-        "run.force": True if force else None,
-    }
+    })  # fmt: skip
     cfg = _train_config("finetune", config, set_, flags, -1 if quiet else verbose)
     res = api.finetune(cfg)
     if cfg.protocol.name == "all":
