@@ -55,7 +55,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
         [
             "train",
             "pretrain",
-            "--shards",
+            "--build",
             str(builds["macro"]),
             "--out",
             str(pre),
@@ -80,7 +80,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
         [
             "train",
             "finetune",
-            "--shards",
+            "--build",
             str(builds["micro"]),
             "--labels",
             "casme2_5",
@@ -137,7 +137,7 @@ def test_exit_codes_force_and_nothing_written_on_config_errors(
 ) -> None:
     runner = CliRunner()
     out = tmp_path / "ft"
-    base = ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(out), "--epochs", "1"]
+    base = ["train", "finetune", "--build", str(builds["micro"]), "--out", str(out), "--epochs", "1"]
     base += _sets("finetune")
     for bad in (
         ["--set", "optim.lr=-1"],
@@ -170,7 +170,7 @@ def test_bundled_config_by_name_and_protocol_all(builds: dict[str, Path], tmp_pa
     out = tmp_path / "all"
     r = runner.invoke(
         app,
-        ["train", "finetune", "--config", "train-finetune", "--shards", str(builds["micro"]), "--out", str(out),
+        ["train", "finetune", "--config", "train-finetune", "--build", str(builds["micro"]), "--out", str(out),
          "--protocol", "all", "--model", "resnet-diff", "--epochs", "1", *_sets("finetune")],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
