@@ -488,6 +488,7 @@ def __getattr__(name: str) -> Any:
     """Earlier names of this module (``build_dataset``, ``read_manifest`` ...), imported on first use."""
     legacy = {
         "BuildSummary": "mepipe.build", "build_dataset": "mepipe.build", "BuildInterrupted": "mepipe.build",
+        "BuildLockedError": "mepipe.engine.lock",
         "PipelineConfig": "mepipe.config", "load_config": "mepipe.config", "parse_config": "mepipe.config",
         "ADAPTERS": "mepipe.datasets", "get_adapter": "mepipe.datasets",
         "Fold": "mepipe.folds", "make_folds": "mepipe.folds", "contact_sheet": "mepipe.inspect",

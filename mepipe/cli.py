@@ -128,8 +128,10 @@ def build_dataset_cmd(
             pipeline=pipeline, source=source, out=out, overrides=api.parse_overrides(set_), workers=workers,
             force=force, limit=limit, backend=backend, scheduler=scheduler,
         )  # fmt: skip
-    except (KeyboardInterrupt, api.BuildInterrupted):
-        error(f"interrupted; run the same command again to resume the build in {out}")
+    except (KeyboardInterrupt, api.BuildInterrupted) as exc:
+        error(
+            str(exc) if str(exc) else f"interrupted; run the same command again to resume the build in {out}"
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     kept = f" ({s.clips_kept} kept from earlier runs)" if s.clips_kept else ""
     log.info(

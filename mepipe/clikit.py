@@ -31,8 +31,8 @@ def error(message: str) -> None:
 
 
 def handled(fn):
-    """Run a command: :class:`ConfigError` exits 2, any other :class:`MepipeError` exits 1, Ctrl-C
-    exits 130, each with a one-paragraph message and no traceback."""
+    """Run a command: :class:`ConfigError` (and a build folder locked by a running build) exits 2, any
+    other :class:`MepipeError` exits 1, Ctrl-C exits 130, each with a one-paragraph message and no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -42,8 +42,11 @@ def handled(fn):
             error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
         except MepipeError as exc:
+            from mepipe import api
+
             error(str(exc))
-            raise typer.Exit(EXIT_DATA) from None
+            # another build holds the output folder: a refusal, like an existing output without --force
+            raise typer.Exit(EXIT_USAGE if isinstance(exc, api.BuildLockedError) else EXIT_DATA) from None
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
