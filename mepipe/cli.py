@@ -1,22 +1,52 @@
-"""The ``mepipe`` command line: a thin wrapper over the typed API (see mepipe.api)."""
+"""The ``mepipe`` command line: each command is a thin wrapper over one function of :mod:`mepipe.api`.
+
+Conventions (``docs/cli.md``): ``-q``/``-v`` on the root command set the console's log level for every
+command (``mepipe -v build-dataset ...``); results are reported through logging, tables and CSV go to
+stdout; the build folder is the ``BUILD`` argument of verify/inspect/pairs/folds/flow/export and
+``--build`` of train/predict; exit codes are those of :mod:`mepipe.clikit`.
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mepipe.errors import MepipeError
-from mepipe.train.commands import train_app, train_errors
+from mepipe import api
+from mepipe.clikit import (
+    BUILD_ARG_HELP,
+    EXIT_DATA,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    choices,
+    error,
+    handled,
+    log,
+    verbosity,
+)
+from mepipe.logs import setup_logging
+from mepipe.train.commands import train_app
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Micro-expression preprocessing and training."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Micro-expression preprocessing and training. Exit codes: 0 ok, 1 data does not match "
+    "(verification, unfinished build, rejected clip), 2 usage or config error, 3 verify: unfinished "
+    "build, 130 interrupted (docs/cli.md).",
 )
-console = Console(stderr=True, soft_wrap=True)
+
+Layout = choices(api.names("layouts"))
+BuildBackend = choices(api.names("build-backends"))
+FlowBackend = choices(api.names("flow-backends"))
+ExportFormat = choices(api.names("export-formats"))
+Protocol = choices(["loso", "lodo"])
+Unit = choices(["frames", "ms"])
+Amplitude = choices(["micro", "macro"])
+Frames = choices(["keyframes", "all"])
+Normalisation = choices(["none", "minmax", "fixed"])
+LABELS_HELP = f"label scheme ({', '.join(api.names('labels'))}; `mepipe labels`)"
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA when available)"
 
 
 def _version(value: bool) -> None:
@@ -32,82 +62,44 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the mepipe version and exit"
     ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more log lines (-v: debug)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only"),
 ) -> None:
     """Micro-expression preprocessing and training."""
-
-
-def friendly(fn):
-    """Turn mepipe's own errors into a one-paragraph message and exit code 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MepipeError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["align.crop_size=112"]`` -> ``{"align.crop_size": 112}``: the one ``--set`` parser of every
-    command (:func:`mepipe.schema.parse_set`; values are YAML, ``1e-3`` a number, ``1:4`` a string)."""
-    from mepipe.schema import parse_set
-
-    return parse_set(items)
+    setup_logging(-1 if quiet else verbose)
 
 
 @app.command()
-@friendly
+@handled
 def synth(
     out: Path = typer.Option(..., "--out", help="folder to write the dataset into"),
-    layout: str = typer.Option("casme2", "--layout", help="on-disk layout to imitate"),
+    layout: Layout = typer.Option("casme2", "--layout", help="on-disk layout to imitate"),  # type: ignore[valid-type]
     subjects: int = typer.Option(3, "--subjects", min=1),
     clips_per_subject: int = typer.Option(4, "--clips-per-subject", min=1),
     seed: int = typer.Option(0, "--seed"),
-    amplitude: str | None = typer.Option(None, "--amplitude", help="micro or macro (default: per layout)"),
+    amplitude: Amplitude | None = typer.Option(None, "--amplitude", help="default: per layout"),  # type: ignore[valid-type]
     faces_dir: Path | None = typer.Option(
         None, "--faces", help="folder of portrait photos to use as subjects"
     ),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
-    from mepipe.synth import synthesize
-
-    with progress_bar() as bar:
-        task = bar.add_task(f"synth {layout}", total=None)
-        summary = synthesize(
-            layout,
-            out,
-            subjects=subjects,
-            clips_per_subject=clips_per_subject,
-            seed=seed,
-            amplitude=amplitude,
-            faces_dir=faces_dir,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    console.print(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {summary.out}")
+    s = api.synth(
+        out=out, layout=layout, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
+        amplitude=amplitude, faces_dir=faces_dir,
+    )  # fmt: skip
+    log.info("wrote %d clips (%d frames) to %s", s.n_clips, s.n_frames, s.out)
 
 
 @app.command("build-dataset")
-@friendly
+@handled
 def build_dataset_cmd(
-    pipeline: Path = typer.Argument(..., help="pipeline YAML, e.g. pipelines/casme2.yaml"),
+    pipeline: str = typer.Argument(
+        ..., help=f"pipeline YAML, or a bundled name: {', '.join(api.names('pipelines'))}"
+    ),
     source: Path | None = typer.Option(None, "--source", help="dataset folder as distributed"),
-    out: Path = typer.Option(..., "--out", help="output folder for shards + manifest"),
+    out: Path = typer.Option(..., "--out", help="the build folder to write (shards + manifest)"),
     workers: int = typer.Option(1, "--workers", min=1, help="parallel worker processes"),
-    backend: str = typer.Option(
+    backend: BuildBackend = typer.Option(  # type: ignore[valid-type]
         "local", "--backend", help="local (worker processes on this machine) or dask (see docs/cluster.md)"
     ),
     scheduler: str | None = typer.Option(
@@ -121,181 +113,173 @@ def build_dataset_cmd(
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="build only the first N clips"),
     set_: list[str] = typer.Option([], "--set", help="override a pipeline key: KEY=VALUE (repeatable)"),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more log lines (-v: debug)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="same as mepipe -v"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="same as mepipe -q"),
 ) -> None:
     """Detect, align and crop every clip of a dataset into HDF5 shards + manifest.
 
     Running the same command again into the same --out resumes: clips already stored are kept and
-    the rest are built. Everything is logged to OUT/build.log.
+    the rest are built. Everything is logged to OUT/build.log. Nothing is written before the pipeline
+    is valid (keys, values, registry names).
     """
-    from mepipe.build import build_dataset
-    from mepipe.config import load_config
-    from mepipe.logs import setup_logging
-
-    setup_logging(-1 if quiet else verbose)
-    cfg = load_config(pipeline, parse_overrides(set_))
+    verbosity(verbose, quiet)
     try:
-        summary = build_dataset(
-            cfg,
-            source,
-            out,
-            workers=workers,
-            force=force,
-            limit=limit,
-            backend=backend,
-            scheduler=scheduler,
+        s = api.build(
+            pipeline=pipeline, source=source, out=out, overrides=api.parse_overrides(set_), workers=workers,
+            force=force, limit=limit, backend=backend, scheduler=scheduler,
+        )  # fmt: skip
+    except (KeyboardInterrupt, api.BuildInterrupted) as exc:
+        error(
+            str(exc) if str(exc) else f"interrupted; run the same command again to resume the build in {out}"
         )
-    except KeyboardInterrupt:
-        console.print(f"interrupted; run the same command again to resume the build in {out}")
-        raise typer.Exit(130) from None
-    kept = f" ({summary.clips_kept} kept from earlier runs)" if summary.clips_kept else ""
-    console.print(
-        f"{summary.clips_ok} clips ok{kept}, {summary.clips_failed} failed, {summary.frames} frames built "
-        f"in {summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s), {len(summary.shards)} "
-        f"shard(s) -> {out}"
-    )
-    if summary.clips_failed:
-        console.print(f"see the failed rows (status=failed, reason, message) in {out / 'manifest.csv'}")
-    if summary.fixes_applied or summary.fixes_unmatched:
-        console.print(
-            f"fix tables: {summary.fixes_applied} fix(es) applied, {summary.fixes_unmatched} did not fit "
-            f"(fix_report in {out / 'build-info.json'})"
-        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    kept = f" ({s.clips_kept} kept from earlier runs)" if s.clips_kept else ""
+    log.info(
+        "%d clips ok%s, %d failed, %d frames built in %.1f s (%.0f frames/s), %d shard(s) -> %s",
+        s.clips_ok, kept, s.clips_failed, s.frames, s.seconds, s.frames_per_second, len(s.shards), out,
+    )  # fmt: skip
+    if s.clips_failed:
+        log.info("see the failed rows (status=failed, reason, message) in %s", out / "manifest.csv")
+    if s.fixes_applied or s.fixes_unmatched:
+        log.info(
+            "fix tables: %d fix(es) applied, %d did not fit (fix_report in %s)",
+            s.fixes_applied, s.fixes_unmatched, out / "build-info.json",
+        )  # fmt: skip
 
 
 @app.command()
-@friendly
-def verify(out: Path = typer.Argument(..., help="build folder")) -> None:
+@handled
+def verify(build: Path = typer.Argument(..., metavar="BUILD", help=BUILD_ARG_HELP)) -> None:
     """Re-read every shard against the manifest and checksums.
 
     Exit codes: 0 complete and consistent; 1 a mismatch or damaged file; 3 consistent but unfinished
     (clips still pending: run the build command again to finish it).
     """
-    from mepipe.shards.verify import verify_build
-
-    rep = verify_build(out)
+    rep = api.verify(build)
     for p in rep.problems:
-        console.print(f"[red]mismatch:[/] {p}", highlight=False)
+        log.error("mismatch: %s", p)
     for note in rep.notes:
-        console.print(f"note: {note}", highlight=False)
-    console.print(
-        f"{rep.clips_checked} clips in {rep.shards_checked} shard(s) checked, "
-        f"{rep.failed_rows} failed rows listed, {rep.pending} pending, {len(rep.problems)} problem(s)"
-    )
+        log.info("note: %s", note)
+    log.info(
+        "%d clips in %d shard(s) checked, %d failed rows listed, %d pending, %d problem(s)",
+        rep.clips_checked, rep.shards_checked, rep.failed_rows, rep.pending, len(rep.problems),
+    )  # fmt: skip
     if not rep.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_DATA)
     if rep.pending:
-        console.print(
-            f"incomplete build: {rep.pending} clip(s) not built yet (the build was interrupted); what "
-            f"is stored is consistent. Run the same `mepipe build-dataset ... --out {out}` again to finish it"
-        )
-        raise typer.Exit(3)
+        log.warning(
+            "incomplete build: %d clip(s) not built yet (the build was interrupted); what is stored is "
+            "consistent. Run the same `mepipe build-dataset ... --out %s` again to finish it",
+            rep.pending, build,
+        )  # fmt: skip
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 @app.command()
-@friendly
+@handled
 def pairs(
-    out: Path = typer.Argument(..., help="build folder"),
+    build: Path = typer.Argument(..., metavar="BUILD", help=BUILD_ARG_HELP),
     delta: str | None = typer.Option(
         None, "--delta", help="offset range A:B, inclusive (default: the build's pairs.delta)"
     ),
-    unit: str | None = typer.Option(None, "--unit", help="frames or ms (default: the build's pairs.unit)"),
+    unit: Unit | None = typer.Option(None, "--unit", help="default: the build's pairs.unit"),  # type: ignore[valid-type]
     per_clip: int | None = typer.Option(None, "--per-clip", min=1, help="at most N pairs per clip"),
     bias: float | None = typer.Option(
         None, "--bias", min=0.0, max=1.0, help="probability of drawing t inside onset..offset"
     ),
     seed: int | None = typer.Option(None, "--seed", help="random seed (default: the build's)"),
 ) -> None:
-    """(Re)write OUT/pairs.csv: (t, t+delta) frame pairs pointing into the shards (no pixels copied)."""
-    from mepipe.pairs import pair_settings, write_pair_table
-    from mepipe.shards.manifest import require_complete
-
-    require_complete(out)
-    cfg, used_seed = pair_settings(out, delta=delta, unit=unit, per_clip=per_clip, bias=bias, seed=seed)
-    path = write_pair_table(out, cfg, seed=used_seed)
-    import json
-
-    info = json.loads((out / "pairs.json").read_text())
-    console.print(
-        f"wrote {info['pairs']} pairs from {info['clips_with_pairs']}/{info['clips']} clips "
-        f"(delta {cfg.delta[0]:g}..{cfg.delta[1]:g} {cfg.unit}, seed {used_seed}) -> {path}"
-    )
+    """(Re)write BUILD/pairs.csv: (t, t+delta) frame pairs pointing into the shards (no pixels copied)."""
+    r = api.pairs(build, delta=delta, unit=unit, per_clip=per_clip, bias=bias, seed=seed)
+    log.info(
+        "wrote %d pairs from %d/%d clips (delta %g..%g %s, seed %d) -> %s",
+        r.pairs, r.clips_with_pairs, r.clips, r.delta[0], r.delta[1], r.unit, r.seed, r.path,
+    )  # fmt: skip
 
 
 @app.command()
-@friendly
+@handled
 def inspect(
-    out: Path = typer.Argument(..., help="build folder"),
-    sheet: Path = typer.Option(..., "--sheet", help="PNG file to write"),
-    max_clips: int = typer.Option(200, "--max-clips", min=1),
+    build: Path = typer.Argument(..., metavar="BUILD", help=BUILD_ARG_HELP),
+    sheet: Path = typer.Option(
+        ..., "--sheet", help="PNG to write (several pages: SHEET-001.png, SHEET-002.png ... next to it)"
+    ),
+    max_clips: int = typer.Option(200, "--max-clips", min=1, help="at most N ok (and N failed) clips"),
+    per_page: int = typer.Option(25, "--per-page", min=1, help="at most N grid rows on a page"),
+    columns: int = typer.Option(2, "--columns", min=1, help="clips side by side"),
 ) -> None:
-    """Contact sheet: onset and apex crops with landmarks, |apex - onset|, and the failures."""
-    from mepipe.inspect import contact_sheet
-
-    console.print(f"wrote {contact_sheet(out, sheet, max_clips=max_clips)}")
+    """Contact sheet: onset and apex crops with landmarks, |apex - onset| with a colour bar, the
+    failures; flagged clips first; paged."""
+    s = api.inspect(build, sheet=sheet, max_clips=max_clips, per_page=per_page, columns=columns)
+    where = s.pages[0] if len(s.pages) == 1 else f"{len(s.pages)} pages {s.pages[0]} .. {s.pages[-1].name}"
+    log.info(
+        "contact sheet: %d of %d ok clips (%d flagged), %d of %d failed -> %s",
+        s.shown, s.ok, s.flagged, s.failed_shown, s.failed, where,
+    )  # fmt: skip
 
 
 @app.command()
-@friendly
+@handled
 def backends(
     weights: Path | None = typer.Option(
         None, "--weights", help="a FAN weights file to check (face.options.weights)"
     ),
 ) -> None:
     """List every face detector and landmarker: usable here or not (and why), model file, sha256, licence."""
-    from mepipe.face.backends import backend_table
-
-    print(backend_table({"weights": str(weights)} if weights else None))
+    print(api.backends(weights=weights))
 
 
 @app.command()
+@handled
 def datasets() -> None:
-    """List the registered dataset adapters."""
-    import mepipe.datasets as ds
-
-    for name in ds.ADAPTERS.names():
-        print(name)
+    """List the registered dataset adapters (the names of dataset.adapter)."""
+    print("\n".join(api.datasets()))
 
 
 @app.command()
-@friendly
+@handled
+def labels(
+    show: str | None = typer.Option(None, "--show", metavar="NAME", help="print one scheme's mapping"),
+) -> None:
+    """List the label schemes (name, classes, datasets it maps); --show NAME prints its mapping."""
+    if show is None:
+        for s in api.label_schemes():
+            print(f"{s.name}: {s.num_classes} classes ({', '.join(s.classes)}); maps {', '.join(s.mapping)}")
+        return
+    s = api.label_scheme(show)
+    print(f"{s.name}: classes {', '.join(f'{i}={c}' for i, c in enumerate(s.classes))}")
+    for dataset, table in s.mapping.items():
+        print(f"{dataset}:")
+        for raw, cls in table.items():
+            print(f"  {raw} -> {cls}")
+    print("(raw strings not listed are left out of the scheme)")
+
+
+@app.command()
+@handled
 def folds(
-    out: Path = typer.Argument(..., help="build folder (or its manifest.csv)"),
-    protocol: str = typer.Option(
+    build: Path = typer.Argument(..., metavar="BUILD", help="build folder (or its manifest.csv)"),
+    protocol: Protocol = typer.Option(  # type: ignore[valid-type]
         "loso", "--protocol", help="loso (one fold per dataset/subject) or lodo (per dataset)"
     ),
-    labels: str | None = typer.Option(
-        None, "--labels", help="label scheme; folds keep only the clips it labels"
-    ),
+    labels: str | None = typer.Option(None, "--labels", help=f"{LABELS_HELP}; keeps only clips it labels"),
     dataset: list[str] = typer.Option([], "--dataset", help="keep only this dataset (repeatable)"),
     per_dataset: bool = typer.Option(
         False, "--per-dataset", help="loso: train only on the held-out subject's dataset"
     ),
     csv_path: Path | None = typer.Option(
-        None, "--out", help="CSV to write (default OUT/folds-<protocol>.csv)"
+        None, "--out", help="CSV to write (default BUILD/folds-<protocol>[-<labels>].csv)"
     ),
 ) -> None:
     """Write leak-checked evaluation folds (one line per fold and clip) from a build's manifest."""
-    from mepipe.folds import make_folds, select_rows, write_folds_csv
-    from mepipe.shards.manifest import require_complete
-
-    if protocol not in ("loso", "lodo"):
-        raise typer.BadParameter(f"--protocol {protocol!r}: use loso or lodo")
-    rows = require_complete(out)
-    chosen = select_rows(rows, scheme=labels, datasets=dataset or None)
-    made = make_folds(rows, protocol, scheme=labels, datasets=dataset or None, per_dataset=per_dataset)  # type: ignore[arg-type]
-    if not made:
-        raise typer.BadParameter(f"no fold: {out} has no ok clip left after --labels/--dataset")
-    folder = out.parent if out.is_file() else out
-    name = f"folds-{protocol}" + (f"-{labels}" if labels else "") + ".csv"
-    path = write_folds_csv(made, rows, csv_path or folder / name, scheme=labels)
-    sizes = sorted(len(f.test) for f in made)
-    ok = sum(r.status == "ok" for r in rows)
-    console.print(
-        f"{len(made)} {protocol} folds over {len(chosen)} clips ({ok - len(chosen)} ok clips left out by "
-        f"--labels/--dataset); test side {sizes[0]}..{sizes[-1]} clips -> {path}"
+    r = api.folds(
+        build, protocol=protocol, labels=labels, datasets=dataset, per_dataset=per_dataset, csv_path=csv_path
     )
+    lo, hi = r.test_sizes
+    log.info(
+        "%d %s folds over %d clips (%d ok clips left out by --labels/--dataset); test side %d..%d clips -> %s",
+        len(r.folds), protocol, r.clips, r.left_out, lo, hi, r.path,
+    )  # fmt: skip
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -304,11 +288,11 @@ def _names(text: str | None) -> list[str] | None:
 
 
 @app.command()
-@train_errors
+@handled
 def flow(
-    out: Path = typer.Argument(..., help="build folder (build-dataset --out)"),
-    backend: str | None = typer.Option(
-        None, "--backend", help="dis (default), farneback, or tvl1 (needs the opencv-contrib wheel)"
+    build: Path = typer.Argument(..., metavar="BUILD", help=BUILD_ARG_HELP),
+    backend: FlowBackend | None = typer.Option(  # type: ignore[valid-type]
+        None, "--backend", help="default dis; tvl1 needs the opencv-contrib wheel"
     ),
     size: int | None = typer.Option(None, "--size", min=16, help="flow computed on grey crops of this side"),
     pairs: str | None = typer.Option(
@@ -318,80 +302,61 @@ def flow(
     channels: str | None = typer.Option(
         None, "--channels", help="comma list of u, v, magnitude, strain (default all four)"
     ),
-    normalisation: str | None = typer.Option(
+    normalisation: Normalisation | None = typer.Option(  # type: ignore[valid-type]
         None, "--normalisation", help="none (pixels, default), minmax (per sample: STSTNet), fixed"
     ),
     scale: float | None = typer.Option(None, "--scale", help="fixed normalisation: divisor in pixels"),
     param: list[str] = typer.Option([], "--param", help="backend parameter KEY=VALUE (repeatable)"),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="same as mepipe -v"),
 ) -> None:
     """Add optical flow (u, v, magnitude, strain) to the shards of a finished build, without rebuilding.
 
-    Settings: the build's `flow` section (OUT/pipeline.resolved.yaml), overridden by the options given.
+    Settings: the build's `flow` section (BUILD/pipeline.resolved.yaml), overridden by the options given.
     Each shard is rewritten through a copy and an atomic rename; a shard whose flow already matches is
     skipped, so an interrupted run resumes. Frames are untouched (`mepipe verify` still passes).
     """
-    from mepipe.flow_stage import add_flow, flow_config_for
-    from mepipe.logs import Progress, setup_logging
-    from mepipe.shards.manifest import require_complete
-
-    setup_logging(verbose)
-    over: dict[str, object] = {
-        "backend": backend,
-        "size": size,
-        "pairs": _names(pairs),
-        "every": every,
-        "channels": _names(channels),
-        "normalisation": normalisation,
-        "scale": scale,
-        "params": parse_overrides(param) or None,
-    }
-    cfg = flow_config_for(out, over)
-    n = sum(r.status == "ok" for r in require_complete(out))
-    desc = f"flow {cfg.backend} {cfg.size}px {'+'.join(cfg.pairs)}"
-    with Progress(desc, total=n, unit="clips") as bar:
-        done = add_flow(out, cfg, progress=bar.advance)  # a build lock on OUT goes around this call
-    console.print(
-        f"flow ({cfg.backend}, {cfg.size} px, {', '.join(cfg.pairs)}; {', '.join(cfg.channels)}; "
-        f"normalisation {cfg.normalisation}) in {done.clips} clips of {done.shards_done} shard(s) rewritten, "
-        f"{done.shards_skipped} already up to date -> {out / 'flow-info.json'}"
-    )
+    verbosity(verbose, False)
+    done = api.flow(
+        build, backend=backend, size=size, pairs=_names(pairs), every=every, channels=_names(channels),
+        normalisation=normalisation, scale=scale, params=api.parse_overrides(param) or None,
+    )  # fmt: skip
+    c = done.config
+    log.info(
+        "flow (%s, %d px, %s; %s; normalisation %s) in %d clips of %d shard(s) rewritten, %d already up to "
+        "date -> %s", c.backend, c.size, ", ".join(c.pairs), ", ".join(c.channels), c.normalisation,
+        done.clips, done.shards_done, done.shards_skipped, build / "flow-info.json",
+    )  # fmt: skip
 
 
 @app.command("export")
-@train_errors
+@handled
 def export_cmd(
-    out: Path = typer.Argument(..., help="build folder (build-dataset --out)"),
-    fmt: str = typer.Option(..., "--format", help="frames, npz or ststnet (28x28 u/v/strain images)"),
+    build: Path = typer.Argument(..., metavar="BUILD", help=BUILD_ARG_HELP),
+    fmt: ExportFormat = typer.Option(..., "--format", help="ststnet: 28x28 u/v/strain images"),  # type: ignore[valid-type]
     dest: Path = typer.Option(..., "--out", help="folder to write (must be new or empty unless --force)"),
     labels: str | None = typer.Option(
-        None, "--labels", help="label scheme: clips it does not label are skipped (ststnet needs one)"
+        None, "--labels", help=f"{LABELS_HELP}: clips it does not label are skipped (ststnet needs one)"
     ),
-    frames: str = typer.Option("keyframes", "--frames", help="frames format: keyframes (onset, apex) or all"),
-    flow_backend: str | None = typer.Option(
+    frames: Frames = typer.Option(
+        "keyframes", "--frames", help="frames format: keyframes (onset, apex) or all"
+    ),  # type: ignore[valid-type]
+    flow_backend: FlowBackend | None = typer.Option(  # type: ignore[valid-type]
         None, "--flow-backend", help="ststnet: flow backend (default: the build's stored flow, else dis)"
     ),
     force: bool = typer.Option(False, "--force", help="DANGER: replace a non-empty --out folder"),
 ) -> None:
     """Export a build's clips as frame folders, one npz per clip, or STSTNet/HTNet flow images, each with
     index.csv (key, dataset, subject, clip_id, label, onset, apex, offset, path) and export-info.json."""
-    from mepipe.export import export_build
-    from mepipe.logs import Progress, setup_logging
-
-    setup_logging(0)
-    with Progress(f"export {fmt}", unit="clips") as bar:
-        s = export_build(
-            out, dest, fmt, labels=labels, frames=frames, flow_backend=flow_backend, force=force,
-            progress=bar.advance,
-        )  # fmt: skip
-    skipped = f", {s.skipped} not labelled by {labels} skipped" if s.skipped else ""
-    console.print(
-        f"{s.clips} clips exported as {s.format} ({s.files} files{skipped}) -> {s.out}; index {s.index}"
+    s = api.export(
+        build, out=dest, fmt=fmt, labels=labels, frames=frames, flow_backend=flow_backend, force=force
     )
+    skipped = f", {s.skipped} not labelled by {labels} skipped" if s.skipped else ""
+    log.info("%d clips exported as %s (%d files%s) -> %s; index %s", s.clips, s.format, s.files, skipped,
+             s.out, s.index)  # fmt: skip
 
 
 @app.command()
-@train_errors
+@handled
 def predict(
     run: Path = typer.Argument(..., help="a `train finetune --protocol all` run folder, or its model.pt"),
     input_path: Path | None = typer.Argument(None, metavar="[INPUT]", help="a video file or a frame folder"),
@@ -404,18 +369,16 @@ def predict(
     out: Path | None = typer.Option(
         None, "--out", help="write prediction.json + heatmap.png (--build: predictions.csv) here"
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Run a trained model on a video or frame folder (face stage and keyframes as in its training
     build), or on every clip of a build (--build, stored crops). Exit 1 when the clip is rejected."""
-    from mepipe.predict import predict_build, predict_clip, write_prediction
-
     if (input_path is None) == (build is None):
-        raise typer.BadParameter("give INPUT (a video or frame folder) or --build OUT, not both")
+        raise typer.BadParameter("give INPUT (a video or frame folder) or --build BUILD, not both")
     if build is not None:
         if onset is not None or apex is not None or fps is not None:
             raise typer.BadParameter("--onset/--apex/--fps apply to INPUT; --build uses the stored keyframes")
-        res = predict_build(run, build, out=out, device=device)
+        res = api.predict_build(run, build=build, out=out, device=device)
         if res.path is None:
             import csv
 
@@ -424,14 +387,15 @@ def predict(
                 w.writeheader()
                 w.writerows(res.rows)
         else:
-            console.print(f"{len(res.rows)} clips predicted -> {res.path}")
+            log.info("%d clips predicted -> %s", len(res.rows), res.path)
         return
     assert input_path is not None
-    pred = predict_clip(run, input_path, onset=onset, apex=apex, fps=fps, device=device)
+    pred, files = api.predict(
+        run, input_path=input_path, onset=onset, apex=apex, fps=fps, device=device, out=out
+    )
     print("\n".join(pred.lines()))
-    if out is not None:
-        js, png = write_prediction(pred, out)
-        console.print(f"wrote {js}" + (f" and {png}" if png else ""))
+    if files:
+        log.info("wrote %s", " and ".join(str(p) for p in files))
 
 
 # --- mepipe train: MA2MI pre-training and fine-tuning (the commands live in mepipe.train.commands) ------
@@ -440,24 +404,17 @@ app.add_typer(train_app, name="train")
 
 
 @app.command()
-@friendly
+@handled
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="run folder (data, shards, runs, results.json)"),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(2, "--workers", min=1),
+    force: bool = typer.Option(
+        False, "--force", help="DANGER: delete an earlier demo in --out (only its files)"
+    ),
 ) -> None:
     """The main job on the embedded default: synth -> build -> MA2MI pre-train -> LOSO fine-tune -> table."""
-    import time
-
-    from mepipe.demo import DemoSizes, run_demo
-
-    t0 = time.perf_counter()
-    result = run_demo(
-        out,
-        seed=seed,
-        sizes=DemoSizes(workers=workers),
-        log=lambda msg: console.print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", highlight=False),
-    )
+    result = api.demo(out=out, seed=seed, workers=workers, force=force)
     print(f"\nLOSO on the synthetic micro-expression set (casme2_5 labels, pooled over folds, seed {seed}):")
     print(result.table())
     print(

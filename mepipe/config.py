@@ -8,12 +8,12 @@ every shard, so each output records exactly how it was made.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from mepipe import schema
@@ -359,11 +359,8 @@ def reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:
-    """Write ``pipeline.resolved.yaml`` (every default filled in) into ``out_dir``."""
-    p = out_dir / "pipeline.resolved.yaml"
-    p.write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-    return p
+write_resolved = functools.partial(schema.write_resolved, name="pipeline.resolved.yaml")
+"""``write_resolved(cfg, out_dir)``: ``OUT/pipeline.resolved.yaml`` (:func:`mepipe.schema.write_resolved`)."""
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from pathlib import Path
 from mepipe import resources
 from mepipe.build import build_dataset
 from mepipe.config import load_config, parse_config
-from mepipe.errors import ShardError
+from mepipe.errors import ConfigError, ShardError
 from mepipe.inspect import contact_sheet
+from mepipe.logs import Progress
 from mepipe.shards.verify import verify_build
 
 VARIANTS: dict[str, dict[str, object]] = {
@@ -70,7 +71,11 @@ def prepare_data(
         ("macro", "dfew", "demo-macro", sizes.macro_subjects, sizes.macro_clips),
         ("micro", "casme2", "demo-micro", sizes.micro_subjects, sizes.micro_clips),
     ):
-        data = synthesize(layout, out / "data" / kind, subjects=subjects, clips_per_subject=clips, seed=seed)
+        with Progress(f"synth {layout}", subjects * clips, unit="clips") as bar:
+            data = synthesize(
+                layout, out / "data" / kind, subjects=subjects, clips_per_subject=clips, seed=seed,
+                progress=lambda done, _total: bar.advance(done - bar.done),
+            )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
         cfg = _pipeline(pipeline)
         cfg = parse_config({**cfg.resolved(), "seed": seed})
@@ -81,7 +86,7 @@ def prepare_data(
         log(f"build {pipeline}: {s.clips_ok} ok, {s.clips_failed} failed, {s.frames} frames, verified")
         builds[kind] = out / f"{kind}-shards"
     sheet = contact_sheet(builds["micro"], out / "micro-contact-sheet.png", max_clips=24)
-    log(f"contact sheet -> {sheet}")
+    log(f"contact sheet -> {', '.join(str(p) for p in sheet.pages)}")
     return builds["macro"], builds["micro"]
 
 
@@ -141,12 +146,50 @@ def run_models(
     return result
 
 
+DEMO_ENTRIES = ("data", "macro-shards", "micro-shards", "runs", "results.json", "micro-contact-sheet")
+"""What a demo folder holds (``micro-contact-sheet*.png`` pages included): ``force`` deletes only these."""
+
+
+def _clear_demo(out: Path, force: bool) -> None:
+    """Refuse an earlier demo in ``out`` unless ``force``; then delete only what a demo writes."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    entries = list(out.iterdir())
+    ours = [p for p in entries if p.name.startswith(DEMO_ENTRIES)]
+    if not entries:
+        return
+    if not force:
+        raise ConfigError(
+            f"--out {out} is not empty (an earlier demo?); pass --force to replace the demo there, "
+            "or choose another --out"
+        )
+    if len(ours) != len(entries):
+        others = sorted(p.name for p in entries if p not in ours)
+        raise ConfigError(
+            f"--out {out} holds files a demo does not write ({', '.join(others[:5])}); --force deletes "
+            "only a demo's own files: choose another --out"
+        )
+    for p in ours:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
 def run_demo(
-    out: str | Path, *, seed: int = 0, sizes: DemoSizes | None = None, log: Callable[[str], None] = print
+    out: str | Path,
+    *,
+    seed: int = 0,
+    sizes: DemoSizes | None = None,
+    log: Callable[[str], None] = print,
+    force: bool = False,
 ) -> DemoResult:
-    """The full demo; writes ``OUT/results.json`` and returns the metrics of each variant."""
+    """The full demo; writes ``OUT/results.json`` and returns the metrics of each variant.
+
+    An ``out`` holding an earlier demo is refused unless ``force`` (which deletes that demo's files
+    and nothing else)."""
     out = Path(out)
     sizes = sizes or DemoSizes()
+    _clear_demo(out, force)
     out.mkdir(parents=True, exist_ok=True)
     macro, micro = prepare_data(out, seed, sizes, log)
     result = run_models(out, macro, micro, seed, sizes, log=log)

@@ -24,7 +24,7 @@ from typing import Literal
 from typing import Protocol as TypingProtocol
 
 from mepipe.labels import LabelScheme, load_scheme
-from mepipe.records import ManifestRow
+from mepipe.records import ManifestRow, subject_key
 
 Protocol = Literal["loso", "lodo"]
 
@@ -54,10 +54,6 @@ class Fold:
     held_out: str
     train: tuple[str, ...]
     test: tuple[str, ...]
-
-
-def subject_key(row: FoldClip) -> str:
-    return f"{row.dataset}/{row.subject}"
 
 
 def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:

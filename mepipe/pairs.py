@@ -46,6 +46,7 @@ import pandas as pd
 from mepipe.config import PairsConfig
 from mepipe.errors import ShardError
 from mepipe.records import ManifestRow
+from mepipe.schema import parse_range
 from mepipe.shards.format import CLIPS_GROUP
 from mepipe.shards.manifest import read_manifest, require_complete, shard_path
 from mepipe.shards.reader import open_shard, timestamps_ms
@@ -387,8 +388,7 @@ def pair_settings(
         )
     if isinstance(delta, str):
         try:
-            a, _, b = delta.partition(":")
-            delta = (float(a), float(b or a))
+            delta = parse_range(delta)
         except ValueError:
             raise ConfigError(f"--delta {delta!r}: expected A:B with numbers, e.g. 1:4 or 30:140") from None
     for k, v in (

@@ -18,6 +18,12 @@ SourceKind = Literal["images", "video"]
 ExpressionType = Literal["micro", "macro"]
 
 
+def subject_key(clip: Any) -> str:
+    """Subject keyed by dataset (``"casme2/sub01"``), unique across composite builds: the one key of a
+    subject for anything with ``dataset`` and ``subject`` (clip records, manifest rows, training clips)."""
+    return f"{clip.dataset}/{clip.subject}"
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     """One clip as an adapter found it on disk, before any face processing.
@@ -59,10 +65,7 @@ class ClipRecord:
     fixes: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def subject_key(self) -> str:
-        """Subject keyed by dataset (``"casme2/sub01"``), unique across composite builds."""
-        return f"{self.dataset}/{self.subject}"
+    subject_key = property(subject_key)
 
     @property
     def key(self) -> str:

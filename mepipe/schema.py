@@ -79,6 +79,23 @@ def parse_value(text: str) -> Any:
         raise ConfigError(f"value {text!r} is not valid YAML ({exc}); quote it or fix the brackets") from None
 
 
+def write_resolved(cfg: BaseModel, out_dir: str | Path, *, name: str) -> Path:
+    """Write ``OUT_DIR/NAME``: the config with every default filled in, as YAML in schema order (the
+    one writer of ``pipeline.resolved.yaml`` and ``train.resolved.yaml``). Creates ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = out / name
+    p.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return p
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``"1:4"`` -> ``(1.0, 4.0)``, ``"30"`` -> ``(30.0, 30.0)``: the one parser of the ``A:B`` ranges
+    (``--delta``). Raises ``ValueError`` when a side is not a number."""
+    a, _, b = str(text).partition(":")
+    return float(a), float(b if b.strip() else a)
+
+
 def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["align.crop_size=112", "optim.lr=1e-3"]`` -> ``{"align.crop_size": 112, "optim.lr": 0.001}``.
 

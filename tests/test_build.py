@@ -257,7 +257,10 @@ def test_cli_build_inspect_and_exit_codes(casme2_root: Path, tmp_path: Path):
     import cv2
 
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
-    assert sheet is not None and sheet.shape[0] > 3 * 160 and sheet.shape[1] == 260 + 3 * 160
+    from mepipe.inspect import CELL_W, GAP, TILE
+
+    # 3 ok + 4 failed cells in a 2-column grid: 4 rows of cells under the header
+    assert sheet is not None and sheet.shape[0] > 4 * TILE and sheet.shape[1] == 2 * CELL_W + GAP
     res = runner.invoke(
         app,
         ["build-dataset", str(PIPELINE), "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],

@@ -90,7 +90,7 @@ def test_crafted_shards_are_refused_by_every_loader(clean: Path, tmp_path: Path,
     with pytest.raises(ShardError, match=str(shard.name)):
         finetune_loso(tiny_config("finetune", build, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
-    r = CliRunner().invoke(app, ["train", "finetune", "--shards", str(build), "--out", str(tmp_path / "cli")])
+    r = CliRunner().invoke(app, ["train", "finetune", "--build", str(build), "--out", str(tmp_path / "cli")])
     assert r.exit_code == 1 and "outside itself" in r.output and "Traceback" not in r.output
 
 
@@ -108,7 +108,7 @@ def test_unfinished_build_is_refused(clean: Path, tmp_path: Path) -> None:
     with pytest.raises(ShardError, match="unfinished build"):
         pretrain(tiny_config("pretrain", build, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
-    r = CliRunner().invoke(app, ["train", "pretrain", "--shards", str(build), "--out", str(tmp_path / "cli")])
+    r = CliRunner().invoke(app, ["train", "pretrain", "--build", str(build), "--out", str(tmp_path / "cli")])
     assert r.exit_code == 1 and "mepipe build-dataset" in r.output and not (tmp_path / "cli").exists()
 
 
@@ -142,7 +142,7 @@ def test_cli_init_with_a_crafted_checkpoint_exits_2_without_traceback(clean: Pat
     path = tmp_path / "evil.pt"
     torch.save({"x": Payload()}, path)
     r = CliRunner().invoke(
-        app, ["train", "finetune", "--shards", str(clean), "--out", str(tmp_path / "ft"), "--init", str(path)]
+        app, ["train", "finetune", "--build", str(clean), "--out", str(tmp_path / "ft"), "--init", str(path)]
     )
     assert r.exit_code == 2 and "weights_only" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "ft").exists()

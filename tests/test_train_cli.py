@@ -55,7 +55,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
         [
             "train",
             "pretrain",
-            "--shards",
+            "--build",
             str(builds["macro"]),
             "--out",
             str(pre),
@@ -80,7 +80,7 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
         [
             "train",
             "finetune",
-            "--shards",
+            "--build",
             str(builds["micro"]),
             "--labels",
             "casme2_5",
@@ -110,48 +110,15 @@ def test_pretrain_then_finetune_from_the_command_line(builds: dict[str, Path], t
 
 def test_cli_errors_are_friendly(builds: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            "finetune",
-            "--shards",
-            str(builds["micro"]),
-            "--out",
-            str(tmp_path / "x"),
-            "--set",
-            "optim.nope=1",
-        ],
-    )
-    assert r.exit_code == 2 and "optim.nope" in r.output
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            "pretrain",
-            "--shards",
-            str(builds["macro"]),
-            "--out",
-            str(tmp_path / "y"),
-            "--delta",
-            "5:2",
-        ],
-    )
-    assert r.exit_code == 2 and "data.delta" in r.output
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            "finetune",
-            "--shards",
-            str(builds["micro"]),
-            "--out",
-            str(tmp_path / "z"),
-            "--init",
-            str(tmp_path / "missing.pt"),
-        ],
-    )
-    assert r.exit_code == 2 and "missing.pt" in r.output
+    cases = [
+        ("finetune", "micro", ["--set", "optim.nope=1"], "optim.nope"),
+        ("pretrain", "macro", ["--delta", "5:2"], "data.delta"),
+        ("finetune", "micro", ["--init", str(tmp_path / "missing.pt")], "missing.pt"),
+    ]
+    for k, (cmd, kind, extra, word) in enumerate(cases):
+        args = ["train", cmd, "--build", str(builds[kind]), "--out", str(tmp_path / f"x{k}"), *extra]
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and word in r.output, (args, r.output)
 
 
 def test_help_lists_the_choices() -> None:
@@ -170,7 +137,7 @@ def test_exit_codes_force_and_nothing_written_on_config_errors(
 ) -> None:
     runner = CliRunner()
     out = tmp_path / "ft"
-    base = ["train", "finetune", "--shards", str(builds["micro"]), "--out", str(out), "--epochs", "1"]
+    base = ["train", "finetune", "--build", str(builds["micro"]), "--out", str(out), "--epochs", "1"]
     base += _sets("finetune")
     for bad in (
         ["--set", "optim.lr=-1"],
@@ -203,7 +170,7 @@ def test_bundled_config_by_name_and_protocol_all(builds: dict[str, Path], tmp_pa
     out = tmp_path / "all"
     r = runner.invoke(
         app,
-        ["train", "finetune", "--config", "train-finetune", "--shards", str(builds["micro"]), "--out", str(out),
+        ["train", "finetune", "--config", "train-finetune", "--build", str(builds["micro"]), "--out", str(out),
          "--protocol", "all", "--model", "resnet-diff", "--epochs", "1", *_sets("finetune")],
     )  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -33,7 +33,7 @@ PY
 "$M" build-dataset demo-micro --source data --out shards --set align.crop_size=64 --workers 1
 "$M" verify shards
 "$M" folds shards --protocol loso --labels casme2_5 --out folds.csv
-"$M" train finetune --shards shards --labels casme2_5 --out run --epochs 1 --device cpu \
+"$M" train finetune --build shards --labels casme2_5 --out run --epochs 1 --device cpu \
   --set model.input_size=64 --set run.pictures=0
 test -s run/metrics.json
 echo "wheel smoke test passed"

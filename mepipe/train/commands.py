@@ -1,25 +1,21 @@
-"""The ``mepipe train`` commands (``pretrain``, ``finetune``): thin wrappers over :mod:`mepipe.train`.
+"""The ``mepipe train`` commands (``pretrain``, ``finetune``): thin wrappers over :mod:`mepipe.api`.
 
 Conventions: the choices of ``--protocol`` and ``--model`` (and the label schemes, devices and bundled
 configs) are listed in ``--help``; ``--force`` replaces an existing run folder, ``--resume`` continues
 it (without either an existing run is refused); exit code 0 ok, 1 data problem (unfinished build,
 shards that do not match the manifest), 2 usage or configuration error, never a traceback for either.
-The configuration is complete and valid before anything is written.
+The configuration is complete and valid before anything is written. The build folder is `--build`
+(`--shards`, its old name, still works and says it is deprecated).
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Literal
 
 import typer
-from rich.console import Console
 
-from mepipe.errors import ConfigError, MepipeError
-from mepipe.schema import parse_set
-
-console = Console(stderr=True, soft_wrap=True)
+from mepipe import api
+from mepipe.clikit import build_folder, choices, handled, log, verbosity
 
 train_app = typer.Typer(
     add_completion=False,
@@ -28,76 +24,49 @@ train_app = typer.Typer(
     "1 data problem, 2 usage or config error).",
 )
 
+train_errors = handled
+"""The one error wrapper of every command (:func:`mepipe.clikit.handled`; kept under its old name)."""
 
-def _choices(names: list[str]) -> object:
-    """``Literal[...]`` of ``names`` (typer shows the choices in --help and rejects others, exit 2)."""
-    return Literal[tuple(names)]  # type: ignore[valid-type]
-
-
-def _model_names() -> list[str]:
-    from mepipe.train.models import MODELS  # no torch: the registry imports networks when building
-
-    return MODELS.names()
-
-
-def _scheme_names() -> str:
-    from mepipe.labels import available_schemes
-
-    return ", ".join(available_schemes())
-
-
-ProtocolName = _choices(["loso", "lodo", "all"])
-ModelName = _choices(_model_names())
+ProtocolName = choices(["loso", "lodo", "all"])
+ModelName = choices(api.names("models"))
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
-
-
-def train_errors(fn):
-    """Train commands: configuration errors exit 2, data problems (build, shards) exit 1, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        except MepipeError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def _train_config(kind: str, config: str | None, set_: list[str], flags: dict[str, object], verbose: int):
     """Logging, then the validated config: ``--config`` (file or bundled name), ``--set``, then the
     explicit flags that were given (flags win)."""
-    from mepipe.logs import setup_logging
-    from mepipe.train.config import load_train_config
-
-    setup_logging(verbose)
-    over = parse_set(set_)
+    verbosity(max(verbose, 0), verbose < 0)
+    over = api.parse_overrides(set_)
     over.update({k: v for k, v in flags.items() if v is not None})
-    return load_train_config(kind, config, over)  # type: ignore[arg-type]
+    return api.train_config(kind, config=config, overrides=over)  # type: ignore[arg-type]
 
 
-def _config_names() -> str:
-    from mepipe import resources
+def _run_flags(build, shards, out, epochs, device, seed, resume, force) -> dict[str, object]:
+    """The config keys of the options both train commands have (``None``: not given)."""
+    return {
+        "data.shards": str(build_folder(build, shards)),
+        "run.out": str(out),
+        "optim.epochs": epochs,
+        "run.device": device,
+        "run.seed": seed,
+        "run.resume": True if resume else None,
+        "run.force": True if force else None,
+    }
 
-    return ", ".join(resources.names("configs"))
 
-
-CONFIG_HELP = f"training YAML, or the name of a bundled one: {_config_names()}"
+CONFIG_HELP = f"training YAML, or the name of a bundled one: {', '.join(api.names('configs'))}"
 SET_HELP = "override a config key: KEY=VALUE (repeatable; YAML values), e.g. optim.lr=1e-3 (docs/training.md)"
 FORCE_HELP = "DANGER: delete the existing run in --out and start again"
 VERBOSE_HELP = "-v: debug lines on the console too; -q: warnings only (RUN/train.log always has everything)"
+BUILD_HELP = "build folder (the --out of `mepipe build-dataset`)"
+SHARDS_HELP = "deprecated old name of --build (still works)"
 
 
 @train_app.command("pretrain")
-@train_errors
+@handled
 def train_pretrain(
-    shards: Path = typer.Option(
-        ..., "--shards", help="build folder of macro-expression clips (build-dataset --out)"
-    ),
+    build: Path | None = typer.Option(None, "--build", help=f"{BUILD_HELP} of macro-expression clips"),
+    shards: Path | None = typer.Option(None, "--shards", help=SHARDS_HELP),
     out: Path = typer.Option(
         ..., "--out", help="run folder: config, log, last.pt, history, curves, pictures"
     ),
@@ -110,39 +79,32 @@ def train_pretrain(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help=VERBOSE_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only on the console"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="same as mepipe -q"),
 ) -> None:
     """MA2MI pre-training: reconstruct the latent of I_t+delta from I_t and a bottlenecked action code.
 
     Multi-GPU: torchrun --nproc_per_node N -m mepipe train pretrain ...
     """
-    flags = {
-        "data.shards": str(shards),
-        "run.out": str(out),
-        "data.delta": delta,
-        "optim.epochs": epochs,
-        "run.device": device,
-        "run.seed": seed,
-        "run.resume": True if resume else None,
-        "run.force": True if force else None,
-    }
+    flags = _run_flags(build, shards, out, epochs, device, seed, resume, force)
+    flags["data.delta"] = delta
     cfg = _train_config("pretrain", config, set_, flags, -1 if quiet else verbose)
-    from mepipe.train.pretrain import pretrain
-
-    res = pretrain(cfg)
-    console.print(f"final loss {res.final_loss:.4f}; checkpoint {res.checkpoint} (use with finetune --init)")
+    res = api.pretrain(cfg)
+    log.info("final loss %.4f; checkpoint %s (use with finetune --init)", res.final_loss, res.checkpoint)
 
 
 @train_app.command("finetune")
-@train_errors
+@handled
 def train_finetune(
-    shards: Path = typer.Option(..., "--shards", help="build folder of micro-expression clips"),
+    build: Path | None = typer.Option(None, "--build", help=f"{BUILD_HELP} of micro-expression clips"),
+    shards: Path | None = typer.Option(None, "--shards", help=SHARDS_HELP),
     out: Path = typer.Option(
         ...,
         "--out",
         help="run folder: metrics.json, predictions.csv, history, curves, folds/ (all: model.pt)",
     ),
-    labels: str | None = typer.Option(None, "--labels", help=f"label scheme: {_scheme_names()}"),
+    labels: str | None = typer.Option(
+        None, "--labels", help=f"label scheme: {', '.join(api.names('labels'))} (`mepipe labels`)"
+    ),
     protocol: ProtocolName | None = typer.Option(  # type: ignore[valid-type]
         None,
         "--protocol",
@@ -164,40 +126,29 @@ def train_finetune(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help=VERBOSE_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only on the console"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="same as mepipe -q"),
 ) -> None:
     """Fine-tune per fold (LOSO/LODO) and score the pooled predictions; --protocol all: one model for use."""
-    flags = {
-        "data.shards": str(shards),
-        "run.out": str(out),
+    flags = _run_flags(build, shards, out, epochs, device, seed, resume, force)
+    flags.update({
         "data.labels": labels,
         "protocol.name": protocol,
         "model.name": model,
         "init": str(init) if init else None,
-        "optim.epochs": epochs,
         "protocol.val_subjects": val_subjects,
-        "run.device": device,
-        "run.seed": seed,
-        "run.resume": True if resume else None,
-        "run.force": True if force else None,
-    }
+    })  # fmt: skip
     cfg = _train_config("finetune", config, set_, flags, -1 if quiet else verbose)
-    from mepipe.train.loso import finetune_all, finetune_loso
-
+    res = api.finetune(cfg)
     if cfg.protocol.name == "all":
-        done = finetune_all(cfg)
-        console.print(
-            f"trained on all {done.n_clips} clips ({len(done.classes)} classes) -> {done.model} "
-            "(no held-out side: report the LOSO numbers of the same config)"
-        )
+        log.info(
+            "trained on all %d clips (%d classes) -> %s (no held-out side: report the LOSO numbers of the "
+            "same config)", res.n_clips, len(res.classes), res.model,
+        )  # fmt: skip
         return
-    res = finetune_loso(cfg)
     m = res.metrics
-    console.print(
-        f"acc {m['acc']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  ({m['n']} clips, "
-        f"{m['n_folds']} folds) -> {res.out / 'metrics.json'}"
-    )
+    log.info(
+        "acc %.4f  UF1 %.4f  UAR %.4f  (%d clips, %d folds) -> %s",
+        m["acc"], m["uf1"], m["uar"], m["n"], m["n_folds"], res.out / "metrics.json",
+    )  # fmt: skip
     for name, d in sorted(m["per_dataset"].items()):
-        console.print(
-            f"  {name}: acc {d['acc']:.4f}  UF1 {d['uf1']:.4f}  UAR {d['uar']:.4f}  ({d['n']} clips)"
-        )
+        log.info("  %s: acc %.4f  UF1 %.4f  UAR %.4f  (%d clips)", name, d["acc"], d["uf1"], d["uar"], d["n"])

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -191,12 +192,8 @@ def dump_config(cfg: AnyConfig) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
-def write_resolved(cfg: AnyConfig, out_dir: Path) -> Path:
-    """Write ``RUN/train.resolved.yaml`` with every default filled in."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    p = out_dir / RESOLVED_NAME
-    p.write_text(dump_config(cfg))
-    return p
+write_resolved = functools.partial(schema.write_resolved, name=RESOLVED_NAME)
+"""``write_resolved(cfg, out_dir)``: ``RUN/train.resolved.yaml`` (:func:`mepipe.schema.write_resolved`)."""
 
 
 def reference_markdown() -> str:

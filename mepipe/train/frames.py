@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from mepipe.errors import ShardError
-from mepipe.records import ManifestRow
+from mepipe.records import ManifestRow, subject_key
 from mepipe.shards.manifest import require_complete
 from mepipe.shards.reader import assert_self_contained
 
@@ -53,9 +53,7 @@ class ClipInfo:
     apex_idx: int
     label: int = -1
 
-    @property
-    def subject_key(self) -> str:
-        return f"{self.dataset}/{self.subject}"
+    subject_key = property(subject_key)
 
 
 def clips_from_rows(

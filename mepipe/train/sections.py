@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from mepipe.schema import Strict
+from mepipe.schema import Strict, parse_range
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 PROTOCOLS = ("loso", "lodo", "all")
@@ -88,7 +88,10 @@ class DataConfig(Strict):
     @classmethod
     def _delta_text(cls, v: Any) -> Any:
         if isinstance(v, str) and ":" in v:  # the `--delta 1:4` form
-            return tuple(p.strip() for p in v.split(":", 1))
+            try:
+                return parse_range(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not A:B with whole numbers (e.g. --delta 1:4)") from None
         return v
 
     @field_validator("delta")
