@@ -133,18 +133,8 @@ def build_dataset_cmd(
             str(exc) if str(exc) else f"interrupted; run the same command again to resume the build in {out}"
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    kept = f" ({s.clips_kept} kept from earlier runs)" if s.clips_kept else ""
-    log.info(
-        "%d clips ok%s, %d failed, %d frames built in %.1f s (%.0f frames/s), %d shard(s) -> %s",
-        s.clips_ok, kept, s.clips_failed, s.frames, s.seconds, s.frames_per_second, len(s.shards), out,
-    )  # fmt: skip
-    if s.clips_failed:
-        log.info("see the failed rows (status=failed, reason, message) in %s", out / "manifest.csv")
-    if s.fixes_applied or s.fixes_unmatched:
-        log.info(
-            "fix tables: %d fix(es) applied, %d did not fit (fix_report in %s)",
-            s.fixes_applied, s.fixes_unmatched, out / "build-info.json",
-        )  # fmt: skip
+    # counts, failures by reason and the fix report are logged by the build itself (build.log too)
+    log.info("%d shard(s), %.0f frames/s -> %s", len(s.shards), s.frames_per_second, out)
 
 
 @app.command()
@@ -343,7 +333,7 @@ def export_cmd(
     flow_backend: FlowBackend | None = typer.Option(  # type: ignore[valid-type]
         None, "--flow-backend", help="ststnet: flow backend (default: the build's stored flow, else dis)"
     ),
-    force: bool = typer.Option(False, "--force", help="DANGER: replace a non-empty --out folder"),
+    force: bool = typer.Option(False, "--force", help="replace an earlier export in --out (nothing else)"),
 ) -> None:
     """Export a build's clips as frame folders, one npz per clip, or STSTNet/HTNet flow images, each with
     index.csv (key, dataset, subject, clip_id, label, onset, apex, offset, path) and export-info.json."""

@@ -88,6 +88,11 @@ def _prepare(out: Path, force: bool) -> None:
             raise ConfigError(
                 f"--out {out} is not empty; choose an empty folder or pass --force to replace it"
             )
+        if not (out / "export-info.json").is_file():  # --force replaces an earlier export, nothing else
+            raise ConfigError(
+                f"--out {out} holds files that are not a mepipe export (no export-info.json); "
+                "--force replaces only an earlier export: choose an empty folder"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -155,7 +160,7 @@ def export_build(
 
     Args:
         build_dir: the build folder (``--out`` of ``mepipe build-dataset``).
-        out: the export folder (created; must be empty unless ``force``).
+        out: the export folder (created; must be empty, or an earlier export with ``force``).
         fmt: one of :data:`FORMATS`.
         labels: label scheme name; clips it does not label are skipped (required for ``ststnet``).
         frames: ``keyframes`` (onset and apex) or ``all`` (``frames`` format only).

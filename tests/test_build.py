@@ -251,7 +251,8 @@ def test_cli_build_inspect_and_exit_codes(casme2_root: Path, tmp_path: Path):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "3 clips ok, 4 failed" in res.output
+    assert "build finished: 3 ok (0 kept from earlier runs), 4 failed" in res.output
+    assert "failures by reason" in res.output and "shard(s)" in res.output
     res = runner.invoke(app, ["inspect", str(out), "--sheet", str(tmp_path / "sheet.png")])
     assert res.exit_code == 0, res.output
     import cv2

@@ -86,6 +86,12 @@ def test_refusals(micro, tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         export_build(micro, tmp_path / "busy", "npz")
     assert (tmp_path / "busy" / "keep.txt").is_file()
+    with pytest.raises(ConfigError, match="not a mepipe export"):  # --force replaces only an export
+        export_build(micro, tmp_path / "busy", "npz", force=True)
+    assert (tmp_path / "busy" / "keep.txt").is_file()
+    export_build(micro, tmp_path / "again", "npz")
+    export_build(micro, tmp_path / "again", "npz", force=True)  # an earlier export is replaced
+    assert (tmp_path / "again" / "export-info.json").is_file()
     with pytest.raises(ConfigError, match="needs --labels"):
         export_build(micro, tmp_path / "y", "ststnet")
     with pytest.raises(ConfigError, match="use one of"):
