@@ -43,7 +43,10 @@ def test_t_interval_uses_the_student_quantile():
 def test_summary_pairs_each_seed_and_skips_unfinished_ones(tmp_path):
     variants = ["scratch", "ma2mi", "no-position"]
     for seed, (s, m, n) in {0: (0.5, 0.6, 0.55), 1: (0.6, 0.65, 0.6), 2: (0.4, 0.5, 0.45)}.items():
-        res = {v: {"uf1": x, "uar": x, "acc": x, "n": 4, "correct": {}} for v, x in zip(variants, (s, m, n))}
+        res = {
+            v: {"uf1": x, "uar": x, "acc": x, "n": 4, "correct": {}}
+            for v, x in zip(variants, (s, m, n), strict=True)
+        }
         d = tmp_path / f"seed{seed}"
         d.mkdir()
         secs = {"data": 1.0, "pretrain": 2.0, **{v: 1.0 for v in variants}}
