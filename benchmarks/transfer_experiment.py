@@ -46,7 +46,7 @@ from typing import Any
 
 from baselines import sign_flip_p
 
-from mepipe.demo import VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
+from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
 DEFAULT_DELTA = (1, 4)
@@ -158,7 +158,7 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
     macro, micro = _ensure_data(out, seed, sizes, rec)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
-    if any(v != "scratch" for v in variants) and "pretrain" not in rec["seconds"]:
+    if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
         t = time.perf_counter()
         _, hist = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, threads=threads, resume=True,
                                log=lambda m: None)  # fmt: skip
@@ -261,6 +261,8 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     comps = [(v, "scratch") for v in args.variants if v != "scratch" and "scratch" in args.variants]
     if "ma2mi" in args.variants and "no-position" in args.variants:
         comps.append(("ma2mi", "no-position"))
+    if "no-position" in args.variants and "no-position-scratch" in args.variants:
+        comps.append(("no-position", "no-position-scratch"))
     print(f"\npaired UF1 differences over {len(seeds)} seeds (a - b):")
     print(f"{'a - b':<26}{'mean':>8}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}{'sign p':>8}{'flip p':>8}")
     for a, b in comps:
@@ -318,7 +320,7 @@ def _plot(path: Path, title: str, columns: list[tuple[str, list[float], tuple[fl
     import cv2
     import numpy as np
 
-    w, h, left, top, bottom = 150 * len(columns) + 90, 420, 70, 40, 60
+    w, h, left, top, bottom = 150 * len(columns) + 90, 420, 70, 40, 76
     img = np.full((h, w, 3), 255, np.uint8)
     vals = [v for _, xs, (m, lo, hi) in columns for v in (*xs, m, lo, hi) if v == v]
     if zero_line:
@@ -348,7 +350,8 @@ def _plot(path: Path, title: str, columns: list[tuple[str, list[float], tuple[fl
             for v in (lo, hi):
                 cv2.line(img, (cx + 14, py(v)), (cx + 26, py(v)), (200, 40, 40), 2)
         cv2.circle(img, (cx + 20, py(m)), 5, (200, 40, 40), -1, cv2.LINE_AA)
-        for k, part in enumerate((name[:18], f"{m:+.3f}" if zero_line else f"{m:.3f}")):
+        label = [*(name.replace(" - ", " -| ").split("|")), f"{m:+.3f}" if zero_line else f"{m:.3f}"]
+        for k, part in enumerate(label):
             cv2.putText(img, part, (cx - 55, h - bottom + 20 + 16 * k), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
 

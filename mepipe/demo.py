@@ -25,16 +25,19 @@ VARIANTS: dict[str, dict[str, object]] = {
     "ma2mi": {"model.name": "miacnet"},
     "no-position": {"model.name": "miacnet-nopos"},
     "no-attention": {"model.name": "miacnet-noatt"},
+    "no-position-scratch": {"model.name": "miacnet-nopos"},
     "ma2mi-freeze": {"model.name": "miacnet", "optim.freeze_epochs": 10},
 }
-"""Fine-tuning overrides of each variant; every variant but ``scratch`` starts from the MA2MI checkpoint."""
-FROM_SCRATCH = frozenset({"scratch"})
+"""Fine-tuning overrides of each variant; the variants not in :data:`FROM_SCRATCH` start from the MA2MI
+checkpoint (``no-position-scratch`` is the control of the MA2MI-initialised ``no-position``)."""
+FROM_SCRATCH = frozenset({"scratch", "no-position-scratch"})
 DEMO_VARIANTS = ("scratch", "ma2mi", "no-position")
 
 
 @dataclass
 class DemoSizes:
-    """How much synthetic data and training the demo uses (defaults fit ~5 minutes on 2 cores)."""
+    """How much synthetic data and training the demo uses (a few minutes on 2 quiet cores; a busy
+    machine takes several times longer: see REPORT-EVIDENCE-A.md)."""
 
     micro_subjects: int = 5
     micro_clips: int = 8
