@@ -226,6 +226,11 @@ def run_tasks(tasks: list[list[str]], jobs: int, base: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- summary
+def _seed_seconds(rec: dict[str, Any], variants: list[str]) -> float:
+    """Seconds of one seed's data, pre-training and the given variants (not other runs recorded there)."""
+    return sum(rec["seconds"].get(k, 0.0) for k in ("data", "pretrain", *variants))
+
+
 def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     seeds = [s for s in args.seeds if all(v in _read_json(args.out / f"seed{s}" / "result.json").get("results", {}) for v in args.variants)]  # fmt: skip
     recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in seeds}
@@ -243,7 +248,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     print(f"{'seed':<6}" + "".join(f"{v:>14}" for v in args.variants) + f"{'s/seed':>9}")
     for s in seeds:
         print(f"{s:<6}" + "".join(f"{recs[s]['results'][v]['uf1']:>14.3f}" for v in args.variants)
-              + f"{sum(recs[s]['seconds'].values()):>9.0f}")  # fmt: skip
+              + f"{_seed_seconds(recs[s], args.variants):>9.0f}")  # fmt: skip
     uf1 = {v: [recs[s]["results"][v]["uf1"] for s in seeds] for v in args.variants}
     for v in args.variants:
         m, lo, hi = t_interval(uf1[v])
@@ -251,7 +256,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
         summary["variants"][v] = {"uf1": uf1[v], "uar": uar, "uf1_mean": m, "uf1_ci95": [lo, hi],
                                   "seconds_mean": statistics.mean(recs[s]["seconds"][v] for s in seeds)}  # fmt: skip
     print(f"{'mean':<6}" + "".join(f"{summary['variants'][v]['uf1_mean']:>14.3f}" for v in args.variants))
-    per_seed = [sum(recs[s]["seconds"].values()) for s in seeds]
+    per_seed = [_seed_seconds(recs[s], args.variants) for s in seeds]
     summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
                                    "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", *args.variants)}}  # fmt: skip
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_seed"]["parts"].items())
