@@ -1,74 +1,419 @@
-"""Does MA2MI pre-training help? LOSO on the synthetic micro set, over several seeds.
+"""Does MA2MI pre-training help? Paired LOSO comparisons over seeds, the decoupling ablation, the δ sweep.
 
-For each seed: synthesise a macro (DFEW layout) and a micro (CASME II layout) set with that seed,
-build both, pre-train MA2MI on the macro pairs, then fine-tune under LOSO (casme2_5 labels, fixed
-epoch budget, no selection on the held-out subject): from scratch, from the MA2MI weights, and
-without the position branch (plus any --extra variants). Prints UF1 / UAR per seed and mean +- std.
+For each seed N (each seed its own synthetic macro (DFEW layout) and micro (CASME II layout) set, made
+and built by ``mepipe.demo.prepare_data`` at the demo sizes): MA2MI pre-training on the macro pairs at
+the default δ, then LOSO fine-tuning on the micro set (casme2_5 labels, fixed epoch budget, no
+selection on the held-out subject, metrics pooled over folds) of the variants of ``mepipe.demo.VARIANTS``:
 
-Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2] [--pretrain-epochs 60] [--out runs/transfer]
-       [--extra ma2mi-freeze]
-About 10 minutes per seed on 2 CPU cores with 60 pre-training epochs.
+* ``scratch``: MIACNet from random weights;
+* ``ma2mi``: MIACNet initialised from the seed's MA2MI checkpoint (the bundled fine-tuning defaults say
+  which parts transfer and at which learning rate);
+* ``no-position``: the decoupling ablation: MIACNet *without the position branch* (``miacnet-nopos``,
+  the action map alone feeds the head), initialised from the same MA2MI checkpoint (its action branch);
+* ``no-attention``: ``miacnet-noatt`` (no cascaded spatial attention), initialised from the same
+  checkpoint (its convolutions; the attention convs have no counterpart and are dropped).
+
+With ``--deltas`` each of ``--delta-seeds`` also gets one MA2MI pre-training per δ range followed by the
+``ma2mi`` fine-tuning (the default δ reuses the main run).
+
+Layout (the heat-map study reads it): ``OUT/seed{N}/data/micro`` (synthetic micro set),
+``OUT/seed{N}/{macro,micro}-shards``, ``OUT/seed{N}/runs/{pretrain,scratch,ma2mi,...}`` (LOSO run folders
+with per-fold checkpoints and heat maps), ``OUT/seed{N}/runs/{pretrain,ma2mi}-d{a}-{b}`` (δ sweep),
+``OUT/seed{N}/result.json`` and ``OUT/seed{N}/delta-{a}-{b}.json`` (written as each part finishes and
+reused when rerun: a killed experiment continues where it stopped; unfinished runs resume from their
+checkpoints). Then: per-seed table, paired differences (variant - scratch, ma2mi - no-position) with
+mean, 95 % t interval, exact Wilcoxon signed-rank p, exact sign-test p and exact sign-flip p; the δ
+table; time per seed; ``OUT/summary.json``, ``OUT/transfer.png``, ``OUT/delta_sweep.png``.
+
+Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out runs/transfer]
+       [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
+       [--delta-seeds 0 1 2] [--jobs 2] [--threads 1] [--summary-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from mepipe.demo import DEMO_VARIANTS, VARIANTS, DemoSizes, prepare_data, run_models
+from baselines import sign_flip_p
+
+from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
+
+MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
+DEFAULT_DELTA = (1, 4)
+# two-sided 95 % Student t quantiles t_{0.975, df}, df = 1..30 (standard tables)
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042)  # fmt: skip
 
 
-def _sd(x: list[float]) -> float:
-    return statistics.stdev(x) if len(x) > 1 else 0.0
+# ---------------------------------------------------------------------------------------- statistics
+def t_interval(x: list[float]) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``x`` and its two-sided 95 % Student t interval."""
+    n = len(x)
+    m = statistics.mean(x)
+    if n < 2:
+        return m, float("nan"), float("nan")
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    half = t * statistics.stdev(x) / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def sign_test_p(diffs: list[float]) -> float:
+    """Exact two-sided sign test: binomial(n, 1/2) on the non-zero differences."""
+    pos = sum(d > 0 for d in diffs)
+    n = sum(d != 0 for d in diffs)
+    if n == 0:
+        return 1.0
+    k = min(pos, n - pos)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def wilcoxon_signed_rank_p(diffs: list[float]) -> float:
+    """Exact two-sided Wilcoxon signed-rank p (zeros dropped, tied |d| get average ranks; the null
+    distribution enumerates all 2^n sign assignments of the ranks)."""
+    d = [x for x in diffs if x != 0]
+    n = len(d)
+    if n == 0:
+        return 1.0
+    order = sorted(range(n), key=lambda i: abs(d[i]))
+    ranks = [0.0] * n
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    w_plus = sum(r for r, x in zip(ranks, d, strict=True) if x > 0)
+    centre = sum(ranks) / 2
+    observed = abs(w_plus - centre)
+    hits = sum(
+        abs(sum(r for r, s in zip(ranks, signs, strict=True) if s) - centre) >= observed - 1e-9
+        for signs in itertools.product((0, 1), repeat=n)
+    )
+    return hits / 2**n
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Paired comparison of ``a - b`` (one value per seed)."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    m, lo, hi = t_interval(d)
+    return {
+        "diffs": d,
+        "mean": m,
+        "ci95": [lo, hi],
+        "wins": sum(x > 0 for x in d),
+        "losses": sum(x < 0 for x in d),
+        "wilcoxon_p": wilcoxon_signed_rank_p(d),
+        "sign_test_p": sign_test_p(d),
+        "sign_flip_p": sign_flip_p(d),
+    }
+
+
+# ---------------------------------------------------------------------------------------- tasks
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _metrics(res) -> dict[str, Any]:
+    return {
+        "uf1": res.uf1,
+        "uar": res.uar,
+        "acc": res.acc,
+        "n": len(res.predictions),
+        "correct": {p["key"]: int(p["label"] == p["pred"]) for p in res.predictions},
+    }
+
+
+def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any]) -> tuple[Path, Path]:
+    if "data" not in record.get("seconds", {}):
+        t = time.perf_counter()
+        prepare_data(out, seed, sizes, log=lambda m: None)
+        record.setdefault("seconds", {})["data"] = time.perf_counter() - t
+    return out / "macro-shards", out / "micro-shards"
+
+
+def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int) -> None:
+    """Data, MA2MI pre-training at the default δ and every variant's LOSO run for one seed; each part
+    recorded in ``out/result.json`` as soon as it finishes (and skipped when already there)."""
+    path = out / "result.json"
+    rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
+    macro, micro = _ensure_data(out, seed, sizes, rec)
+    _write_json(path, rec)
+    ckpt = out / "runs" / "pretrain" / "last.pt"
+    if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
+        t = time.perf_counter()
+        _, hist = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, threads=threads, resume=True,
+                               log=lambda m: None)  # fmt: skip
+        rec["seconds"]["pretrain"] = time.perf_counter() - t
+        rec["pretrain_history"] = [{k: h[k] for k in ("epoch", "loss", "pairs", "pairs_per_s")} for h in hist]
+        _write_json(path, rec)
+    for v in variants:
+        if v in rec["results"]:
+            continue
+        t = time.perf_counter()
+        res = finetune_run(out / "runs" / v, micro, seed, sizes, v, ckpt, threads=threads, resume=True)
+        rec["results"][v] = _metrics(res)
+        rec["seconds"][v] = time.perf_counter() - t
+        _write_json(path, rec)
+        print(
+            f"  seed {seed} {v:<13} UF1 {res.uf1:.3f} UAR {res.uar:.3f} ({rec['seconds'][v]:.0f} s)",
+            flush=True,
+        )
+
+
+def delta_task(out: Path, seed: int, delta: tuple[int, int], sizes: DemoSizes, threads: int) -> None:
+    """MA2MI pre-training at δ range ``delta`` and the ``ma2mi`` LOSO run for one seed (its data is
+    made by, or waited for from, the seed's main task)."""
+    path = out / f"delta-{delta[0]}-{delta[1]}.json"
+    rec = _read_json(path)
+    if "result" in rec:
+        return
+    while "data" not in _read_json(out / "result.json").get("seconds", {}):
+        time.sleep(10)
+    tag = f"d{delta[0]}-{delta[1]}"
+    t = time.perf_counter()
+    ckpt, _ = pretrain_run(out / "runs" / f"pretrain-{tag}", out / "macro-shards", seed, sizes, delta=delta,
+                           threads=threads, resume=True, log=lambda m: None)  # fmt: skip
+    t_pre = time.perf_counter() - t
+    res = finetune_run(out / "runs" / f"ma2mi-{tag}", out / "micro-shards", seed, sizes, "ma2mi", ckpt,
+                       threads=threads, resume=True)  # fmt: skip
+    rec = {"seed": seed, "delta": list(delta), "result": _metrics(res),
+           "seconds": {"pretrain": t_pre, "ma2mi": time.perf_counter() - t - t_pre}}  # fmt: skip
+    _write_json(path, rec)
+    print(
+        f"  seed {seed} δ {delta[0]}:{delta[1]:<3} ma2mi UF1 {res.uf1:.3f} ({time.perf_counter() - t:.0f} s)",
+        flush=True,
+    )
+
+
+def _parse_delta(text: str) -> tuple[int, int]:
+    a, b = (int(v) for v in text.split(":"))
+    return a, b
+
+
+def run_tasks(tasks: list[list[str]], jobs: int, base: list[str]) -> None:
+    """Run ``tasks`` (argument lists for ``--task``) in order, ``jobs`` subprocesses at a time."""
+    running: list[subprocess.Popen] = []
+    queue = list(tasks)
+    failed = 0
+    while queue or running:
+        while queue and len(running) < jobs:
+            running.append(subprocess.Popen([sys.executable, __file__, *base, "--task", *queue.pop(0)]))
+        time.sleep(2)
+        for p in [p for p in running if p.poll() is not None]:
+            running.remove(p)
+            failed += p.returncode != 0
+    if failed:
+        print(f"{failed} task(s) failed; rerun the same command to retry them (finished parts are kept)")
+
+
+# ---------------------------------------------------------------------------------------- summary
+def _seed_seconds(rec: dict[str, Any], variants: list[str]) -> float:
+    """Seconds of one seed's data, pre-training and the given variants (not other runs recorded there)."""
+    return sum(rec["seconds"].get(k, 0.0) for k in ("data", "pretrain", *variants))
+
+
+def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
+    seeds = [s for s in args.seeds if all(v in _read_json(args.out / f"seed{s}" / "result.json").get("results", {}) for v in args.variants)]  # fmt: skip
+    recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in seeds}
+    missing = sorted(set(args.seeds) - set(seeds))
+    print(
+        f"\nLOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
+        f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
+        f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, δ {DEFAULT_DELTA[0]}:{DEFAULT_DELTA[1]}; "
+        f"fine-tuning {sizes.finetune_epochs} epochs; seeds {seeds}"
+        + (f" (not finished: {missing})" if missing else "")
+    )
+    summary: dict[str, Any] = {"seeds": seeds, "sizes": sizes.__dict__, "variants": {}, "paired": {}}
+    if not seeds:
+        return summary
+    print(f"{'seed':<6}" + "".join(f"{v:>14}" for v in args.variants) + f"{'s/seed':>9}")
+    for s in seeds:
+        print(f"{s:<6}" + "".join(f"{recs[s]['results'][v]['uf1']:>14.3f}" for v in args.variants)
+              + f"{_seed_seconds(recs[s], args.variants):>9.0f}")  # fmt: skip
+    uf1 = {v: [recs[s]["results"][v]["uf1"] for s in seeds] for v in args.variants}
+    for v in args.variants:
+        m, lo, hi = t_interval(uf1[v])
+        uar = [recs[s]["results"][v]["uar"] for s in seeds]
+        summary["variants"][v] = {"uf1": uf1[v], "uar": uar, "uf1_mean": m, "uf1_ci95": [lo, hi],
+                                  "seconds_mean": statistics.mean(recs[s]["seconds"][v] for s in seeds)}  # fmt: skip
+    print(f"{'mean':<6}" + "".join(f"{summary['variants'][v]['uf1_mean']:>14.3f}" for v in args.variants))
+    per_seed = [_seed_seconds(recs[s], args.variants) for s in seeds]
+    summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
+                                   "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", *args.variants)}}  # fmt: skip
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_seed"]["parts"].items())
+    print(
+        f"time per seed (one worker, {args.threads} thread(s)): {statistics.mean(per_seed):.0f} s ({parts})"
+    )
+    comps = [(v, "scratch") for v in args.variants if v != "scratch" and "scratch" in args.variants]
+    if "ma2mi" in args.variants and "no-position" in args.variants:
+        comps.append(("ma2mi", "no-position"))
+    if "no-position" in args.variants and "no-position-scratch" in args.variants:
+        comps.append(("no-position", "no-position-scratch"))
+    print(f"\npaired UF1 differences over {len(seeds)} seeds (a - b):")
+    print(f"{'a - b':<26}{'mean':>8}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}{'sign p':>8}{'flip p':>8}")
+    for a, b in comps:
+        r = paired(uf1[a], uf1[b])
+        summary["paired"][f"{a} - {b}"] = r
+        lo, hi = r["ci95"]
+        print(f"{a + ' - ' + b:<26}{r['mean']:>+8.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}"
+              f"{r['wilcoxon_p']:>12.3f}{r['sign_test_p']:>8.3f}{r['sign_flip_p']:>8.3f}")  # fmt: skip
+    if len(seeds) < 6:
+        print(
+            f"(with {len(seeds)} seeds the smallest two-sided Wilcoxon/sign p is {2 / 2 ** len(seeds):.3f})"
+        )
+    return summary
+
+
+def summarise_deltas(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    if not args.deltas:
+        return
+    rows: dict[str, dict[int, float]] = {}
+    for d in args.deltas:
+        key = f"{d[0]}:{d[1]}"
+        rows[key] = {}
+        for s in args.delta_seeds:
+            main = _read_json(args.out / f"seed{s}" / "result.json").get("results", {})
+            if tuple(d) == DEFAULT_DELTA and "ma2mi" in main:
+                rows[key][s] = main["ma2mi"]["uf1"]
+            rec = _read_json(args.out / f"seed{s}" / f"delta-{d[0]}-{d[1]}.json")
+            if "result" in rec:
+                rows[key][s] = rec["result"]["uf1"]
+    seeds = [s for s in args.delta_seeds if all(s in r for r in rows.values())]
+    print(f"\nδ sweep (ma2mi UF1; seeds with every δ done: {seeds}):")
+    print(f"{'δ':<7}" + "".join(f"{'s' + str(s):>8}" for s in seeds) + f"{'mean':>8}{'95% t CI':>18}"
+          + (f"{'vs scratch':>12}" if seeds else ""))  # fmt: skip
+    out: dict[str, Any] = {"seeds": seeds, "rows": {}}
+    for key, vals in rows.items():
+        x = [vals[s] for s in seeds]
+        if not x:
+            continue
+        m, lo, hi = t_interval(x)
+        scratch = [
+            _read_json(args.out / f"seed{s}" / "result.json")["results"]["scratch"]["uf1"] for s in seeds
+        ]
+        dm = statistics.mean(a - b for a, b in zip(x, scratch, strict=True))
+        out["rows"][key] = {"uf1": x, "mean": m, "ci95": [lo, hi], "minus_scratch": dm}
+        print(
+            f"{key:<7}" + "".join(f"{v:>8.3f}" for v in x) + f"{m:>8.3f}   [{lo:.3f}, {hi:.3f}]{dm:>+12.3f}"
+        )
+    summary["delta_sweep"] = out
+
+
+# ---------------------------------------------------------------------------------------- plots
+def _plot(path: Path, title: str, columns: list[tuple[str, list[float], tuple[float, float, float]]],
+          zero_line: bool) -> None:  # fmt: skip
+    """Dots (one per seed) and a mean with its 95 % interval per column, drawn with OpenCV."""
+    import cv2
+    import numpy as np
+
+    w, h, left, top, bottom = 150 * len(columns) + 90, 420, 70, 40, 76
+    img = np.full((h, w, 3), 255, np.uint8)
+    vals = [v for _, xs, (m, lo, hi) in columns for v in (*xs, m, lo, hi) if v == v]
+    if zero_line:
+        vals.append(0.0)
+    ymin, ymax = min(vals), max(vals)
+    pad = 0.08 * (ymax - ymin or 1)
+    ymin, ymax = ymin - pad, ymax + pad
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def py(v: float) -> int:
+        return int(round(h - bottom - (v - ymin) / (ymax - ymin) * (h - top - bottom)))
+
+    cv2.putText(img, title[:90], (10, 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.line(img, (left, top), (left, h - bottom), (0, 0, 0), 1)
+    for k in range(5):
+        v = ymin + (ymax - ymin) * k / 4
+        cv2.putText(img, f"{v:+.2f}" if zero_line else f"{v:.2f}", (8, py(v) + 4), font, 0.4, (60, 60, 60), 1)
+        cv2.line(img, (left - 4, py(v)), (left, py(v)), (0, 0, 0), 1)
+    if zero_line:
+        cv2.line(img, (left, py(0.0)), (w - 10, py(0.0)), (150, 150, 150), 1)
+    for i, (name, xs, (m, lo, hi)) in enumerate(columns):
+        cx = left + 80 + 150 * i
+        for j, v in enumerate(xs):
+            cv2.circle(img, (cx - 30 + (j % 8) * 4, py(v)), 4, (90, 140, 220), -1, cv2.LINE_AA)
+        if lo == lo:
+            cv2.line(img, (cx + 20, py(lo)), (cx + 20, py(hi)), (200, 40, 40), 2)
+            for v in (lo, hi):
+                cv2.line(img, (cx + 14, py(v)), (cx + 26, py(v)), (200, 40, 40), 2)
+        cv2.circle(img, (cx + 20, py(m)), 5, (200, 40, 40), -1, cv2.LINE_AA)
+        label = [*(name.replace(" - ", " -| ").split("|")), f"{m:+.3f}" if zero_line else f"{m:.3f}"]
+        for k, part in enumerate(label):
+            cv2.putText(img, part, (cx - 55, h - bottom + 20 + 16 * k), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def plots(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    cols = [(k, r["diffs"], (r["mean"], *r["ci95"])) for k, r in summary.get("paired", {}).items()]
+    if cols:
+        _plot(args.out / "transfer.png", f"paired UF1 differences, {len(summary['seeds'])} seeds "
+              "(dots: seeds; red: mean and 95% t interval)", cols, zero_line=True)  # fmt: skip
+    rows = summary.get("delta_sweep", {}).get("rows", {})
+    if rows:
+        dcols = [(f"delta {k}", r["uf1"], (r["mean"], *r["ci95"])) for k, r in rows.items()]
+        _plot(args.out / "delta_sweep.png", f"ma2mi LOSO UF1 by delta range, seeds "
+              f"{summary['delta_sweep']['seeds']} (dots: seeds; red: mean, 95% t interval)", dcols, zero_line=False)  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--out", type=Path, default=Path("runs/transfer"))
-    ap.add_argument("--extra", nargs="*", default=[], choices=sorted(set(VARIANTS) - set(DEMO_VARIANTS)))
-    ap.add_argument("--pretrain-epochs", type=int, default=60, help="the demo uses 15 (too few, see README)")
+    ap.add_argument("--variants", nargs="+", default=list(MAIN_VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--deltas", type=_parse_delta, nargs="*", default=[], help="δ ranges a:b to sweep")
+    ap.add_argument("--delta-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=2, help="seeds (and δ runs) run in parallel processes")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: default)")
+    ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
+    ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
+    ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs)
-    variants = (*DEMO_VARIANTS, *args.extra)
-    per_seed: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-    t0 = time.perf_counter()
-    for seed in args.seeds:
+    sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs, workers=1)
+    if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
+        ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
+    if args.task:  # one unit of work, in its own process
+        kind, seed = args.task[0], int(args.task[1])
         out = args.out / f"seed{seed}"
-        macro, micro = prepare_data(out, seed, sizes, log=lambda m: None)
-        res = run_models(
-            out, macro, micro, seed, sizes, variants, log=lambda m, s=seed: print(f"  seed {s}: {m}")
-        )
-        for v in variants:
-            per_seed[v].append(res.metrics[v])
-    print(
-        f"\nLOSO, synthetic micro amplitude, {sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
-        f"casme2_5 labels; pre-training {sizes.pretrain_epochs} epochs on {sizes.macro_subjects}x{sizes.macro_clips} "
-        f"macro clips; fine-tuning {sizes.finetune_epochs} epochs; seeds {args.seeds}; {time.perf_counter() - t0:.0f} s"
-    )
-    print(
-        f"{'model':<14}"
-        + "".join(f"{'UF1 s' + str(s):>9}" for s in args.seeds)
-        + f"{'UF1 mean+-std':>16}{'UAR mean+-std':>16}"
-    )
-    summary = {}
-    for v in variants:
-        uf1 = [m["uf1"] for m in per_seed[v]]
-        uar = [m["uar"] for m in per_seed[v]]
-        summary[v] = {"uf1": uf1, "uar": uar}
-        print(
-            f"{v:<14}"
-            + "".join(f"{x:>9.3f}" for x in uf1)
-            + f"{statistics.mean(uf1):>9.3f}+-{_sd(uf1):.3f}{statistics.mean(uar):>9.3f}+-{_sd(uar):.3f}"
-        )
+        out.mkdir(parents=True, exist_ok=True)
+        if kind == "seed":
+            seed_task(out, seed, sizes, args.variants, args.threads)
+        else:
+            delta_task(out, seed, _parse_delta(args.task[2]), sizes, args.threads)
+        return
+    if not args.summary_only:
+        base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
+                "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs)]  # fmt: skip
+        tasks = [["seed", str(s)] for s in args.seeds]
+        tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
+                  if (a, b) != DEFAULT_DELTA]  # fmt: skip
+        t0 = time.perf_counter()
+        run_tasks(tasks, args.jobs, base)
+        print(f"all tasks: {time.perf_counter() - t0:.0f} s wall-clock with {args.jobs} job(s)")
+    summary = summarise(args, sizes)
+    summarise_deltas(args, summary)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(
-        json.dumps({"seeds": args.seeds, "sizes": sizes.__dict__, **summary}, indent=2)
-    )
+    _write_json(args.out / "summary.json", summary)
+    plots(args, summary)
+    print(f"\nsummary -> {args.out / 'summary.json'}; plots -> {args.out}/transfer.png, delta_sweep.png")
 
 
 if __name__ == "__main__":

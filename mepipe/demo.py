@@ -2,7 +2,7 @@
 
 synth macro (DFEW layout, video) + micro (CASME II layout) -> build both (verify, contact sheet) ->
 MA2MI pre-training on the macro pairs -> LOSO fine-tuning of MIACNet from scratch, from the
-pre-trained weights, and without the position branch -> a results table (UF1 / UAR / Acc).
+pre-trained weights, and MA2MI-initialised without the position branch -> a results table (UF1 / UAR / Acc).
 Everything is seeded; the run folder keeps every config, manifest, checkpoint, metric and picture.
 """
 
@@ -23,16 +23,22 @@ from mepipe.shards.verify import verify_build
 
 VARIANTS: dict[str, dict[str, object]] = {
     "scratch": {"model.name": "miacnet"},
-    "ma2mi": {"model.name": "miacnet"},  # variants named ma2mi* start from the pre-training checkpoint
+    "ma2mi": {"model.name": "miacnet"},
     "no-position": {"model.name": "miacnet-nopos"},
+    "no-attention": {"model.name": "miacnet-noatt"},
+    "no-position-scratch": {"model.name": "miacnet-nopos"},
     "ma2mi-freeze": {"model.name": "miacnet", "optim.freeze_epochs": 10},
 }
+"""Fine-tuning overrides of each variant; the variants not in :data:`FROM_SCRATCH` start from the MA2MI
+checkpoint (``no-position-scratch`` is the control of the MA2MI-initialised ``no-position``)."""
+FROM_SCRATCH = frozenset({"scratch", "no-position-scratch"})
 DEMO_VARIANTS = ("scratch", "ma2mi", "no-position")
 
 
 @dataclass
 class DemoSizes:
-    """How much synthetic data and training the demo uses (defaults fit ~5 minutes on 2 cores)."""
+    """How much synthetic data and training the demo uses (a few minutes on 2 quiet cores; a busy
+    machine takes several times longer: see REPORT-EVIDENCE-A.md)."""
 
     micro_subjects: int = 5
     micro_clips: int = 8
@@ -90,6 +96,78 @@ def prepare_data(
     return builds["macro"], builds["micro"]
 
 
+def pretrain_run(
+    run_dir: Path,
+    macro: Path,
+    seed: int,
+    sizes: DemoSizes,
+    *,
+    delta: tuple[int, int] | None = None,
+    threads: int = 0,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, list[dict]]:
+    """MA2MI pre-training on ``macro`` into ``run_dir`` (``sizes.pretrain_epochs`` epochs, the bundled
+    defaults otherwise; ``delta``: another δ range). Returns ``(checkpoint, history)``.
+
+    Args:
+        threads: torch CPU threads (0: torch's default).
+        resume: continue an interrupted run in ``run_dir`` (else an existing run is replaced).
+    """
+    from mepipe.train import config_from_dict, pretrain
+
+    over: dict[str, object] = {
+        "data.shards": str(macro),
+        "run.out": str(run_dir),
+        "run.seed": seed,
+        "optim.epochs": sizes.pretrain_epochs,
+        "run.device": "cpu",
+        "run.cpu_threads": threads,
+        "run.resume" if resume else "run.force": True,
+    }
+    if delta is not None:
+        over["data.delta"] = list(delta)
+    every = max(sizes.pretrain_epochs // 5, 1)  # a few progress lines, not one per epoch
+
+    def epoch_line(rec: dict) -> None:
+        if rec["epoch"] % every == 0 or rec["epoch"] == sizes.pretrain_epochs:
+            log(f"MA2MI pre-training epoch {rec['epoch']}/{sizes.pretrain_epochs}: loss {rec['loss']:.4f}")
+
+    pre = pretrain(config_from_dict("pretrain", overrides=over), on_epoch=epoch_line)
+    log(f"MA2MI pre-training: {sizes.pretrain_epochs} epochs, final loss {pre.final_loss:.4f} -> {pre.out}")
+    return pre.checkpoint, pre.history
+
+
+def finetune_run(
+    run_dir: Path,
+    micro: Path,
+    seed: int,
+    sizes: DemoSizes,
+    variant: str,
+    init: str | Path = "",
+    *,
+    threads: int = 0,
+    resume: bool = False,
+):
+    """LOSO fine-tuning of ``variant`` (a :data:`VARIANTS` key) on ``micro`` into ``run_dir``; ``init`` is
+    the MA2MI checkpoint (ignored for the variants in :data:`FROM_SCRATCH`). Returns the LOSO result."""
+    from mepipe.train import config_from_dict, finetune_loso
+
+    over = {
+        "data.shards": str(micro),
+        "data.labels": "casme2_5",
+        "run.out": str(run_dir),
+        "run.seed": seed,
+        "optim.epochs": sizes.finetune_epochs,
+        "run.device": "cpu",
+        "run.cpu_threads": threads,
+        "run.resume" if resume else "run.force": True,
+        "init": "" if variant in FROM_SCRATCH else str(init),
+        **VARIANTS[variant],
+    }
+    return finetune_loso(config_from_dict("finetune", overrides=over))
+
+
 def run_models(
     out: Path,
     macro: Path,
@@ -99,47 +177,13 @@ def run_models(
     variants: tuple[str, ...] = DEMO_VARIANTS,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Pre-train on ``macro`` (when ``ma2mi`` is asked for), then LOSO fine-tune each variant on ``micro``."""
-    from mepipe.train import config_from_dict, finetune_loso, pretrain
-
+    """Pre-train on ``macro`` (when a variant needs it), then LOSO fine-tune each variant on ``micro``."""
     result = DemoResult(out)
-    init = ""
-    if any(v.startswith("ma2mi") for v in variants):
-        cfg = config_from_dict(
-            "pretrain",
-            overrides={
-                "data.shards": str(macro),
-                "run.out": str(out / "runs" / "pretrain"),
-                "run.seed": seed,
-                "optim.epochs": sizes.pretrain_epochs,
-                "run.device": "cpu",
-            },
-        )
-        every = max(sizes.pretrain_epochs // 5, 1)  # a few progress lines, not one per epoch
-
-        def epoch_line(rec: dict) -> None:
-            if rec["epoch"] % every == 0 or rec["epoch"] == sizes.pretrain_epochs:
-                log(
-                    f"MA2MI pre-training epoch {rec['epoch']}/{sizes.pretrain_epochs}: loss {rec['loss']:.4f}"
-                )
-
-        pre = pretrain(cfg, on_epoch=epoch_line)
-        init = str(pre.checkpoint)
-        log(
-            f"MA2MI pre-training: {sizes.pretrain_epochs} epochs, final loss {pre.final_loss:.4f} -> {pre.out}"
-        )
+    init: Path | str = ""
+    if any(v not in FROM_SCRATCH for v in variants):
+        init, _ = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, log=log)
     for name in variants:
-        over = {
-            "data.shards": str(micro),
-            "data.labels": "casme2_5",
-            "run.out": str(out / "runs" / name),
-            "run.seed": seed,
-            "optim.epochs": sizes.finetune_epochs,
-            "run.device": "cpu",
-            "init": init if name.startswith("ma2mi") else "",
-            **VARIANTS[name],
-        }
-        res = finetune_loso(config_from_dict("finetune", overrides=over))
+        res = finetune_run(out / "runs" / name, micro, seed, sizes, name, init)
         m = res.metrics
         result.metrics[name] = {"uf1": m["uf1"], "uar": m["uar"], "acc": m["acc"], "n": len(res.predictions)}
         log(f"LOSO {name}: UF1 {m['uf1']:.3f} UAR {m['uar']:.3f} Acc {m['acc']:.3f} -> {res.out}")

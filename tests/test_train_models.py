@@ -142,3 +142,77 @@ def test_transfer_initialises_miacnet_branches() -> None:
     assert all(k.startswith(("head.",)) for k in missing)
     for k, v in state.items():
         assert torch.equal(model.state_dict()[k], v)
+
+
+def _moving_square_pair(n: int = 64) -> torch.Tensor:
+    """``(1, 2, 3, n, n)``: a static random face-like image and the same image with a patch brightened
+    in the top-left quadrant only (the only place that moves)."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(1, 3, n, n, generator=g) * 0.3
+    nxt = base.clone()
+    nxt[:, :, 4 : n // 2 - 4, 4 : n // 2 - 4] += 0.8
+    return torch.stack([base, nxt], 1)
+
+
+def _attends_to_motion(init: str, seed: int) -> bool:
+    """Does an un-trained action branch's last cascaded map weigh the moving quadrant above the rest?"""
+    from mepipe.train.models.miacnet import ActionBranch
+
+    torch.manual_seed(seed)
+    branch = ActionBranch(width=8, attention_init=init).eval()
+    with torch.no_grad():
+        _, maps = branch(_moving_square_pair())
+    m = maps[-1][0, 0]
+    h = m.shape[0] // 2
+    return bool(m[:h, :h].mean() > m[h:, h:].mean())
+
+
+def test_positive_attention_init_attends_to_the_motion_for_every_seed() -> None:
+    """With the ``positive`` init every seed's un-trained attention cascade weighs the moving region up;
+    with PyTorch's random init the sign of each map is a coin flip, so some seeds weigh it down."""
+    seeds = range(12)
+    assert all(_attends_to_motion("positive", s) for s in seeds)
+    assert not all(_attends_to_motion("random", s) for s in seeds)
+
+
+def test_attention_init_is_configurable_and_checked() -> None:
+    model = build_model(ModelConfig(input_size=32, width=4, pos_heads=2, attention_init="random"), 3)
+    w = model.act.blocks[0].att.conv.weight
+    assert not torch.all(w == 0.5)
+    model = build_model(ModelConfig(input_size=32, width=4, pos_heads=2), 3)
+    assert torch.all(model.act.blocks[0].att.conv.weight == 0.5)
+    from mepipe.train.models.miacnet import SpatialAttention
+
+    with pytest.raises(ValueError, match="attention init"):
+        SpatialAttention("zeros")
+
+
+def test_light_pixel_head_reconstructs_at_the_same_size_with_fewer_flops() -> None:
+    cfg = ModelConfig(input_size=64, width=4, pos_heads=2)
+    full = PRETRAINERS.get("ma2mi")(cfg, MA2MIConfig(pixel_size=16, pixel_head="full"))
+    light = PRETRAINERS.get("ma2mi")(cfg, MA2MIConfig(pixel_size=16, pixel_head="light"))
+    x = torch.randn(2, 2, 3, 64, 64)
+    assert light(x).recon.shape == full(x).recon.shape == (2, 3, 16, 16)
+    # the 3x3 conv at 16x16 reads w channels instead of D = 8w
+    assert light.pixel_head[0].in_channels == 4 and full.pixel_head[0].in_channels == 32
+    light(x).loss.backward()
+    assert light.pixel_reduce.weight.grad is not None
+
+
+def test_transfer_of_the_action_branch_only_leaves_the_position_branch_fresh(tmp_path) -> None:
+    from mepipe.train.transfer import INIT_PARTS, apply_init
+
+    cfg = ModelConfig(input_size=32, width=4, pos_heads=2)
+    torch.manual_seed(0)
+    pre = PRETRAINERS.get("ma2mi")(cfg, MA2MIConfig())
+    state = transfer_state(pre.state_dict(), INIT_PARTS["action"])
+    assert state and all(k.startswith("act.") for k in state)
+    torch.manual_seed(1)
+    model = build_model(cfg, 5)
+    fresh_pos = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("pos.")}
+    apply_init(model, state)
+    for k, v in model.state_dict().items():
+        if k.startswith("act."):
+            assert torch.equal(v, pre.state_dict()[k])
+        elif k.startswith("pos."):
+            assert torch.equal(v, fresh_pos[k])

@@ -82,7 +82,11 @@ class PretrainConfig(_TrainConfig):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     ma2mi: MA2MIConfig = Field(default_factory=MA2MIConfig)
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(epochs=10, lr=1e-3, weight_decay=0.05))
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(
+            epochs=10, lr=2e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=1
+        )
+    )
     run: RunConfig = Field(default_factory=RunConfig)
 
 
@@ -93,6 +97,11 @@ class FinetuneConfig(_TrainConfig):
     init: PathText = Field(
         default="",
         description="MA2MI checkpoint (pre-training RUN/last.pt) initialising E_pos/E_act; empty: scratch",
+    )
+    init_parts: Literal["all", "action"] = Field(
+        default="all",
+        description="with `init`: transfer E_act and E_pos (`all`) or E_act only (`action`: the position "
+        "branch starts fresh)",
     )
     data: DataConfig = Field(default_factory=lambda: DataConfig(batch_size=16, jitter=0))
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -1,6 +1,6 @@
 """The one run skeleton shared by MA2MI pre-training and fine-tuning.
 
-:func:`run_epochs` does, in this order: seed -> build the model -> AdamW + exponential decay -> resume
+:func:`run_epochs` does, in this order: seed -> build the model -> AdamW + lr schedule -> resume
 from a checkpoint -> wrap for DDP -> loader -> for each epoch: train steps, sync BatchNorm buffers
 across ranks, scheduler step, sum the epoch's numbers over ranks, BatchNorm recalibration, the
 objective's end-of-epoch work (validation, pictures), history record, checkpoint. What differs between
@@ -14,6 +14,7 @@ the uninterrupted one exactly (checkpoints hold every RNG state).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,10 @@ class Objective:
         """Parameters kept fixed during ``epoch`` (0-based)."""
         return None
 
+    def transferred(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters loaded from a pre-trained checkpoint (they get ``lr * optim.init_lr_scale``)."""
+        return []
+
     def record(self, sums: list[float], seconds: float) -> dict[str, Any]:
         """The epoch record's values from the sums of :meth:`step` over the epoch (and all ranks)."""
         raise NotImplementedError
@@ -132,22 +137,43 @@ class Objective:
         return f"epoch {rec['epoch']}/{epochs}"
 
 
+def lr_factor(epoch: int, cfg: OptimConfig) -> float:
+    """Learning-rate multiplier during 0-based ``epoch``: linear warm-up times the schedule.
+
+    ``exp``: ``gamma ** epoch``. ``cosine``: ``(1 + cos(pi * epoch / epochs)) / 2``, from 1 at the
+    first epoch down to ``(1 + cos(pi * (epochs - 1) / epochs)) / 2`` (near 0) at the last one.
+    Warm-up: epochs ``e < warmup_epochs`` are further multiplied by ``(e + 1) / (warmup_epochs + 1)``.
+    """
+    warm = (epoch + 1) / (cfg.warmup_epochs + 1) if epoch < cfg.warmup_epochs else 1.0
+    if cfg.schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(epoch, cfg.epochs) / max(cfg.epochs, 1)))
+    return warm * cfg.gamma**epoch
+
+
 def make_optimizer(
     params: Iterator[nn.Parameter] | list[nn.Parameter],
     cfg: OptimConfig,
+    scaled: Iterable[nn.Parameter] = (),
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW + per-epoch exponential decay (``lr * gamma ** epoch``).
+    """AdamW + the per-epoch schedule of :func:`lr_factor` (default ``lr * gamma ** epoch``).
 
     Weight decay applies to weight matrices and conv kernels (``ndim >= 2``); biases and norm scales
     are not decayed. Frozen parameters (``requires_grad=False``, e.g. the EMA target) are left out.
+    Parameters in ``scaled`` (the transferred ones when fine-tuning from MA2MI) run at
+    ``lr * cfg.init_lr_scale``; the schedule multiplies both rates alike.
     """
     trainable = [p for p in params if p.requires_grad]
-    groups = [
-        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-    ]
+    slow = {id(p) for p in scaled}
+    groups = []
+    for is_slow in (False, True):
+        mine = [p for p in trainable if (id(p) in slow) == is_slow]
+        lr = cfg.lr * (cfg.init_lr_scale if is_slow else 1.0)
+        groups += [
+            {"params": [p for p in mine if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": lr},
+            {"params": [p for p in mine if p.ndim < 2], "weight_decay": 0.0, "lr": lr},
+        ]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
-    return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, cfg))
 
 
 def optimizer_step(
@@ -282,7 +308,7 @@ def run_epochs(
     """
     seed_everything(seed)
     model = rt.prepare_model(build())
-    opt, sched = make_optimizer(model.parameters(), loop.optim)
+    opt, sched = make_optimizer(model.parameters(), loop.optim, scaled=objective.transferred(model))
     aug_gen = torch.Generator().manual_seed(derive_seed(seed, "augment"))
     history: list[dict[str, Any]] = []
     start = 0
@@ -291,6 +317,10 @@ def run_epochs(
         start = restore_training(ckpt, model=model, optimizer=opt, scheduler=sched, aug_gen=aug_gen)
         history = list(ckpt["history"])
         objective.load_extra_state(ckpt.get("extra") or {})
+        # the schedule follows this run's settings (a resumed run may extend `epochs`, which moves
+        # the cosine's end): the learning rate of the next epoch is recomputed, not the stored one
+        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(start, loop.optim)
         if rt.is_main:
             log.info("resuming %s after epoch %d", checkpoint, start)
     net = wrap_model(model, rt.dist, rt.device)

@@ -8,7 +8,7 @@ validation UF1 is kept (ties: the earlier one); otherwise the model after the fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,13 @@ class Classification(Objective):
         loop: LoopSettings,
         rt: Runtime,
         num_classes: int,
-        pretrained: bool,
+        init_keys: Iterable[str],
         on_epoch: Callable[[EpochReport], None] | None,
     ) -> None:
         self.fold, self.train, self.val, self.size, self.loop, self.rt = fold, train, val, size, loop, rt
-        self.num_classes, self.pretrained, self.on_epoch = num_classes, pretrained, on_epoch
+        self.num_classes, self.on_epoch = num_classes, on_epoch
+        self.init_keys = frozenset(init_keys)
+        self.pretrained = bool(self.init_keys)
         self.evaluates_every_epoch = bool(val)
         self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "state": None}
         self.train_keys = tuple(c.key for c in train)
@@ -97,6 +99,9 @@ class Classification(Objective):
         if self.pretrained and epoch < self.loop.optim.freeze_epochs:
             return model.early_parameters()  # type: ignore[operator]
         return None
+
+    def transferred(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for n, p in model.named_parameters() if n in self.init_keys]
 
     def head(self) -> dict[str, Any]:
         return {"fold": self.fold}
@@ -228,7 +233,7 @@ def fit(
         loop=loop,
         rt=rt,
         num_classes=num_classes,
-        pretrained=init_state is not None,
+        init_keys=init_state or (),
         on_epoch=on_epoch,
     )
     sampler = PairSampler(

@@ -138,7 +138,7 @@ def _prepare(cfg: FinetuneConfig, scheme: LabelMap | None) -> _Prepared:
     size = frame_size(clips)
     init_state = None
     if cfg.init:
-        init_state, init_cfg = load_init_state(cfg.init)
+        init_state, init_cfg = load_init_state(cfg.init, cfg.init_parts)
         check_init_config(cfg.init, init_cfg, config_to_dict(cfg)["model"])
         apply_init(build_model(cfg.model, len(scheme.classes)), init_state)  # shapes and model kind, now
     return _Prepared(

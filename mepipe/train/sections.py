@@ -167,6 +167,11 @@ class ModelConfig(Strict):
         description="`flatten` (MMNet-like) or `mean` (global average pooling) before the head",
     )
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="dropout before the linear head")
+    attention_init: Literal["positive", "random"] = Field(
+        default="positive",
+        description="spatial-attention 1x1 convs start at 0.5 (`positive`: attend where the action "
+        "features are strong) or PyTorch's random init (`random`: each map's sign is a coin flip)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -211,6 +216,11 @@ class MA2MIConfig(Strict):
         default=0.5, ge=0.0, description="weight of the low-resolution pixel term (0: off)"
     )
     pixel_size: int = Field(default=32, ge=4, description="side of the low-resolution reconstruction")
+    pixel_head: Literal["full", "light"] = Field(
+        default="light",
+        description="`full` (3x3 convs on the 8w-channel upsampled features) or `light` (1x1 conv to w "
+        "channels before upsampling)",
+    )
 
     @model_validator(mode="after")
     def _pixel_target_needs_weight(self) -> MA2MIConfig:
@@ -220,7 +230,7 @@ class MA2MIConfig(Strict):
 
 
 class OptimConfig(Strict):
-    """AdamW with per-epoch exponential decay."""
+    """AdamW with a per-epoch learning-rate schedule (exponential decay or cosine, optional warm-up)."""
 
     epochs: int = Field(default=5, ge=1, description="fixed epoch budget (per fold when fine-tuning)")
     lr: float = Field(default=1e-3, gt=0.0, description="AdamW learning rate")
@@ -228,7 +238,22 @@ class OptimConfig(Strict):
         default=0.05, ge=0.0, description="AdamW weight decay (weights and kernels only)"
     )
     gamma: float = Field(
-        default=0.97, gt=0.0, le=1.0, description="learning rate multiplied by gamma after every epoch"
+        default=0.97, gt=0.0, le=1.0, description="`schedule: exp`: lr multiplied by gamma after every epoch"
+    )
+    schedule: Literal["exp", "cosine"] = Field(
+        default="exp",
+        description="`exp` (lr x gamma^epoch) or `cosine` (half a cosine from lr to 0 over `epochs`: a "
+        "short run ends annealed)",
+    )
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="linear warm-up: epoch e < N runs at lr x (e + 1) / (N + 1)"
+    )
+    init_lr_scale: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="with `init`: learning-rate multiplier of the transferred (pre-trained) parameters; "
+        "the new ones keep lr",
     )
     grad_clip: float = Field(
         default=0.0, ge=0.0, description="clip the global gradient norm to this (0: off)"

@@ -18,18 +18,22 @@ from mepipe.errors import ConfigError
 from mepipe.train.checkpoint import load_checkpoint
 from mepipe.train.models.ma2mi import transfer_state
 
+INIT_PARTS: dict[str, tuple[str, ...]] = {"all": ("act.", "pos."), "action": ("act.",)}
+"""``init_parts`` -> the state-dict prefixes transferred (``action``: the position branch starts fresh)."""
+
 SHAPING_KEYS = ("input_size", "width", "action_input", "pos_layers", "pos_heads", "pos_input")
 """``model.*`` keys that must be equal in pre-training and fine-tuning for the weights to load."""
 
 
-def load_init_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``E_act``/``E_pos`` weights and the resolved config of an MA2MI checkpoint (``pretrain`` kind).
+def load_init_state(path: str | Path, parts: str = "all") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``E_act``/``E_pos`` weights (``parts``: a key of :data:`INIT_PARTS`) and the resolved config of
+    an MA2MI checkpoint (``pretrain`` kind).
 
     Raises:
         ConfigError: missing file, not loadable with ``weights_only``, or not a pre-training checkpoint.
     """
     ckpt = load_checkpoint(path, "pretrain")
-    return transfer_state(ckpt["model"]), ckpt.get("config", {})
+    return transfer_state(ckpt["model"], INIT_PARTS[parts]), ckpt.get("config", {})
 
 
 def check_init_config(init: str, init_cfg: dict[str, Any], model: dict[str, Any]) -> None:

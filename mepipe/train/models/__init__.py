@@ -49,6 +49,7 @@ def _miacnet(cfg: ModelConfig, num_classes: int, **force: object) -> MIACNet:
         fusion=cfg.fusion,
         head=cfg.head,
         dropout=cfg.dropout,
+        attention_init=cfg.attention_init,
     )
     kw.update(force)
     return MIACNet(num_classes, **kw)
@@ -123,6 +124,8 @@ def ma2mi(cfg: ModelConfig, m: MA2MIConfig) -> MA2MI:
         target_norm=m.target_norm,
         pixel_weight=m.pixel_weight,
         pixel_size=m.pixel_size,
+        pixel_head=m.pixel_head,
+        attention_init=cfg.attention_init,
     )
 
 

@@ -71,7 +71,8 @@ class MA2MI(nn.Module):
     Args:
         input_size: N, multiple of 16.
         width: action-branch width w (``D = 8w``), same meaning as in MIACNet.
-        action_input, attention, pos_layers, pos_heads, pos_input: as in MIACNet (must match for transfer).
+        action_input, attention, pos_layers, pos_heads, pos_input, attention_init: as in MIACNet
+            (must match for transfer).
         bottleneck: k, channels of ``C_Δ``.
         decoder_blocks: residual blocks in ``D``.
         ema: target momentum (``T <- ema * T + (1 - ema) * E_pos`` after each step).
@@ -79,6 +80,9 @@ class MA2MI(nn.Module):
         target_norm: layer-normalise ``Z`` over channels.
         pixel_weight: weight of the pixel term (0 and ``target=latent``: no pixel head).
         pixel_size: side s of the reconstruction.
+        pixel_head: ``full`` (upsample the D-channel decoder features to s, then conv3x3 D->w, ReLU,
+            conv3x3 w->3) or ``light`` (a 1x1 conv D->w first, then upsample, conv3x3 w->w, ReLU,
+            conv3x3 w->3: the 3x3 convs at s x s run on w instead of D = 8w channels).
     """
 
     def __init__(
@@ -97,11 +101,15 @@ class MA2MI(nn.Module):
         target_norm: bool = True,
         pixel_weight: float = 0.5,
         pixel_size: int = 32,
+        pixel_head: str = "full",
+        attention_init: str = "positive",
     ) -> None:
         super().__init__()
         if target not in ("latent", "pixel"):
             raise ValueError(f"target must be 'latent' or 'pixel', got {target!r}")
-        self.act = ActionBranch(width, action_input, attention)
+        if pixel_head not in ("full", "light"):
+            raise ValueError(f"pixel_head must be 'full' or 'light', got {pixel_head!r}")
+        self.act = ActionBranch(width, action_input, attention, attention_init)
         dim = self.act.out_channels
         self.pos = PositionBranch(input_size, dim, pos_layers, pos_heads, pos_input)
         self.target_enc = copy.deepcopy(self.pos)
@@ -118,9 +126,13 @@ class MA2MI(nn.Module):
         self.pixel_weight = pixel_weight if target == "latent" else 1.0
         self.pixel_size = pixel_size
         self.pixel_head: nn.Module | None = None
+        self.pixel_reduce: nn.Module | None = None
         if self.pixel_weight > 0:
+            if pixel_head == "light":
+                self.pixel_reduce = nn.Conv2d(dim, width, 1)
+            cin = width if pixel_head == "light" else dim
             self.pixel_head = nn.Sequential(
-                nn.Conv2d(dim, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, 3, 3, 1, 1)
+                nn.Conv2d(cin, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, 3, 3, 1, 1)
             )
         self.grid = input_size // STRIDE
 
@@ -159,8 +171,9 @@ class MA2MI(nn.Module):
             target_std = z.std(dim=0, unbiased=False).mean()
         pixel_loss, recon = zero, None
         if self.pixel_head is not None:
+            g = self.pixel_reduce(h) if self.pixel_reduce is not None else h
             up = F.interpolate(
-                h, size=(self.pixel_size, self.pixel_size), mode="bilinear", align_corners=False
+                g, size=(self.pixel_size, self.pixel_size), mode="bilinear", align_corners=False
             )
             recon = self.pixel_head(up).float()
             goal = F.interpolate(pair[:, 1].float(), size=recon.shape[-2:], mode="area")

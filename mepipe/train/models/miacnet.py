@@ -32,12 +32,27 @@ def match_memory_format(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class SpatialAttention(nn.Module):
-    """``σ(BN(conv1x1([mean_c(x); max_c(x)])))``: a ``(B, 1, H, W)`` map in ``(0, 1)``."""
+ATTENTION_INITS = ("positive", "random")
 
-    def __init__(self) -> None:
+
+class SpatialAttention(nn.Module):
+    """``σ(BN(conv1x1([mean_c(x); max_c(x)])))``: a ``(B, 1, H, W)`` map in ``(0, 1)``.
+
+    Args:
+        init: ``positive`` (default): both weights of the 1x1 conv start at 0.5, so every map starts
+            by attending where the features are strong (where the face moves). ``random``: PyTorch's
+            default init, under which each weight's sign is a coin flip; a negative pair makes a map
+            suppress exactly the moving regions, and as the cascade multiplies four maps, how well an
+            un-trained (or briefly trained) action branch works then depends on the seed.
+    """
+
+    def __init__(self, init: str = "positive") -> None:
         super().__init__()
+        if init not in ATTENTION_INITS:
+            raise ValueError(f"attention init must be one of {ATTENTION_INITS}, got {init!r}")
         self.conv = nn.Conv2d(2, 1, kernel_size=1, bias=False)
+        if init == "positive":
+            nn.init.constant_(self.conv.weight, 0.5)
         self.bn = nn.BatchNorm2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +67,9 @@ class ResidualAttentionBlock(nn.Module):
     resolution), and the features are multiplied by the product.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, attention: bool) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, attention: bool, attention_init: str = "positive"
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -63,7 +80,7 @@ class ResidualAttentionBlock(nn.Module):
             if stride == 1 and cin == cout
             else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
         )
-        self.att = SpatialAttention() if attention else None
+        self.att = SpatialAttention(attention_init) if attention else None
 
     def forward(
         self, x: torch.Tensor, prev_att: torch.Tensor | None
@@ -85,9 +102,16 @@ class ActionBranch(nn.Module):
         width: w; stages have ``w, 2w, 4w, 8w`` channels (strides 1, 2, 2, 2 after a stride-2 stem).
         action_input: ``diff`` (3 channels, ``I_{t+δ} - I_t``) or ``stack`` (6 channels).
         attention: cascaded spatial attention on (ablation switch).
+        attention_init: ``positive`` or ``random`` (see :class:`SpatialAttention`).
     """
 
-    def __init__(self, width: int = 16, action_input: str = "diff", attention: bool = True) -> None:
+    def __init__(
+        self,
+        width: int = 16,
+        action_input: str = "diff",
+        attention: bool = True,
+        attention_init: str = "positive",
+    ) -> None:
         super().__init__()
         if action_input not in ("diff", "stack"):
             raise ValueError(f"action_input must be 'diff' or 'stack', got {action_input!r}")
@@ -99,7 +123,7 @@ class ActionBranch(nn.Module):
         )
         blocks, c = [], width
         for i, co in enumerate(chans):
-            blocks.append(ResidualAttentionBlock(c, co, 1 if i == 0 else 2, attention))
+            blocks.append(ResidualAttentionBlock(c, co, 1 if i == 0 else 2, attention, attention_init))
             c = co
         self.blocks = nn.ModuleList(blocks)
         # The cascade multiplies four sigmoid maps, which shrinks A by ~16x; normalising A keeps it on
@@ -215,6 +239,7 @@ class MIACNet(nn.Module):
         fusion: ``sum`` (``F = A + P``) or ``gate`` (``F = A + σ(conv1x1([A; P])) · P``).
         head: ``flatten`` or ``mean`` pooling before the linear layer.
         dropout: dropout before the linear layer.
+        attention_init: initialisation of the spatial-attention convs (see :class:`SpatialAttention`).
 
     Input ``(B, 2, 3, N, N)`` float (normalised; ``[:, 0]`` = ``I_t``), output logits ``(B, K)``.
     The sub-modules are named ``act`` and ``pos`` like in :class:`~mepipe.train.models.ma2mi.MA2MI`,
@@ -235,11 +260,12 @@ class MIACNet(nn.Module):
         fusion: str = "sum",
         head: str = "flatten",
         dropout: float = 0.2,
+        attention_init: str = "positive",
     ) -> None:
         super().__init__()
         if fusion not in ("sum", "gate") or head not in ("flatten", "mean"):
             raise ValueError(f"fusion must be sum|gate and head flatten|mean, got {fusion!r}, {head!r}")
-        self.act = ActionBranch(width, action_input, attention)
+        self.act = ActionBranch(width, action_input, attention, attention_init)
         dim = self.act.out_channels
         self.pos = PositionBranch(input_size, dim, pos_layers, pos_heads, pos_input) if position else None
         self.gate = nn.Conv2d(2 * dim, dim, 1) if (position and fusion == "gate") else None

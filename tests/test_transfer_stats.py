@@ -1,0 +1,64 @@
+"""The statistics of benchmarks/transfer_experiment.py (exact Wilcoxon and sign tests, t interval) and
+its summary over finished seeds (result files as the experiment writes them)."""
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+_bench = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(_bench))  # the script imports the sign-flip test from baselines.py
+_spec = importlib.util.spec_from_file_location("transfer_experiment", _bench / "transfer_experiment.py")
+tx = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tx)
+
+
+def test_wilcoxon_exact_p_matches_hand_counts():
+    # all 5 differences positive: only the all-+ and all-- assignments are as extreme -> 2/32
+    assert tx.wilcoxon_signed_rank_p([0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx(2 / 32)
+    # ranks 1..4, W+ = 1 + 2 + 3 = 6 (the largest is negative): |W+ - 5| = 1; 14 of 16 assignments
+    # are at least that far from the centre (only W+ = 5, reached twice, is closer)
+    assert tx.wilcoxon_signed_rank_p([0.1, 0.2, 0.3, -0.4]) == pytest.approx(14 / 16)
+    assert tx.wilcoxon_signed_rank_p([0.0, 0.0]) == 1.0  # zeros dropped
+    # ties share the average rank: |d| = 0.2, 0.2 -> ranks 1.5, 1.5
+    assert tx.wilcoxon_signed_rank_p([0.2, -0.2]) == 1.0
+
+
+def test_sign_test_is_the_binomial_tail():
+    assert tx.sign_test_p([1, 1, 1, 1, 1, 1, 1, 1]) == pytest.approx(2 / 256)
+    assert tx.sign_test_p([1, 1, 1, 1, 1, 1, 1, -1]) == pytest.approx(2 * 9 / 256)
+    assert tx.sign_test_p([1, -1, 0]) == 1.0
+
+
+def test_t_interval_uses_the_student_quantile():
+    m, lo, hi = tx.t_interval([1.0, 2.0, 3.0])
+    half = 4.303 * 1.0 / math.sqrt(3)
+    assert m == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+
+
+def test_summary_pairs_each_seed_and_skips_unfinished_ones(tmp_path):
+    variants = ["scratch", "ma2mi", "no-position"]
+    for seed, (s, m, n) in {0: (0.5, 0.6, 0.55), 1: (0.6, 0.65, 0.6), 2: (0.4, 0.5, 0.45)}.items():
+        res = {
+            v: {"uf1": x, "uar": x, "acc": x, "n": 4, "correct": {}}
+            for v, x in zip(variants, (s, m, n), strict=True)
+        }
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        secs = {"data": 1.0, "pretrain": 2.0, **{v: 1.0 for v in variants}}
+        (d / "result.json").write_text(json.dumps({"seed": seed, "seconds": secs, "results": res}))
+    (tmp_path / "seed3").mkdir()  # started, nothing finished
+    (tmp_path / "seed3" / "result.json").write_text(json.dumps({"seconds": {"data": 1.0}, "results": {}}))
+    args = argparse.Namespace(seeds=[0, 1, 2, 3], out=tmp_path, variants=variants, threads=1)
+    summary = tx.summarise(args, tx.DemoSizes())
+    assert summary["seeds"] == [0, 1, 2]
+    p = summary["paired"]["ma2mi - scratch"]
+    assert p["diffs"] == pytest.approx([0.1, 0.05, 0.1]) and p["wins"] == 3 and p["losses"] == 0
+    assert summary["paired"]["ma2mi - no-position"]["mean"] == pytest.approx(0.05)
+    assert summary["seconds_per_seed"]["mean"] == pytest.approx(6.0)
+    tx.plots(args, summary)
+    assert (tmp_path / "transfer.png").stat().st_size > 1000
