@@ -144,3 +144,13 @@ def test_finetune_resume_skips_finished_folds(builds: dict[str, Path], tmp_path:
     assert [p["key"] for p in first.predictions] == [p["key"] for p in again.predictions]
     with pytest.raises(ConfigError, match="--resume"):
         finetune_loso(cfg)
+
+
+def test_pretrain_takes_delta_in_ms(builds: dict[str, Path], tmp_path: Path) -> None:
+    # the toy clips have 10 frames at 200 fps: 40-45 ms is 8-9 frames, while 40-45 frames fit no clip
+    ms = pretrain(
+        tiny_config("pretrain", builds["macro"], tmp_path / "ms", data__delta=[40, 45], data__delta_unit="ms")
+    )
+    assert ms.history[-1]["pairs"] > 0
+    with pytest.raises(ConfigError, match="gives no frame pair.*longest clip has 10 stored frames"):
+        pretrain(tiny_config("pretrain", builds["macro"], tmp_path / "f", data__delta=[40, 45]))

@@ -124,7 +124,7 @@ class _Prepared:
 def _prepare(cfg: FinetuneConfig, scheme: LabelMap | None) -> _Prepared:
     """Check the run folder, read the build, the label scheme and ``--init``; writes nothing."""
     if not cfg.data.shards:
-        raise ConfigError("data.shards: no build folder given; pass --shards MICRO_OUT")
+        raise ConfigError("data.shards: no build folder given; pass --build MICRO_OUT")
     rt = make_runtime(cfg.run.device, cfg.run.amp, cfg.run.channels_last)
     out = check_run_dir(cfg.run.out, resume=cfg.run.resume, force=cfg.run.force, kind="finetune")
     if scheme is None:

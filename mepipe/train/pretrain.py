@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -165,6 +166,7 @@ class MA2MIObjective(Objective):
         delta: tuple[int, int],
         seed: int,
         rt: Runtime,
+        sampler: PairSampler | None = None,
         pictures: int = 0,
         pictures_every: int = 0,
         pictures_dir: Path | None = None,
@@ -177,6 +179,7 @@ class MA2MIObjective(Objective):
             seed,
             rt,
         )
+        self.sampler = sampler  # the training sampler: its δ unit and the clips' timelines are reused
         self.pictures, self.pictures_every, self.pictures_dir = pictures, pictures_every, pictures_dir
         self.written: list[Path] = []
 
@@ -203,10 +206,21 @@ class MA2MIObjective(Objective):
     def recalibration_pairs(self) -> tuple[Sequence[PairIndex], int]:
         """Up to :data:`RECALIBRATION_PAIRS` fixed, unaugmented pairs drawn with ``delta``."""
         per_clip = -(-RECALIBRATION_PAIRS // len(self.clips))
+        same = {"unit": self.sampler.unit, "timelines": self.sampler.timelines} if self.sampler else {}
         pairs = PairSampler(
-            self.clips, mode="delta", delta=self.delta, pairs_per_clip=per_clip, shuffle=False, seed=self.seed
-        ).pairs()[:RECALIBRATION_PAIRS]
+            self.clips, mode="delta", delta=self.delta, pairs_per_clip=per_clip, shuffle=False, seed=self.seed,
+            **same,
+        ).pairs()[:RECALIBRATION_PAIRS]  # fmt: skip
         return pairs, max(self.loop.batch_size, 64)
+
+    def picture_offset(self) -> int:
+        """The pictures' offset in stored frames: the largest δ (in ms: converted with the first clip's
+        median frame interval)."""
+        if self.sampler is None or self.sampler.unit == "frames":
+            return int(self.delta[1])
+        ts = self.sampler.timelines[0].timestamps_ms
+        step = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
+        return max(1, round(self.delta[1] / max(step, 1e-9)))
 
     def draw(self, model: nn.Module, epoch: int) -> None:
         """Pictures after ``epoch`` (1-based) into ``pictures_dir`` (rank 0 only)."""
@@ -216,7 +230,7 @@ class MA2MIObjective(Objective):
                 self.dataset,
                 self.clips,
                 n=self.pictures,
-                delta=self.delta[1],
+                delta=self.picture_offset(),
                 input_size=self.loop.input_size,
                 rt=self.rt,
                 out_dir=self.pictures_dir,
@@ -271,7 +285,7 @@ def pretrain(
 
 def _pretrain(cfg: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None) -> PretrainResult:
     if not cfg.data.shards:
-        raise ConfigError("data.shards: no build folder given; pass --shards MACRO_OUT")
+        raise ConfigError("data.shards: no build folder given; pass --build MACRO_OUT")
     rt = make_runtime(cfg.run.device, cfg.run.amp, cfg.run.channels_last)
     out = check_run_dir(cfg.run.out, resume=cfg.run.resume, force=cfg.run.force, kind="pretrain")
     clips, _, dropped = load_clips(cfg.data.shards, datasets=cfg.data.datasets)
@@ -283,6 +297,7 @@ def _pretrain(cfg: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] | 
         clips,
         mode=cfg.data.pairs.replace("sample", "delta"),
         delta=cfg.data.delta,
+        unit=cfg.data.delta_unit,
         pairs_per_clip=cfg.data.pairs_per_clip,
         shuffle=True,
         seed=cfg.run.seed,
@@ -298,10 +313,17 @@ def _pretrain(cfg: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] | 
         delta=cfg.data.delta,
         seed=cfg.run.seed,
         rt=rt,
+        sampler=sampler,
         pictures=cfg.run.pictures,
         pictures_every=cfg.run.pictures_every,
         pictures_dir=out / "pictures",
     )
+    if len(sampler) == 0:
+        raise ConfigError(
+            f"data.delta {cfg.data.delta[0]}:{cfg.data.delta[1]} ({cfg.data.delta_unit}) gives no frame pair in "
+            f"{cfg.data.shards}: its longest clip has {max(c.n_frames for c in clips)} stored frames; lower "
+            "data.delta (or set data.delta_unit: ms for offsets in milliseconds)"
+        )
     ckpt_path = out / CHECKPOINT_NAME
     with RunFolder(out, cfg, rt.is_main) as run:
         source = (
