@@ -6,7 +6,7 @@ be a contiguous interval of a long video) and ``timestamps_ms`` the container's 
 Which one a build uses is ``video.decoder`` (part of the config hash: the two can round colour
 conversion differently, so a build never mixes them).
 
-Why PyAV is the default (``benchmarks/video_decode.py``, REPORT-BUILD.md): it is a required
+Why PyAV is the default (``benchmarks/video_decode.py``; README, "Video decoders"): it is a required
 dependency anyway (it re-decodes damaged files deterministically), it decodes synchronously, so a
 damaged frame is reported at the same frame on every run, and the benchmark did not show decord
 clearly faster on our clips. decord stays available as ``video.decoder: decord``

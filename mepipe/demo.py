@@ -37,8 +37,8 @@ DEMO_VARIANTS = ("scratch", "ma2mi", "no-position")
 
 @dataclass
 class DemoSizes:
-    """How much synthetic data and training the demo uses (a few minutes on 2 quiet cores; a busy
-    machine takes several times longer: see REPORT-EVIDENCE-A.md)."""
+    """How much synthetic data and training the demo uses (its time is measured in the README,
+    "What `mepipe demo` does and shows")."""
 
     micro_subjects: int = 5
     micro_clips: int = 8

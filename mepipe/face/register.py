@@ -181,7 +181,7 @@ class RegisterAligner(_Smoothing):
     discs of :data:`EXPRESSIVE_RADIUS` IOD around the brows, eyes, nose and mouth landmarks (what is left:
     forehead, temples, the jaw contour and the cheeks' outer part), then a robust similarity fit. dlib's
     68 points are not used for this because its "rigid" points move with the expression: registered on
-    them, only ~50 % of a micro action survived (``benchmarks/stabilisation.py`` history in REPORT-FACE.md).
+    them, only ~50 % of a micro action survived (``benchmarks/stabilisation.py`` ; README, "Stabilisation").
     """
 
     ANALYSIS = 112
