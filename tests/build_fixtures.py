@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
+
 from mepipe.shards import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +114,23 @@ def wait_for(cond, timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return cond()
+
+
+def group_items(g: h5py.Group, prefix: str = "") -> dict[str, object]:
+    """Every dataset (as bytes + dtype + shape) and attribute below ``g``, by path."""
+    out: dict[str, object] = {}
+    for k, v in g.attrs.items():
+        out[f"{prefix}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
+    for name, item in g.items():
+        path = f"{prefix}/{name}"
+        if isinstance(item, h5py.Group):
+            out.update(group_items(item, path))
+            continue
+        data = item[()]
+        if item.dtype.kind == "O":  # vlen JPEG frames
+            out[path] = [bytes(x) for x in data]
+        else:
+            out[path] = (item.dtype.str, data.shape, np.ascontiguousarray(data).tobytes())
+        for k, v in item.attrs.items():
+            out[f"{path}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out

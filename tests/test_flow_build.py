@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from mepipe.build import build_dataset
@@ -18,24 +17,9 @@ from mepipe.flow_stage import FLOW_INFO_NAME, add_flow
 from mepipe.shards.manifest import read_manifest
 from mepipe.shards.verify import verify_build
 from mepipe.synth import synthesize
+from tests.build_fixtures import group_items
 
 FLOW = {"flow.size": 48, "flow.pairs": ["onset_apex", "apex_offset"]}
-
-
-def _items(g: h5py.Group, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in g.attrs.items():
-        out[f"{prefix}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
-    for name, item in g.items():
-        path = f"{prefix}/{name}"
-        if isinstance(item, h5py.Group):
-            out.update(_items(item, path))
-            continue
-        data = item[()]
-        out[path] = [bytes(x) for x in data] if item.dtype.kind == "O" else (data.dtype.str, data.tobytes())
-        for k, v in item.attrs.items():
-            out[f"{path}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
-    return out
 
 
 def _shards(out: Path) -> tuple[dict, dict]:
@@ -43,7 +27,7 @@ def _shards(out: Path) -> tuple[dict, dict]:
     roots: dict[str, dict] = {}
     for p in sorted((out / "shards").glob("*.h5")):
         with h5py.File(p, "r") as f:
-            clips.update(_items(f["clips"]))
+            clips.update(group_items(f["clips"]))
             roots[p.name] = {k: f.attrs[k] for k in ("flow_hash", "schema_version") if k in f.attrs}
     return clips, roots
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from mepipe.config import parse_config
@@ -16,7 +15,7 @@ from mepipe.datasets import get_adapter
 from mepipe.process import ok_row, process_clip, stream_clip
 from mepipe.records import ClipIssue
 from mepipe.shards.writer import ShardWriter
-from tests.build_fixtures import make_synth
+from tests.build_fixtures import group_items, make_synth
 from tests.macro_fixtures import expression_clip, write_video
 
 
@@ -31,26 +30,6 @@ def _cfg(adapter: str, **over):
     for k, v in over.items():
         data[k] = {**data.get(k, {}), **v}
     return parse_config(data)
-
-
-def _group_items(g: h5py.Group, prefix: str = "") -> dict[str, object]:
-    """Every dataset (as bytes + dtype + shape) and attribute below ``g``, by path."""
-    out: dict[str, object] = {}
-    for k, v in g.attrs.items():
-        out[f"{prefix}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
-    for name, item in g.items():
-        path = f"{prefix}/{name}"
-        if isinstance(item, h5py.Group):
-            out.update(_group_items(item, path))
-            continue
-        data = item[()]
-        if item.dtype.kind == "O":  # vlen JPEG frames
-            out[path] = [bytes(x) for x in data]
-        else:
-            out[path] = (item.dtype.str, data.shape, np.ascontiguousarray(data).tobytes())
-        for k, v in item.attrs.items():
-            out[f"{path}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
-    return out
 
 
 def _both_ways(cfg, root: Path, out: Path, memory_bytes: int | None = None):
@@ -80,7 +59,7 @@ def _both_ways(cfg, root: Path, out: Path, memory_bytes: int | None = None):
         h5py.File(out / "mem/shards/shard-00000.h5") as fa,
         h5py.File(out / "stream/shards/shard-00000.h5") as fb,
     ):
-        ia, ib = _group_items(fa["clips"]), _group_items(fb["clips"])
+        ia, ib = group_items(fa["clips"]), group_items(fb["clips"])
         assert sorted(ia) == sorted(ib)
         for k in ia:
             assert ia[k] == ib[k], k
