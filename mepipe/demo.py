@@ -83,12 +83,7 @@ def prepare_data(
                 progress=lambda done, _total: bar.advance(done - bar.done),
             )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
-        resolved = {**_pipeline(pipeline).resolved(), "seed": seed}
-        if (
-            layout == "casme2"
-        ):  # a generated coding sheet: the real table's row-anchored fixes cannot match it
-            resolved["dataset"]["options"]["fixes"] = "none"
-        cfg = parse_config(resolved)
+        cfg = parse_config({**_pipeline(pipeline).resolved(), "seed": seed})
         s = build_dataset(cfg, data.out, out / f"{kind}-shards", workers=sizes.workers, force=True)
         rep = verify_build(out / f"{kind}-shards")
         if not rep.ok:

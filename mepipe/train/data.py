@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mepipe.pairs import ClipTimeline, Unit, clip_rng, count_clip_pairs, read_timeline, sample_clip_pairs
 from mepipe.shards.reader import open_shard
-from mepipe.train.augment import prepare_pairs
 from mepipe.train.frames import ClipInfo, ShardHandles, read_frame
 
 PairIndex = tuple[int, int, int]
@@ -318,21 +317,6 @@ def collate_pairs(batch: Any) -> dict[str, torch.Tensor]:
     if isinstance(batch, dict):
         return batch
     return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
-
-
-def prepared_batches(
-    dataset: PairDataset,
-    pairs: Sequence[PairIndex],
-    *,
-    batch_size: int,
-    input_size: int,
-    device: torch.device,
-) -> Iterator[torch.Tensor]:
-    """Read ``pairs`` in order and yield model inputs ``(B, 2, 3, N, N)`` without augmentation
-    (evaluation, BatchNorm recalibration, pictures)."""
-    for s in range(0, len(pairs), batch_size):
-        batch = dataset.__getitems__(list(pairs[s : s + batch_size]))
-        yield prepare_pairs(batch["frames"].to(device), input_size)
 
 
 def make_loader(
