@@ -10,10 +10,13 @@ from mepipe.config import parse_config
 from mepipe.face import stage as stage_mod
 from mepipe.face.backends import Box, FaceDetector, get_detector
 from mepipe.face.detect import FaceIssue
+from mepipe.face.geometry import crop_template, inter_ocular
+from mepipe.face.register import rigid_mask
 from mepipe.face.stage import ArraySink, align_clip
 from mepipe.records import ClipRecord
 from mepipe.sources import FrameReadError, FrameSource
 from mepipe.synth.conditions import empty_scene
+from mepipe.synth.memory import ArrayFrameSource, render_clip, stabilisation_scores
 from tests.macro_fixtures import face_frame
 
 FACE = [face_frame(dx=0.3 * (k % 3)) for k in range(3)]
@@ -162,6 +165,34 @@ def test_tracking_modes_emit_one_transform_per_kept_frame(mode):
     # a still face: every frame's transform is close to the reference frame's
     ref = res.reference_transform()
     assert np.abs(res.transforms[:, :, 2] - ref[:, 2]).max() < 2.0
+
+
+def test_register_removes_head_motion_and_keeps_a_cheek_raising_micro_action():
+    # AU6+12 lifts both cheeks alike: fitted on the cheeks, the registration took that for head motion and
+    # kept about half of the action; the rigid mask leaves the cheeks out.
+    clip = render_clip(3, 32, aus=(6, 12), motion="macro", drift_gain=0.5)
+    rec = ClipRecord("folder", "s", "c", "images", "/mem", fps=200.0)
+    scores = {}
+    for mode in ("clip", "register"):
+        over = {"face": {"min_face": 60, "check_every": 0}, "align": {"mode": mode, "crop_size": 224}}
+        res = align_clip(ArrayFrameSource(clip.frames), rec, np.arange(32), cfg(**over), ArraySink())
+        scores[mode] = stabilisation_scores(clip, res)
+    (clip_motion, _), (reg_motion, reg_kept) = scores["clip"], scores["register"]
+    assert np.median(reg_motion) < 0.5 * np.median(clip_motion)
+    assert 0.8 < reg_kept < 1.2
+
+
+def test_rigid_mask_leaves_out_every_expressive_region():
+    pts = crop_template(224, 0.3) * 0.5  # the 112-px analysis image of RegisterAligner
+    mask = rigid_mask(pts, 112)
+    for i in (19, 24, 37, 44, 30, 48, 54, 62):  # brows, eyes, nose, mouth
+        x, y = np.round(pts[i]).astype(int)
+        assert not mask[y, x], i
+    for a, b, c in ((1, 31, 41), (15, 35, 46)):  # cheek centres
+        x, y = np.round(pts[[a, b, c]].mean(0)).astype(int)
+        assert not mask[y, x]
+    x, y = np.round(pts[[19, 24]].mean(0) - [0, 0.6 * inter_ocular(pts)]).astype(int)  # upper forehead
+    assert mask[y, x] and 0.005 < mask.mean() < 0.2
 
 
 def test_array_sink_contract():

@@ -13,8 +13,8 @@ returns the rest. Crops are ``(S, S, 3) uint8``, transforms ``(2, 3) float64`` s
   part of the expression is fitted away as if it were head motion.
 * ``register`` (:class:`RegisterAligner`): each frame is first warped with the reference similarity;
   that crop is registered onto the reference crop with a similarity fitted, robustly, on the rigid
-  parts of the face only (forehead, temples, jaw contour; never brows, eyes, nose or mouth, which carry
-  the expression), from dense optical flow; the correction's parameters are smoothed over
+  parts of the face only (forehead, temples, jaw contour; never brows, eyes, nose, mouth or cheeks,
+  which carry the expression), from dense optical flow; the correction's parameters are smoothed over
   ``align.smoothing`` frames and composed with the reference similarity. Head motion goes, the facial
   action mostly stays (measured by ``benchmarks/stabilisation.py``).
 
@@ -46,6 +46,16 @@ from mepipe.keyframes import face_mask, region_mask
 
 EXPRESSIVE_RADIUS = 0.45
 """IOD: radius of the discs around the brow, eye, nose and mouth landmarks left out of the registration."""
+
+CHEEK_POLYGONS = (
+    (36, 41, 40, 39, 31, 48, 4, 3, 2, 1),
+    (45, 46, 47, 42, 35, 54, 12, 13, 14, 15),
+)
+"""iBUG 68-point outlines of the two cheeks (outer eye corner, lower lid, nose wing, mouth corner, jaw
+contour), also left out: the cheek raiser (AU6) and the lip-corner pullers (AU12, AU13, AU14) lift or
+pull the whole malar region, both sides alike, which a similarity fit on the cheeks would take for head
+motion (with the cheeks in the fit, AU6+12 clips kept 42-64 % of their action; without, 93 % on
+average: ``benchmarks/stabilisation.py``)."""
 
 MAX_JUMP_IOD = 25.0
 """% IOD: a frame whose fitted transform moves the face by more than this from the last accepted frame
@@ -173,15 +183,29 @@ class PerFrameAligner(_Smoothing):
         return similarity_from_params(params)
 
 
+def rigid_mask(crop_points: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size) bool``: the face (hull + forehead) minus the brows, eyes, nose and mouth discs
+    (:data:`EXPRESSIVE_RADIUS`) and the :data:`CHEEK_POLYGONS`; what is left (forehead, temples, the jaw
+    contour) moves with the head, not with the expression.
+
+    Args:
+        crop_points: ``(68, 2)`` landmarks in the coordinates of the ``size x size`` image.
+    """
+    pts = np.asarray(crop_points, dtype=np.float64)
+    cheeks = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(cheeks, [np.round(pts[list(c)]).astype(np.int32) for c in CHEEK_POLYGONS], 1)
+    expressive = region_mask(pts, size, ("brows", "eyes", "nose", "mouth"), EXPRESSIVE_RADIUS)
+    return face_mask(pts, size) & ~expressive & ~cheeks.astype(bool)
+
+
 class RegisterAligner(_Smoothing):
     """``align.mode: register`` (see the module docstring).
 
     The correction of frame t is estimated from the image, not from landmarks: dense optical flow (OpenCV
-    DIS) from the reference crop to frame t's reference-warped crop, at 112 px, on the face hull minus
-    discs of :data:`EXPRESSIVE_RADIUS` IOD around the brows, eyes, nose and mouth landmarks (what is left:
-    forehead, temples, the jaw contour and the cheeks' outer part), then a robust similarity fit. dlib's
+    DIS) from the reference crop to frame t's reference-warped crop, at 112 px, on :func:`rigid_mask`
+    (forehead, temples, jaw contour), then a robust similarity fit. dlib's
     68 points are not used for this because its "rigid" points move with the expression: registered on
-    them, only ~50 % of a micro action survived (``benchmarks/stabilisation.py`` ; README, "Stabilisation").
+    them, only ~50 % of a micro action survived (``benchmarks/stabilisation.py``; README, "Stabilisation").
     """
 
     ANALYSIS = 112
@@ -191,9 +215,7 @@ class RegisterAligner(_Smoothing):
         a = self.ANALYSIS
         self.ref = self._small(reference_rgb)
         pts = crop_template(self.size, self.margin) * (a / self.size)
-        mask = face_mask(pts, a) & ~region_mask(pts, a, ("brows", "eyes", "nose", "mouth"), EXPRESSIVE_RADIUS)
-        mask[1::2, :] = False  # every other row and column: a quarter of the points, the same fit
-        mask[:, 1::2] = False
+        mask = rigid_mask(pts, a)
         self.ys, self.xs = np.nonzero(mask)
         self.grid = np.stack([self.xs, self.ys], 1).astype(np.float64)
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
