@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("data.batch_size", 0, "greater than or equal to 1"),
         ("optim.epochs", "ten", "valid integer"),
         ("model.input_size", 100, "multiple of 16"),
-        ("model.fusion", "product", "'sum' or 'gate'"),
+        ("model.fusion", "product", "'sum', 'gate' or 'scale'"),
         ("protocol.name", "kfold", "'loso', 'lodo' or 'all'"),
         ("run.seed", -3, "greater than or equal to 0"),
         ("data.delta", "5:2", "1 <= a <= b"),

@@ -72,11 +72,35 @@ def test_resnet_baseline_sees_only_the_difference() -> None:
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(fusion="gate"), dict(head="mean"), dict(pos_input="patch"), dict(action_input="stack")]
+    "kw",
+    [
+        dict(fusion="gate"),
+        dict(fusion="sum"),
+        dict(head="mean"),
+        dict(pos_input="patch"),
+        dict(action_input="stack"),
+    ],
 )
 def test_miacnet_options(kw: dict) -> None:
     model = build_model(ModelConfig(input_size=64, width=4, pos_heads=2, **kw), num_classes=3)
     assert model(torch.randn(2, 2, 3, 64, 64)).shape == (2, 3)
+
+
+def test_scale_fusion_starts_as_the_action_branch_and_learns_the_position_scale() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_size=64, width=4, pos_heads=2), num_classes=3).eval()
+    assert model.pos_scale is not None and not model.pos_scale.any()  # the default fusion: scale, γ = 0
+    x = torch.randn(2, 2, 3, 64, 64)
+    out = model.forward_all(x)
+    # γ = 0: the logits are the action branch's alone, whatever the position map holds
+    assert torch.allclose(out.logits, model.head(out.action.flatten(1)), atol=1e-6)
+    out.logits.sum().backward()
+    assert model.pos_scale.grad.abs().sum() > 0  # γ gets a gradient and can grow
+    with torch.no_grad():
+        model.pos_scale.fill_(1.0)
+    ref = build_model(ModelConfig(input_size=64, width=4, pos_heads=2, fusion="sum"), num_classes=3).eval()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items() if k != "pos_scale"})
+    assert torch.allclose(model(x), ref(x), atol=1e-5)  # γ = 1 is F = A + P
 
 
 def test_single_branch_sees_both_frames_stacked() -> None:
@@ -139,7 +163,7 @@ def test_transfer_initialises_miacnet_branches() -> None:
     assert isinstance(model, MIACNet)
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected
-    assert all(k.startswith(("head.",)) for k in missing)
+    assert all(k.startswith(("head.", "pos_scale")) for k in missing)  # the new head and fusion scale
     for k, v in state.items():
         assert torch.equal(model.state_dict()[k], v)
 

@@ -159,8 +159,10 @@ class ModelConfig(Strict):
         default="resize",
         description="`resize` (I_t area-resized to the N/16 grid, MMNet-like) or `patch` (16x16 patches)",
     )
-    fusion: Literal["sum", "gate"] = Field(
-        default="sum", description="`sum` (F = A + P) or `gate` (learned gate on P)"
+    fusion: Literal["sum", "gate", "scale"] = Field(
+        default="scale",
+        description="`sum` (F = A + P), `gate` (learned gate on P) or `scale` (F = A + γ ⊙ P, γ a learned "
+        "per-channel scale starting at 0: the model starts as its action branch)",
     )
     head: Literal["flatten", "mean"] = Field(
         default="flatten",

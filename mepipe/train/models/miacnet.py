@@ -5,7 +5,11 @@
   ``(B, 8w, N/16, N/16)`` plus one attention map per stage (the heat maps).
 * Position branch ``E_pos``: from ``I_t`` alone -> 16x16 patch embedding + a small transformer ->
   position map ``P`` of the same shape as ``A``.
-* Fusion ``F = A + P`` (or gated), flattened (or mean-pooled) -> linear head -> logits.
+* Fusion ``F = A + γ ⊙ P`` with a learned per-channel scale γ starting at 0 (or ``F = A + P``, or
+  gated), flattened (or mean-pooled) -> linear head -> logits. With γ = 0 at the start, training begins
+  from the action branch alone and takes from the position map only what helps: with ``F = A + P``
+  from the start, the position map (the onset frame's appearance, which identifies the subject) cost
+  UF1 under LOSO, most of all when MA2MI had pre-trained it (README, "MA2MI: what it buys").
 
 Input size N must be a multiple of 16 (112 -> 7x7 maps, 128 -> 8x8, 224 -> 14x14).
 """
@@ -236,7 +240,8 @@ class MIACNet(nn.Module):
         position: use the position branch (ablation switch).
         attention: cascaded spatial attention (ablation switch).
         pos_layers, pos_heads, pos_input: position branch settings (see :class:`PositionBranch`).
-        fusion: ``sum`` (``F = A + P``) or ``gate`` (``F = A + σ(conv1x1([A; P])) · P``).
+        fusion: ``scale`` (``F = A + γ ⊙ P``, ``γ`` ``(1, D, 1, 1)`` learned, initialised to 0), ``sum``
+            (``F = A + P``) or ``gate`` (``F = A + σ(conv1x1([A; P])) · P``).
         head: ``flatten`` or ``mean`` pooling before the linear layer.
         dropout: dropout before the linear layer.
         attention_init: initialisation of the spatial-attention convs (see :class:`SpatialAttention`).
@@ -257,18 +262,19 @@ class MIACNet(nn.Module):
         pos_layers: int = 2,
         pos_heads: int = 4,
         pos_input: str = "resize",
-        fusion: str = "sum",
+        fusion: str = "scale",
         head: str = "flatten",
         dropout: float = 0.2,
         attention_init: str = "positive",
     ) -> None:
         super().__init__()
-        if fusion not in ("sum", "gate") or head not in ("flatten", "mean"):
-            raise ValueError(f"fusion must be sum|gate and head flatten|mean, got {fusion!r}, {head!r}")
+        if fusion not in ("sum", "gate", "scale") or head not in ("flatten", "mean"):
+            raise ValueError(f"fusion must be sum|gate|scale and head flatten|mean, got {fusion!r}, {head!r}")
         self.act = ActionBranch(width, action_input, attention, attention_init)
         dim = self.act.out_channels
         self.pos = PositionBranch(input_size, dim, pos_layers, pos_heads, pos_input) if position else None
         self.gate = nn.Conv2d(2 * dim, dim, 1) if (position and fusion == "gate") else None
+        self.pos_scale = nn.Parameter(torch.zeros(1, dim, 1, 1)) if (position and fusion == "scale") else None
         grid = input_size // STRIDE
         self.head_kind = head
         self.drop = nn.Dropout(dropout)
@@ -279,8 +285,10 @@ class MIACNet(nn.Module):
         a, maps = self.act(pair)
         p = self.pos(pair[:, 0]) if self.pos is not None else None
         f = a
-        if p is not None:
-            f = a + (torch.sigmoid(self.gate(torch.cat([a, p], 1))) * p if self.gate is not None else p)
+        if p is not None and self.gate is not None:
+            f = a + torch.sigmoid(self.gate(torch.cat([a, p], 1))) * p
+        elif p is not None:
+            f = a + (self.pos_scale * p if self.pos_scale is not None else p)
         z = f.flatten(1) if self.head_kind == "flatten" else f.mean(dim=(2, 3))
         return MIACNetOutput(self.head(self.drop(z)), a, p, maps)
 
