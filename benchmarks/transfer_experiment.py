@@ -8,26 +8,33 @@ selection on the held-out subject, metrics pooled over folds) of the variants of
 * ``scratch``: MIACNet from random weights;
 * ``ma2mi``: MIACNet initialised from the seed's MA2MI checkpoint (the bundled fine-tuning defaults say
   which parts transfer and at which learning rate);
+* ``no-position-scratch``: ``miacnet-nopos`` from random weights, the control of ``no-position``;
 * ``no-position``: the decoupling ablation: MIACNet *without the position branch* (``miacnet-nopos``,
   the action map alone feeds the head), initialised from the same MA2MI checkpoint (its action branch);
 * ``no-attention``: ``miacnet-noatt`` (no cascaded spatial attention), initialised from the same
   checkpoint (its convolutions; the attention convs have no counterpart and are dropped).
 
 With ``--deltas`` each of ``--delta-seeds`` also gets one MA2MI pre-training per δ range followed by the
-``ma2mi`` fine-tuning (the default δ reuses the main run).
+``ma2mi`` fine-tuning (the default δ reuses the main run). With ``--budgets`` each of ``--budget-seeds``
+gets one MA2MI pre-training per epoch budget (each its own cosine schedule) and its ``ma2mi``
+fine-tuning: the learning curve of transfer UF1 against pre-training pairs seen (0 epochs = scratch, the
+default budget = the main run).
 
 Layout (the heat-map study reads it): ``OUT/seed{N}/data/micro`` (synthetic micro set),
 ``OUT/seed{N}/{macro,micro}-shards``, ``OUT/seed{N}/runs/{pretrain,scratch,ma2mi,...}`` (LOSO run folders
 with per-fold checkpoints and heat maps), ``OUT/seed{N}/runs/{pretrain,ma2mi}-d{a}-{b}`` (δ sweep),
-``OUT/seed{N}/result.json`` and ``OUT/seed{N}/delta-{a}-{b}.json`` (written as each part finishes and
+``OUT/seed{N}/runs/{pretrain,ma2mi}-e{E}`` (learning curve), ``OUT/seed{N}/result.json``,
+``OUT/seed{N}/delta-{a}-{b}.json`` and ``OUT/seed{N}/budget-{E}.json`` (written as each part finishes and
 reused when rerun: a killed experiment continues where it stopped; unfinished runs resume from their
 checkpoints). Then: per-seed table, paired differences (variant - scratch, ma2mi - no-position) with
 mean, 95 % t interval, exact Wilcoxon signed-rank p, exact sign-test p and exact sign-flip p; the δ
-table; time per seed; ``OUT/summary.json``, ``OUT/transfer.png``, ``OUT/delta_sweep.png``.
+and learning-curve tables; time per seed; ``OUT/summary.json``, ``OUT/transfer.png``,
+``OUT/delta_sweep.png``, ``OUT/learning_curve.png``.
 
 Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out runs/transfer]
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
-       [--delta-seeds 0 1 2] [--jobs 2] [--threads 1] [--summary-only]
+       [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
+       [--summary-only]
 """
 
 from __future__ import annotations
@@ -179,28 +186,46 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
         )
 
 
-def delta_task(out: Path, seed: int, delta: tuple[int, int], sizes: DemoSizes, threads: int) -> None:
-    """MA2MI pre-training at δ range ``delta`` and the ``ma2mi`` LOSO run for one seed (its data is
-    made by, or waited for from, the seed's main task)."""
-    path = out / f"delta-{delta[0]}-{delta[1]}.json"
-    rec = _read_json(path)
-    if "result" in rec:
-        return
+def _pretrain_and_transfer(out: Path, seed: int, tag: str, sizes: DemoSizes, delta: tuple[int, int] | None,
+                           threads: int) -> tuple[dict[str, Any], dict[str, float], list[dict]]:  # fmt: skip
+    """MA2MI pre-training (``sizes.pretrain_epochs``, δ range ``delta``) into ``runs/pretrain-TAG`` and
+    the ``ma2mi`` LOSO run from it into ``runs/ma2mi-TAG``, once the seed's data exists (made by the
+    seed's main task). Returns (metrics, seconds, pre-training history)."""
     while "data" not in _read_json(out / "result.json").get("seconds", {}):
         time.sleep(10)
-    tag = f"d{delta[0]}-{delta[1]}"
     t = time.perf_counter()
-    ckpt, _ = pretrain_run(out / "runs" / f"pretrain-{tag}", out / "macro-shards", seed, sizes, delta=delta,
-                           threads=threads, resume=True, log=lambda m: None)  # fmt: skip
+    ckpt, hist = pretrain_run(out / "runs" / f"pretrain-{tag}", out / "macro-shards", seed, sizes, delta=delta,
+                              threads=threads, resume=True, log=lambda m: None)  # fmt: skip
     t_pre = time.perf_counter() - t
     res = finetune_run(out / "runs" / f"ma2mi-{tag}", out / "micro-shards", seed, sizes, "ma2mi", ckpt,
                        threads=threads, resume=True)  # fmt: skip
-    rec = {"seed": seed, "delta": list(delta), "result": _metrics(res),
-           "seconds": {"pretrain": t_pre, "ma2mi": time.perf_counter() - t - t_pre}}  # fmt: skip
-    _write_json(path, rec)
+    return _metrics(res), {"pretrain": t_pre, "ma2mi": time.perf_counter() - t - t_pre}, hist
+
+
+def delta_task(out: Path, seed: int, delta: tuple[int, int], sizes: DemoSizes, threads: int) -> None:
+    """MA2MI pre-training at δ range ``delta`` and the ``ma2mi`` LOSO run for one seed."""
+    path = out / f"delta-{delta[0]}-{delta[1]}.json"
+    if "result" in _read_json(path):
+        return
+    res, secs, _ = _pretrain_and_transfer(out, seed, f"d{delta[0]}-{delta[1]}", sizes, delta, threads)
+    _write_json(path, {"seed": seed, "delta": list(delta), "result": res, "seconds": secs})
+    print(f"  seed {seed} δ {delta[0]}:{delta[1]:<3} ma2mi UF1 {res['uf1']:.3f} ({sum(secs.values()):.0f} s)",
+          flush=True)  # fmt: skip
+
+
+def budget_task(out: Path, seed: int, epochs: int, sizes: DemoSizes, threads: int) -> None:
+    """MA2MI pre-training for ``epochs`` epochs (its own cosine schedule, annealed at its end) and the
+    ``ma2mi`` LOSO run for one seed: a point of the learning curve."""
+    path = out / f"budget-{epochs}.json"
+    if "result" in _read_json(path):
+        return
+    sized = DemoSizes(**{**sizes.__dict__, "pretrain_epochs": epochs})
+    res, secs, hist = _pretrain_and_transfer(out, seed, f"e{epochs}", sized, None, threads)
+    pairs = sum(h["pairs"] for h in hist)
+    _write_json(path, {"seed": seed, "epochs": epochs, "pairs_seen": pairs, "final_loss": hist[-1]["loss"],
+                       "result": res, "seconds": secs})  # fmt: skip
     print(
-        f"  seed {seed} δ {delta[0]}:{delta[1]:<3} ma2mi UF1 {res.uf1:.3f} ({time.perf_counter() - t:.0f} s)",
-        flush=True,
+        f"  seed {seed} {epochs} pre-training epochs ({pairs} pairs) ma2mi UF1 {res['uf1']:.3f}", flush=True
     )
 
 
@@ -318,6 +343,47 @@ def summarise_deltas(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     summary["delta_sweep"] = out
 
 
+def summarise_budgets(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """The learning curve: ``ma2mi`` UF1 against pre-training epochs (0 = scratch) and pairs seen."""
+    if not args.budgets:
+        return
+    main = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in args.budget_seeds}
+    points: dict[int, dict[int, tuple[float, int, float]]] = {0: {}}
+    for s, rec in main.items():
+        if "scratch" in rec.get("results", {}):
+            points[0][s] = (rec["results"]["scratch"]["uf1"], 0, float("nan"))
+        if "ma2mi" in rec.get("results", {}) and rec.get("pretrain_history"):
+            hist = rec["pretrain_history"]
+            points.setdefault(args.pretrain_epochs, {})[s] = (
+                rec["results"]["ma2mi"]["uf1"],
+                sum(h["pairs"] for h in hist),
+                hist[-1]["loss"],
+            )
+    for e in args.budgets:
+        for s in args.budget_seeds:
+            rec = _read_json(args.out / f"seed{s}" / f"budget-{e}.json")
+            if "result" in rec:
+                points.setdefault(e, {})[s] = (rec["result"]["uf1"], rec["pairs_seen"], rec["final_loss"])
+    seeds = [s for s in args.budget_seeds if all(s in p for p in points.values())]
+    print(f"\nlearning curve (ma2mi UF1 by pre-training budget; 0 = scratch; seeds {seeds}):")
+    print(f"{'epochs':<8}{'pairs seen':>11}{'final loss':>11}" + "".join(f"{'s' + str(s):>8}" for s in seeds)
+          + f"{'mean':>8}{'95% t CI':>18}{'vs scratch':>12}")  # fmt: skip
+    out: dict[str, Any] = {"seeds": seeds, "rows": {}}
+    for e in sorted(points):
+        if not seeds:
+            break
+        x = [points[e][s][0] for s in seeds]
+        pairs = statistics.mean(points[e][s][1] for s in seeds)
+        loss = statistics.mean(points[e][s][2] for s in seeds)
+        m, lo, hi = t_interval(x)
+        dm = statistics.mean(a - points[0][s][0] for a, s in zip(x, seeds, strict=True))
+        out["rows"][str(e)] = {"uf1": x, "pairs_seen": pairs, "final_loss": loss, "mean": m, "ci95": [lo, hi],
+                               "minus_scratch": dm}  # fmt: skip
+        print(f"{e:<8}{pairs:>11.0f}{loss:>11.4f}" + "".join(f"{v:>8.3f}" for v in x)
+              + f"{m:>8.3f}   [{lo:.3f}, {hi:.3f}]{dm:>+12.3f}")  # fmt: skip
+    summary["learning_curve"] = out
+
+
 # ---------------------------------------------------------------------------------------- plots
 def _plot(path: Path, title: str, columns: list[tuple[str, list[float], tuple[float, float, float]]],
           zero_line: bool) -> None:  # fmt: skip
@@ -366,6 +432,11 @@ def plots(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     if cols:
         _plot(args.out / "transfer.png", f"paired UF1 differences, {len(summary['seeds'])} seeds "
               "(dots: seeds; red: mean and 95% t interval)", cols, zero_line=True)  # fmt: skip
+    curve = summary.get("learning_curve", {}).get("rows", {})
+    if curve:
+        ccols = [(f"{k} epochs", r["uf1"], (r["mean"], *r["ci95"])) for k, r in curve.items()]
+        _plot(args.out / "learning_curve.png", f"ma2mi LOSO UF1 by pre-training epochs (0: scratch), seeds "
+              f"{summary['learning_curve']['seeds']}", ccols, zero_line=False)  # fmt: skip
     rows = summary.get("delta_sweep", {}).get("rows", {})
     if rows:
         dcols = [(f"delta {k}", r["uf1"], (r["mean"], *r["ci95"])) for k, r in rows.items()]
@@ -380,6 +451,14 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(MAIN_VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--deltas", type=_parse_delta, nargs="*", default=[], help="δ ranges a:b to sweep")
     ap.add_argument("--delta-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--budgets",
+        type=int,
+        nargs="*",
+        default=[],
+        help="pre-training epoch budgets for the learning curve (the default budget is the main run)",
+    )
+    ap.add_argument("--budget-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--jobs", type=int, default=2, help="seeds (and δ runs) run in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: default)")
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
@@ -390,12 +469,16 @@ def main() -> None:
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs, workers=1)
     if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
         ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
+    if args.budgets and not set(args.budget_seeds) <= set(args.seeds):
+        ap.error("--budget-seeds must be among --seeds (the curve uses the seeds' data and scratch runs)")
     if args.task:  # one unit of work, in its own process
         kind, seed = args.task[0], int(args.task[1])
         out = args.out / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
             seed_task(out, seed, sizes, args.variants, args.threads)
+        elif kind == "budget":
+            budget_task(out, seed, int(args.task[2]), sizes, args.threads)
         else:
             delta_task(out, seed, _parse_delta(args.task[2]), sizes, args.threads)
         return
@@ -405,11 +488,14 @@ def main() -> None:
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip
+        tasks += [["budget", str(s), str(e)] for s in args.budget_seeds for e in args.budgets
+                  if e != args.pretrain_epochs]  # fmt: skip
         t0 = time.perf_counter()
         run_tasks(tasks, args.jobs, base)
         print(f"all tasks: {time.perf_counter() - t0:.0f} s wall-clock with {args.jobs} job(s)")
     summary = summarise(args, sizes)
     summarise_deltas(args, summary)
+    summarise_budgets(args, summary)
     args.out.mkdir(parents=True, exist_ok=True)
     _write_json(args.out / "summary.json", summary)
     plots(args, summary)

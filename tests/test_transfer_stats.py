@@ -62,3 +62,26 @@ def test_summary_pairs_each_seed_and_skips_unfinished_ones(tmp_path):
     assert summary["seconds_per_seed"]["mean"] == pytest.approx(6.0)
     tx.plots(args, summary)
     assert (tmp_path / "transfer.png").stat().st_size > 1000
+
+
+def test_learning_curve_joins_scratch_the_main_run_and_the_budget_runs(tmp_path):
+    hist = [{"epoch": e, "loss": 1.0 / e, "pairs": 100, "pairs_per_s": 1.0} for e in (1, 2, 3)]
+    for seed, (s, m, b) in {0: (0.5, 0.6, 0.55), 1: (0.6, 0.7, 0.62)}.items():
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        res = {"scratch": {"uf1": s}, "ma2mi": {"uf1": m}}
+        (d / "result.json").write_text(json.dumps({"results": res, "pretrain_history": hist}))
+        budget = {"result": {"uf1": b}, "pairs_seen": 200, "final_loss": 0.7}
+        (d / "budget-2.json").write_text(json.dumps(budget))
+    (tmp_path / "seed2").mkdir()  # no budget run yet: left out of the curve
+    (tmp_path / "seed2" / "result.json").write_text(json.dumps({"results": {"scratch": {"uf1": 0.1}}}))
+    args = argparse.Namespace(out=tmp_path, budgets=[2], budget_seeds=[0, 1, 2], pretrain_epochs=3)
+    summary: dict = {}
+    tx.summarise_budgets(args, summary)
+    rows = summary["learning_curve"]["rows"]
+    assert summary["learning_curve"]["seeds"] == [0, 1] and list(rows) == ["0", "2", "3"]
+    assert rows["0"]["pairs_seen"] == 0 and rows["2"]["pairs_seen"] == 200 and rows["3"]["pairs_seen"] == 300
+    assert rows["2"]["minus_scratch"] == pytest.approx(0.035) and rows["3"]["mean"] == pytest.approx(0.65)
+    assert rows["3"]["final_loss"] == pytest.approx(1 / 3)
+    tx.plots(argparse.Namespace(out=tmp_path), summary)
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000

@@ -3,13 +3,14 @@
 For benchmarks and tests of the face stage that need the truth at *every* frame (the written datasets'
 ground truth keeps the onset and apex landmarks only): :func:`render_clip` returns the frames, the exact
 landmarks with the expression (``landmarks``) and without it (``neutral``: the head pose alone) for every
-frame; :class:`ArrayFrameSource` serves frames to :func:`mepipe.face.stage.align_clip`;
+frame; :func:`on_static_background` puts a clip's head in front of a wall that does not move;
+:class:`ArrayFrameSource` serves frames to :func:`mepipe.face.stage.align_clip`;
 :func:`stabilisation_scores` measures an alignment of a rendered clip against that truth.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -75,6 +76,33 @@ def render_clip(
     return RenderedClip(frames, lm, neutral, intensity, onset, apex, subject.iod)
 
 
+def on_static_background(clip: RenderedClip, seed: int, pad: float = 0.15) -> RenderedClip:
+    """``clip`` with everything but the head replaced by a static textured scene, as a head moving in
+    front of a wall looks (in :func:`render_clip` the photograph's own background moves with the head).
+
+    The head region of frame t is the hull of its true landmarks and a forehead of 0.6 IOD, dilated by
+    ``pad`` IOD and feathered; the scene (:func:`mepipe.synth.conditions.empty_scene`) does not move.
+    """
+    import cv2
+
+    from mepipe.face.geometry import inter_ocular
+    from mepipe.synth.conditions import empty_scene
+
+    h, w = clip.frames[0].shape[:2]
+    scene = empty_scene((w, h), np.random.default_rng([seed, 22]), textured=True).astype(np.float32)
+    out = []
+    for frame, pts in zip(clip.frames, clip.landmarks, strict=True):
+        iod = inter_ocular(pts)
+        top = pts[17:27] - [0.0, 0.6 * iod]
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(np.vstack([pts, top])).astype(np.int32)), 255)
+        k = 2 * int(round(pad * iod)) + 1
+        mask = cv2.GaussianBlur(cv2.dilate(mask, np.ones((k, k), np.uint8)), (9, 9), 0)
+        a = mask.astype(np.float32)[..., None] / 255.0
+        out.append((frame * a + scene * (1.0 - a) + 0.5).astype(np.uint8))
+    return replace(clip, frames=out)
+
+
 def stabilisation_scores(clip: RenderedClip, result) -> tuple[np.ndarray, float]:
     """Both sides of stabilising ``clip``, from the transforms ``align_clip`` stored (``result``: its
     ``AlignResult``).
@@ -122,4 +150,11 @@ class ArrayFrameSource(FrameSource):
         return self.frames[i]
 
 
-__all__ = ["MOTION", "ArrayFrameSource", "RenderedClip", "render_clip", "stabilisation_scores"]
+__all__ = [
+    "MOTION",
+    "ArrayFrameSource",
+    "RenderedClip",
+    "on_static_background",
+    "render_clip",
+    "stabilisation_scores",
+]
