@@ -202,10 +202,10 @@ class RegisterAligner(_Smoothing):
     """``align.mode: register`` (see the module docstring).
 
     The correction of frame t is estimated from the image, not from landmarks: dense optical flow (OpenCV
-    DIS) from the reference crop to frame t's reference-warped crop, at 112 px, on :func:`rigid_mask`
-    (forehead, temples, jaw contour), then a robust similarity fit. dlib's
-    68 points are not used for this because its "rigid" points move with the expression: registered on
-    them, only ~50 % of a micro action survived (``benchmarks/stabilisation.py``; README, "Stabilisation").
+    DIS) from the reference crop to frame t's reference-warped crop, at 112 px, on every pixel of
+    :func:`rigid_mask` (forehead, temples, jaw contour), then a robust similarity fit. dlib's 68 points
+    are not used for this because its "rigid" points move with the expression: registered on them,
+    only ~50 % of a micro action survived (``benchmarks/stabilisation.py``; README, "Stabilisation").
     """
 
     ANALYSIS = 112

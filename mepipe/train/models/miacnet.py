@@ -7,9 +7,9 @@
   position map ``P`` of the same shape as ``A``.
 * Fusion ``F = A + γ ⊙ P`` with a learned per-channel scale γ starting at 0 (or ``F = A + P``, or
   gated), flattened (or mean-pooled) -> linear head -> logits. With γ = 0 at the start, training begins
-  from the action branch alone and takes from the position map only what helps: with ``F = A + P``
-  from the start, the position map (the onset frame's appearance, which identifies the subject) cost
-  UF1 under LOSO, most of all when MA2MI had pre-trained it (README, "MA2MI: what it buys").
+  from the action branch alone and takes from the position map only what training finds useful: with
+  ``F = A + P`` from the start, the position map (the onset frame's appearance, the subject's too) cost
+  UF1 under LOSO, most of all once MA2MI had pre-trained it (README, "Does MA2MI pre-training help?").
 
 Input size N must be a multiple of 16 (112 -> 7x7 maps, 128 -> 8x8, 224 -> 14x14).
 """
