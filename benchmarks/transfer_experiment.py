@@ -270,9 +270,10 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     summary: dict[str, Any] = {"seeds": seeds, "sizes": sizes.__dict__, "variants": {}, "paired": {}}
     if not seeds:
         return summary
-    print(f"{'seed':<6}" + "".join(f"{v:>14}" for v in args.variants) + f"{'s/seed':>9}")
+    w = max(14, *(len(v) + 2 for v in args.variants))  # column width
+    print(f"{'seed':<6}" + "".join(f"{v:>{w}}" for v in args.variants) + f"{'s/seed':>9}")
     for s in seeds:
-        print(f"{s:<6}" + "".join(f"{recs[s]['results'][v]['uf1']:>14.3f}" for v in args.variants)
+        print(f"{s:<6}" + "".join(f"{recs[s]['results'][v]['uf1']:>{w}.3f}" for v in args.variants)
               + f"{_seed_seconds(recs[s], args.variants):>9.0f}")  # fmt: skip
     uf1 = {v: [recs[s]["results"][v]["uf1"] for s in seeds] for v in args.variants}
     for v in args.variants:
@@ -280,7 +281,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
         uar = [recs[s]["results"][v]["uar"] for s in seeds]
         summary["variants"][v] = {"uf1": uf1[v], "uar": uar, "uf1_mean": m, "uf1_ci95": [lo, hi],
                                   "seconds_mean": statistics.mean(recs[s]["seconds"][v] for s in seeds)}  # fmt: skip
-    print(f"{'mean':<6}" + "".join(f"{summary['variants'][v]['uf1_mean']:>14.3f}" for v in args.variants))
+    print(f"{'mean':<6}" + "".join(f"{summary['variants'][v]['uf1_mean']:>{w}.3f}" for v in args.variants))
     per_seed = [_seed_seconds(recs[s], args.variants) for s in seeds]
     summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
                                    "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", *args.variants)}}  # fmt: skip
@@ -294,12 +295,12 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     if "no-position" in args.variants and "no-position-scratch" in args.variants:
         comps.append(("no-position", "no-position-scratch"))
     print(f"\npaired UF1 differences over {len(seeds)} seeds (a - b):")
-    print(f"{'a - b':<26}{'mean':>8}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}{'sign p':>8}{'flip p':>8}")
+    print(f"{'a - b':<36}{'mean':>8}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}{'sign p':>8}{'flip p':>8}")
     for a, b in comps:
         r = paired(uf1[a], uf1[b])
         summary["paired"][f"{a} - {b}"] = r
         lo, hi = r["ci95"]
-        print(f"{a + ' - ' + b:<26}{r['mean']:>+8.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}"
+        print(f"{a + ' - ' + b:<36}{r['mean']:>+8.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}"
               f"{r['wilcoxon_p']:>12.3f}{r['sign_test_p']:>8.3f}{r['sign_flip_p']:>8.3f}")  # fmt: skip
     if len(seeds) < 6:
         print(
