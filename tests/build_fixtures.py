@@ -134,3 +134,22 @@ def group_items(g: h5py.Group, prefix: str = "") -> dict[str, object]:
         for k, v in item.attrs.items():
             out[f"{path}@{k}"] = v.tolist() if isinstance(v, np.ndarray) else v
     return out
+
+
+def untrained_fan_weights(path: Path) -> Path:
+    """Write a FAN checkpoint of the right architecture (1 hourglass module, untrained, seed 0) to
+    ``path`` for the ``fan`` landmarker's ``weights`` option; skips the test without torch or
+    face-alignment."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from mepipe.errors import ConfigError
+    from mepipe.face.backends import fan
+
+    try:
+        fan.fan_module()
+    except ConfigError:
+        pytest.skip("face-alignment is not installed (pip install --no-deps face-alignment==1.5.0)")
+    torch.manual_seed(0)
+    torch.save(fan.fan_module().FAN(1).state_dict(), path)
+    return path

@@ -7,27 +7,16 @@ import json
 from pathlib import Path
 
 import h5py
-import pytest
 
 from mepipe.build import build_dataset
 from mepipe.config import load_config
-from mepipe.errors import ConfigError
 from mepipe.provenance import file_sha256
 from mepipe.shards.manifest import read_manifest
-from tests.build_fixtures import make_synth
+from tests.build_fixtures import make_synth, untrained_fan_weights
 
 
 def test_fan_landmarker_with_its_weights_option_builds(tmp_path_factory, tmp_path: Path):
-    torch = pytest.importorskip("torch")
-    from mepipe.face.backends import fan
-
-    try:
-        fan.fan_module()
-    except ConfigError:
-        pytest.skip("face-alignment is not installed (pip install --no-deps face-alignment==1.5.0)")
-    torch.manual_seed(0)
-    weights = tmp_path / "fan1.pth"
-    torch.save(fan.fan_module().FAN(1).state_dict(), weights)  # the right architecture, untrained
+    weights = untrained_fan_weights(tmp_path / "fan1.pth")
     data = make_synth(tmp_path_factory.mktemp("fan") / "casme2", subjects=1, clips=2)
     over = {
         "align.crop_size": 64,

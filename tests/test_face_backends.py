@@ -16,6 +16,7 @@ from mepipe.face.backends.fan import crop_matrix, decode_heatmaps
 from mepipe.face.detect import referee_score
 from mepipe.face.fit import fit_error
 from mepipe.synth.photo import astronaut
+from tests.build_fixtures import untrained_fan_weights
 from tests.macro_fixtures import face_frame
 
 
@@ -96,16 +97,9 @@ def test_fan_heatmap_decoding_and_framing():
 
 
 def test_fan_landmarker_from_a_checkpoint_the_test_writes(tmp_path: Path):
-    torch = pytest.importorskip("torch")
-    from mepipe.face.backends import fan
+    path = untrained_fan_weights(tmp_path / "fan1.pth")  # skips without torch / face-alignment
+    import torch
 
-    try:
-        fan.fan_module()
-    except ConfigError:
-        pytest.skip("face-alignment is not installed (pip install --no-deps face-alignment==1.5.0)")
-    torch.manual_seed(0)
-    path = tmp_path / "fan1.pth"
-    torch.save(fan.fan_module().FAN(1).state_dict(), path)
     cfg = _cfg({"landmarker": "fan", "options": {"weights": str(path), "modules": 1}})
     lmk = get_landmarker("fan", cfg.face.options)
     gray = face_frame()[..., 0].copy()
