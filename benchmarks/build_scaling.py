@@ -3,7 +3,10 @@
 Same data for every run: a synthetic CASME II-layout set (640x480 JPEG frames, annotated keyframes, so
 the face is detected once per clip; built with ``align.mode: clip``, one warp per frame like the limit:
 the micro pipelines' ``register`` adds a 112-px optical flow per frame, timed by
-``benchmarks/stabilisation.py``) and a DFEW-layout set (640x480 mp4, ``keyframes.mode: uniform``).
+``benchmarks/stabilisation.py``), a DFEW-layout set (640x480 mp4, ``keyframes.mode: uniform``), and both
+layouts again with long clips (``--long-frames``, default 150-300 frames: SAMM and CAS(ME)^3 clips at
+200 fps, macro clips of 5-10 s; the face stage's work per clip, detection and quality checks, is then
+spread over more frames).
 Each build is a full ``build_dataset`` call into a fresh folder (scan, fingerprints, worker start-up,
 tasks, shards, manifest, build-info) and is timed end to end.
 
@@ -21,7 +24,8 @@ tasks, manifest). Besides wall-clock rates it prints frames per CPU-second (the 
 processes, from getrusage), which other jobs on a shared machine do not distort: that is what a build
 gets from a core it has to itself.
 
-Usage: python benchmarks/build_scaling.py [--subjects 6] [--clips 8] [--video-subjects 4] [--repeats 1]
+Usage: python benchmarks/build_scaling.py [--subjects 6] [--clips 8] [--long-subjects 2] [--long-frames 150:300]
+       [--video-subjects 4] [--repeats 1]
 The load average is printed with each set; compare the ratios printed in one run.
 """
 
@@ -175,6 +179,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subjects", type=int, default=6, help="CASME II-layout subjects")
     ap.add_argument("--clips", type=int, default=8, help="clips per subject")
+    ap.add_argument(
+        "--long-subjects", type=int, default=2, help="subjects of each long-clip set (0: no long-clip sets)"
+    )
+    ap.add_argument("--long-frames", default="150:300", help="frames per clip of the long-clip set, MIN:MAX")
     ap.add_argument("--video-subjects", type=int, default=4, help="DFEW-layout subjects (0: skip videos)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument(
@@ -184,27 +192,26 @@ def main() -> None:
     if args.limit_only:
         limit_only(*args.limit_only)
         return
+    micro, macro = ROOT / "pipelines" / "demo-micro.yaml", ROOT / "pipelines" / "demo-macro.yaml"
+    one_warp = {"align.mode": "clip"}  # one warp per frame, as the limit (register adds a flow per frame)
+    uniform = {"keyframes.mode": "uniform", "pairs.write": False}
+    lo, hi = (int(v) for v in args.long_frames.split(":"))
+    sets = [("casme2", "CASME II layout (JPEG frames)", micro, one_warp, args.subjects, args.clips, None)]
+    if args.long_subjects:
+        sets.append(("casme2", f"CASME II layout, long clips ({lo}-{hi} frames)", micro, one_warp,
+                     args.long_subjects, args.clips, (lo, hi)))  # fmt: skip
+    if args.video_subjects:
+        sets.append(("dfew", "DFEW layout (mp4 videos, keyframes uniform)", macro, uniform,
+                     args.video_subjects, 4, None))  # fmt: skip
+        if args.long_subjects:
+            sets.append(("dfew", f"DFEW layout, long clips ({lo}-{hi} frames, keyframes uniform)", macro,
+                         uniform, args.long_subjects, args.clips, (lo, hi)))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize("casme2", tmp / "casme2", subjects=args.subjects, clips_per_subject=args.clips, seed=0)
-        run_set(
-            "CASME II layout (JPEG frames)",
-            ROOT / "pipelines" / "demo-micro.yaml",
-            tmp / "casme2",
-            tmp,
-            {"align.mode": "clip"},  # one warp per frame, as the limit (register adds a flow per frame)
-            args.repeats,
-        )
-        if args.video_subjects:
-            synthesize("dfew", tmp / "dfew", subjects=args.video_subjects, clips_per_subject=4, seed=0)
-            run_set(
-                "DFEW layout (mp4 videos, keyframes uniform)",
-                ROOT / "pipelines" / "demo-macro.yaml",
-                tmp / "dfew",
-                tmp,
-                {"keyframes.mode": "uniform", "pairs.write": False},
-                args.repeats,
-            )
+        for i, (layout, title, pipeline, overrides, subjects, clips, frames) in enumerate(sets):
+            data = tmp / f"set{i}-{layout}"
+            synthesize(layout, data, subjects=subjects, clips_per_subject=clips, seed=0, clip_frames=frames)
+            run_set(title, pipeline, data, tmp, overrides, args.repeats)
         print(
             f"\nDask LocalCluster of 2 workers ready in {startup_seconds('dask', 2, tmp, tmp):.1f} s (included "
             "in the Dask build times, as the start of the local worker processes is in theirs)"

@@ -34,7 +34,11 @@ and learning-curve tables; time per seed; ``OUT/summary.json``, ``OUT/transfer.p
 Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out runs/transfer]
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
-       [--summary-only]
+       [--macro-align register] [--micro-align register] [--summary-only]
+
+``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
+pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
+pre-training help?" for what that does to the comparison). Use a fresh ``--out`` for each setting.
 """
 
 from __future__ import annotations
@@ -149,20 +153,23 @@ def _metrics(res) -> dict[str, Any]:
     }
 
 
-def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any]) -> tuple[Path, Path]:
+def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any], align: dict[str, str]
+                 ) -> tuple[Path, Path]:  # fmt: skip
     if "data" not in record.get("seconds", {}):
         t = time.perf_counter()
-        prepare_data(out, seed, sizes, log=lambda m: None)
+        prepare_data(out, seed, sizes, log=lambda m: None, align=align)
+        record["align"] = align
         record.setdefault("seconds", {})["data"] = time.perf_counter() - t
     return out / "macro-shards", out / "micro-shards"
 
 
-def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int) -> None:
+def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str]
+              ) -> None:  # fmt: skip
     """Data, MA2MI pre-training at the default δ and every variant's LOSO run for one seed; each part
     recorded in ``out/result.json`` as soon as it finishes (and skipped when already there)."""
     path = out / "result.json"
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
-    macro, micro = _ensure_data(out, seed, sizes, rec)
+    macro, micro = _ensure_data(out, seed, sizes, rec, align)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
     if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
@@ -464,10 +471,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: default)")
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
+    for kind in ("macro", "micro"):
+        ap.add_argument(f"--{kind}-align", choices=["clip", "per_frame", "register"],
+                        help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs, workers=1)
+    align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}
     if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
         ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
     if args.budgets and not set(args.budget_seeds) <= set(args.seeds):
@@ -477,7 +488,7 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
-            seed_task(out, seed, sizes, args.variants, args.threads)
+            seed_task(out, seed, sizes, args.variants, args.threads, align)
         elif kind == "budget":
             budget_task(out, seed, int(args.task[2]), sizes, args.threads)
         else:
@@ -485,7 +496,8 @@ def main() -> None:
         return
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
-                "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs)]  # fmt: skip
+                "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
+                *(a for k, m in align.items() for a in (f"--{k}-align", m))]  # fmt: skip
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip

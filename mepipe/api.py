@@ -125,8 +125,10 @@ def synth(
     seed: int = 0,
     amplitude: str | None = None,
     faces_dir: PathLike | None = None,
+    clip_frames: tuple[int, int] | None = None,
 ) -> SynthSummary:
-    """Write a synthetic dataset in a real dataset's native layout, with ground truth (``mepipe synth``)."""
+    """Write a synthetic dataset in a real dataset's native layout, with ground truth (``mepipe synth``;
+    ``clip_frames``: ``(min, max)`` frames per clip instead of the layout's range)."""
     from mepipe.logs import Progress
     from mepipe.synth import synthesize
 
@@ -147,6 +149,7 @@ def synth(
             amplitude=amplitude,
             faces_dir=Path(faces_dir) if faces_dir else None,
             progress=step,
+            clip_frames=clip_frames,
         )
 
 

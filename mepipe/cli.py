@@ -81,11 +81,23 @@ def synth(
     faces_dir: Path | None = typer.Option(
         None, "--faces", help="folder of portrait photos to use as subjects"
     ),
+    clip_frames: str | None = typer.Option(
+        None, "--clip-frames", metavar="MIN:MAX", help="frames per clip (default: the layout's, e.g. 40:70)"
+    ),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
+    frames = None
+    if clip_frames is not None:
+        try:
+            lo, hi = (int(v) for v in clip_frames.split(":"))
+        except ValueError:
+            raise typer.BadParameter(
+                f"{clip_frames!r} is not MIN:MAX (e.g. 150:300)", param_hint="--clip-frames"
+            ) from None
+        frames = (lo, hi)
     s = api.synth(
         out=out, layout=layout, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
-        amplitude=amplitude, faces_dir=faces_dir,
+        amplitude=amplitude, faces_dir=faces_dir, clip_frames=frames,
     )  # fmt: skip
     log.info("wrote %d clips (%d frames) to %s", s.n_clips, s.n_frames, s.out)
 

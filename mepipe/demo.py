@@ -67,9 +67,16 @@ def _pipeline(name: str):
 
 
 def prepare_data(
-    out: Path, seed: int, sizes: DemoSizes, log: Callable[[str], None] = print
+    out: Path,
+    seed: int,
+    sizes: DemoSizes,
+    log: Callable[[str], None] = print,
+    align: dict[str, str] | None = None,
 ) -> tuple[Path, Path]:
-    """Synthesise and build the macro and micro sets under ``out``; returns the two build folders."""
+    """Synthesise and build the macro and micro sets under ``out``; returns the two build folders.
+
+    ``align``: ``align.mode`` for ``"macro"`` and/or ``"micro"`` instead of the demo pipelines' ``clip``
+    (the transfer experiment's ``--macro-align`` / ``--micro-align``)."""
     from mepipe.synth import synthesize
 
     builds = {}
@@ -83,7 +90,10 @@ def prepare_data(
                 progress=lambda done, _total: bar.advance(done - bar.done),
             )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
-        cfg = parse_config({**_pipeline(pipeline).resolved(), "seed": seed})
+        resolved = _pipeline(pipeline).resolved()
+        if align and kind in align:
+            resolved["align"] = {**resolved["align"], "mode": align[kind]}
+        cfg = parse_config({**resolved, "seed": seed})
         s = build_dataset(cfg, data.out, out / f"{kind}-shards", workers=sizes.workers, force=True)
         rep = verify_build(out / f"{kind}-shards")
         if not rep.ok:

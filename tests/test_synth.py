@@ -310,6 +310,22 @@ def test_user_portraits(tmp_path: Path) -> None:
         synthesize("casme2", tmp_path / "out2", subjects=1, clips_per_subject=1, faces_dir=empty)
 
 
+def test_clip_frames_sets_the_length_of_every_clip(tmp_path: Path) -> None:
+    """``clip_frames`` (the long-clip throughput set) gives each clip a length in the range, frames on disk
+    and annotation agreeing; a bad range is refused."""
+    for layout in ("casme2", "dfew"):
+        synthesize(layout, tmp_path / layout, subjects=1, clips_per_subject=3, seed=1, clip_frames=(90, 95))
+        gt = read_ground_truth(tmp_path / layout)
+        lengths = [c["n_frames"] for c in gt["clips"]]
+        assert len(lengths) == 3 and all(90 <= n <= 95 for n in lengths), (layout, lengths)
+    on_disk = [
+        len(list(d.glob("*.jpg"))) for d in sorted((tmp_path / "casme2").glob("CASME2_RAW_selected/*/*"))
+    ]
+    assert sorted(on_disk) == sorted(c["n_frames"] for c in read_ground_truth(tmp_path / "casme2")["clips"])
+    with pytest.raises(MepipeError, match="clip_frames"):
+        synthesize("casme2", tmp_path / "bad", clip_frames=(30, 20))
+
+
 # --------------------------------------------------------------------------------- unit pieces
 
 

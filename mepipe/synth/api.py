@@ -62,6 +62,7 @@ def synthesize(
     faces_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     conditions: tuple[str, ...] | list[str] = (),
+    clip_frames: tuple[int, int] | None = None,
 ) -> SynthSummary:
     """Generate a synthetic dataset in the on-disk layout of ``layout`` under ``out``.
 
@@ -84,6 +85,8 @@ def synthesize(
         conditions: hard cases (:data:`mepipe.synth.conditions.CONDITIONS`); clip ``i`` gets
             ``conditions[i % len(conditions)]``, recorded in its ground truth (``condition``). Empty: none
             (and the files are exactly those of a run without the argument).
+        clip_frames: ``(min, max)`` frames per clip, both included (default: the layout's
+            ``default_clip_frames``, e.g. 40-70 for CASME II); e.g. long clips for throughput benchmarks.
 
     Returns:
         A :class:`SynthSummary`; the ground truth is described in :mod:`mepipe.synth.truth`.
@@ -95,6 +98,8 @@ def synthesize(
     writer_cls = LAYOUTS.get(layout)
     if subjects < 1 or clips_per_subject < 1:
         raise MepipeError(f"subjects ({subjects}) and clips_per_subject ({clips_per_subject}) must be >= 1")
+    if clip_frames is not None and not 8 <= clip_frames[0] <= clip_frames[1]:
+        raise MepipeError(f"clip_frames {clip_frames} must be (min, max) with 8 <= min <= max")
     amp = amplitude or writer_cls.default_amplitude
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -103,7 +108,7 @@ def synthesize(
         raise MepipeError(f"amplitude {amplitude!r} is not one of {sorted(AMPLITUDE_IOD)}")
     out = Path(out).expanduser()
     _prepare_out(out, writer_cls)
-    writer = writer_cls(out)
+    writer = writer_cls(out, clip_frames)
     code = zlib.crc32(layout.encode())
 
     bases = load_base_faces(faces_dir)

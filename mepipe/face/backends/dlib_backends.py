@@ -10,6 +10,7 @@ face). Both are unbounded and not comparable with each other.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,19 @@ def _dlib_available() -> tuple[bool, str]:
     except ImportError:
         return False, "dlib is not installed: `pip install dlib-bin`"
     return True, ""
+
+
+_HOG = threading.local()
+
+
+def _hog_detector():
+    """This thread's dlib HOG detector: building one takes ~0.3 s, and the face detector and the
+    referee (``dlib-hog`` at another threshold) share it; dlib's detector is not safe across threads."""
+    if not hasattr(_HOG, "det"):
+        import dlib
+
+        _HOG.det = dlib.get_frontal_face_detector()
+    return _HOG.det
 
 
 def _model_or_none(file: str):
@@ -60,14 +74,11 @@ class DlibHogDetector(FaceDetector):
     options_allowed = ("threshold",)
 
     def __init__(self, upsample: int = 0, threshold: float = -0.3) -> None:
-        import dlib
-
-        self._det = dlib.get_frontal_face_detector()
         self.upsample = upsample
         self.threshold = float(threshold)
 
     def detect(self, gray: np.ndarray) -> list[Box]:
-        rects, scores, _ = self._det.run(np.ascontiguousarray(gray), self.upsample, self.threshold)
+        rects, scores, _ = _hog_detector().run(np.ascontiguousarray(gray), self.upsample, self.threshold)
         boxes = [
             Box(r.left(), r.top(), r.right(), r.bottom(), float(s))
             for r, s in zip(rects, scores, strict=True)

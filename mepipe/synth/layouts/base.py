@@ -134,6 +134,8 @@ class LayoutWriter(ABC):
         default_amplitude: ``"micro"`` or ``"macro"``.
         frame_convention: how frame numbers are defined (copied into the ground truth).
         roots: top-level names this layout creates under the output root (cleared on re-runs).
+        default_clip_frames: range ``(min, max)`` of frames per clip, both included, unless
+            :func:`mepipe.synth.synthesize` is given ``clip_frames``.
     """
 
     name: ClassVar[str]
@@ -145,9 +147,16 @@ class LayoutWriter(ABC):
     default_amplitude: ClassVar[str] = "micro"
     frame_convention: ClassVar[str] = "source frame numbers, as in the frame file names"
     roots: ClassVar[tuple[str, ...]] = ()
+    default_clip_frames: ClassVar[tuple[int, int]]
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, clip_frames: tuple[int, int] | None = None) -> None:
         self.out = out
+        self.clip_frames = clip_frames or self.default_clip_frames
+
+    def draw_length(self, rng: np.random.Generator) -> int:
+        """Frames of the next clip: uniform over ``clip_frames`` (both ends included)."""
+        lo, hi = self.clip_frames
+        return int(rng.integers(lo, hi + 1))
 
     @abstractmethod
     def plan(self, n_subjects: int, clips_per_subject: int, rng: np.random.Generator) -> list[ClipPlan]:

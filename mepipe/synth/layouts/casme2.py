@@ -62,6 +62,7 @@ class Casme2Writer(LayoutWriter):
 
     name = "casme2"
     fps = 200.0
+    default_clip_frames = (40, 70)
     canvas = (640, 480)
     face_width_px = (190.0, 240.0)
     roots = (FRAMES_DIR, CODING_FILE)
@@ -84,7 +85,7 @@ class Casme2Writer(LayoutWriter):
                 episode = int(episodes[c % len(episodes)])
                 used[episode] = used.get(episode, 0) + 1
                 filename = f"EP{episode:02d}_{used[episode]:02d}{'f' if rng.random() < 0.4 else ''}"
-                n_frames = int(rng.integers(40, 71))
+                n_frames = self.draw_length(rng)
                 onset, apex, offset = key_frames(rng, int(rng.integers(30, 201)), n_frames)
                 aus = choose_aus(CLASSES[label], rng, lateral_prob=0.25)
                 folder = f"{FRAMES_DIR}/sub{subject:02d}/{filename}"

@@ -41,6 +41,7 @@ class DfewWriter(LayoutWriter):
 
     name = "dfew"
     fps = 25.0
+    default_clip_frames = (25, 75)
     canvas = (640, 480)
     face_width_px = (150.0, 240.0)
     default_amplitude = "macro"
@@ -61,7 +62,7 @@ class DfewWriter(LayoutWriter):
             for c in range(clips_per_subject):
                 index = s * clips_per_subject + c
                 emotion = labels[index]
-                n_frames = int(rng.integers(25, 76))
+                n_frames = self.draw_length(rng)
                 onset = int(rng.integers(1, max(2, n_frames // 4)))
                 offset = n_frames - 1 - int(rng.integers(0, max(1, n_frames // 6)))
                 apex = onset + int(round(float(rng.uniform(0.35, 0.6)) * (offset - onset)))

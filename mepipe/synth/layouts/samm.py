@@ -91,6 +91,7 @@ class SammWriter(LayoutWriter):
 
     name = "samm"
     fps = 200.0
+    default_clip_frames = (40, 80)
     canvas = (960, 512)
     face_width_px = (220.0, 270.0)
     grayscale = True
@@ -114,7 +115,7 @@ class SammWriter(LayoutWriter):
                 inducement = int(rng.integers(1, 8))
                 takes[inducement] = takes.get(inducement, 0) + 1
                 filename = f"{subject:03d}_{inducement}_{takes[inducement]}"
-                n_frames = int(rng.integers(40, 81))
+                n_frames = self.draw_length(rng)
                 onset, apex, offset = key_frames(rng, start, n_frames)
                 start = offset + int(rng.integers(200, 2500))
                 aus = choose_aus(CLASSES[label], rng, lateral_prob=0.2, force_lateral=label == "Contempt")

@@ -40,6 +40,7 @@ class SmicWriter(LayoutWriter):
 
     name = "smic"
     fps = 100.0
+    default_clip_frames = (18, 40)
     canvas = (640, 480)
     face_width_px = (170.0, 220.0)
     uses_jpeg = False
@@ -62,7 +63,7 @@ class SmicWriter(LayoutWriter):
                 label = labels[s * clips_per_subject + c]
                 counts[label] = counts.get(label, 0) + 1
                 clip = f"{subject}_{ABBREV[label]}_{counts[label]:02d}"
-                n_frames = int(rng.integers(18, 41))
+                n_frames = self.draw_length(rng)
                 onset, apex, offset = key_frames(rng, start, n_frames)
                 start = offset + int(rng.integers(500, 20000))
                 aus = choose_aus(CLASSES[label], rng)
