@@ -16,7 +16,9 @@ the crop with one fixed similarity (``cv2.warpAffine``, as the build does), and 
 shard with the build's own :class:`~mepipe.shards.writer.ShardWriter` — everything the build must do
 per frame, without detection, landmarks, checksums, keyframes or the manifest. mepipe's frames/s per
 core divided by that limit is the efficiency (goal >= 85 %); the 2-worker rate divided by the
-1-worker rate is the scaling (goal >= 1.8x on a long enough set).
+1-worker rate is the scaling (goal >= 1.8x on a long enough set). The limit also runs as two processes
+at once, each on half of the clips: two jobs that share nothing but the hardware (cores, caches,
+memory bandwidth), so its ratio to the 1-process limit is the most two workers can get here.
 
 Every build runs as its own ``python -m mepipe build-dataset`` process (the limit in its own process
 too); its rate is frames built / the build's own ``seconds`` (build-info.json: scan, worker start-up,
@@ -60,13 +62,21 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def in_child(args: list[str]) -> tuple[float, float]:
-    """Run ``python ARGS`` with this checkout first on the path; returns (wall s, CPU s of it and its workers)."""
+def in_children(*commands: list[str]) -> tuple[float, float]:
+    """Run ``python ARGS`` for each of ``commands`` at the same time, with this checkout first on the path;
+    returns (wall s until all ended, CPU s of them and their workers)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     c0, t0 = children_cpu(), time.perf_counter()
-    res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *a], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for a in commands
+    ]
+    for args, proc in zip(commands, procs, strict=True):
+        output = proc.communicate()[0]
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{output}")
     return time.perf_counter() - t0, children_cpu() - c0
 
 
@@ -123,20 +133,28 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
     sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
     runs = [("local", 1), ("local", 2), ("dask", 2)]
     best: dict[tuple[str, int], tuple[float, float]] = {}
-    limit = (0.0, 0.0)
+    limit = limit2 = (0.0, 0.0)
     frames = 0
     load0 = os.getloadavg()[0]
+
+    def limit_run(tag: str, parts: int) -> tuple[float, float]:
+        """The limit in ``parts`` processes at once, each on every parts-th clip: (frames/s, per CPU-s)."""
+        outs = [tmp / f"{name}-{tag}-{i}" for i in range(parts)]
+        _, cpu = in_children(*(
+            [__file__, "--limit-only", str(pipeline), str(data), str(o), json.dumps(overrides), f"{i}/{parts}"]
+            for i, o in enumerate(outs)
+        ))  # fmt: skip
+        lims = [json.loads((o / "limit.json").read_text()) for o in outs]
+        n = sum(lim["frames"] for lim in lims)
+        return n / max(lim["seconds"] for lim in lims), n / cpu
+
     for r in range(repeats):
-        out = tmp / f"{name}-limit{r}"
-        _, cpu = in_child(
-            [__file__, "--limit-only", str(pipeline), str(data), str(out), json.dumps(overrides)]
-        )
-        lim = json.loads((out / "limit.json").read_text())
-        limit = max(limit, (lim["frames"] / lim["seconds"], lim["frames"] / cpu))
+        limit = max(limit, limit_run(f"limit{r}", 1))
+        limit2 = max(limit2, limit_run(f"limit2-{r}", 2))
         for backend, workers in runs:
             out = tmp / f"{name}-{backend}{workers}-{r}"
             cmd = ["-m", "mepipe", "build-dataset", str(pipeline), "--source", str(data), "--out", str(out)]
-            _, cpu = in_child([*cmd, "--workers", str(workers), "--backend", backend, "-q", *sets])
+            _, cpu = in_children([*cmd, "--workers", str(workers), "--backend", backend, "-q", *sets])
             info = json.loads((out / "build-info.json").read_text())
             frames = info["frames_built"]
             fps = frames / info["seconds"]
@@ -160,6 +178,11 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
         f"| decode + warp + write (limit) | 1 | {limit[0]:.0f} | - | {limit[0]:.0f} | 100 % | "
         f"{limit[1]:.0f} | 100 % |"
     )
+    print(
+        f"| the limit, 2 processes at once (what this machine gives 2 workers) | 2 | {limit2[0]:.0f} | "
+        f"{limit2[0] / limit[0]:.2f}x (vs the limit) | {limit2[0] / 2:.0f} | {50 * limit2[0] / limit[0]:.0f} % | "
+        f"{limit2[1]:.0f} | {100 * limit2[1] / limit[1]:.0f} % |"
+    )
     for (backend, workers), (fps, per_cpu) in best.items():
         print(
             f"| mepipe, {backend} | {workers} | {fps:.0f} | {fps / one:.2f}x | {fps / workers:.0f} | "
@@ -167,10 +190,12 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
         )
 
 
-def limit_only(pipeline: str, data: str, out: str, overrides: str) -> None:
-    """``--limit-only``: the decode-bound run in this process; writes OUT/limit.json."""
+def limit_only(pipeline: str, data: str, out: str, overrides: str, part: str) -> None:
+    """``--limit-only``: the decode-bound run in this process on part ``I/N`` of the clips (every N-th
+    from the I-th); writes OUT/limit.json."""
     cfg = load_config(Path(pipeline), json.loads(overrides))
-    clips = get_adapter(cfg.dataset.adapter, Path(data), **cfg.dataset.options).scan().clips
+    i, n_parts = (int(v) for v in part.split("/"))
+    clips = get_adapter(cfg.dataset.adapter, Path(data), **cfg.dataset.options).scan().clips[i::n_parts]
     n, seconds = decode_bound(clips, Path(out), cfg.align.crop_size)
     (Path(out) / "limit.json").write_text(json.dumps({"frames": n, "seconds": seconds}))
 
@@ -186,7 +211,10 @@ def main() -> None:
     ap.add_argument("--video-subjects", type=int, default=4, help="DFEW-layout subjects (0: skip videos)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument(
-        "--limit-only", nargs=4, metavar=("PIPELINE", "DATA", "OUT", "OVERRIDES"), help=argparse.SUPPRESS
+        "--limit-only",
+        nargs=5,
+        metavar=("PIPELINE", "DATA", "OUT", "OVERRIDES", "PART"),
+        help=argparse.SUPPRESS,
     )
     args = ap.parse_args()
     if args.limit_only:
