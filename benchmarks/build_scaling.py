@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,6 +146,8 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
             for i, o in enumerate(outs)
         ))  # fmt: skip
         lims = [json.loads((o / "limit.json").read_text()) for o in outs]
+        for o in outs:  # ~150 KB per stored frame: keep the disk free for the next run
+            shutil.rmtree(o)
         n = sum(lim["frames"] for lim in lims)
         return n / max(lim["seconds"] for lim in lims), n / cpu
 
@@ -156,6 +159,7 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
             cmd = ["-m", "mepipe", "build-dataset", str(pipeline), "--source", str(data), "--out", str(out)]
             _, cpu = in_children([*cmd, "--workers", str(workers), "--backend", backend, "-q", *sets])
             info = json.loads((out / "build-info.json").read_text())
+            shutil.rmtree(out)
             frames = info["frames_built"]
             fps = frames / info["seconds"]
             old = best.get((backend, workers), (0.0, 0.0))
