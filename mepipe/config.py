@@ -278,7 +278,7 @@ class BuildConfig(_Strict):
         default=0,
         ge=0,
         description="clips per worker task (one task writes one shard); 0: automatic "
-        "(about 4 tasks per worker, at most shards.max_clips)",
+        "(1 worker: 4 tasks; several: shrinking tasks, at most shards.max_clips, single clips at the end)",
     )
 
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("fingerprint", "clips_per_task")

@@ -176,3 +176,23 @@ def test_workers_that_die_before_any_task_stop_the_build_with_a_clear_error(synt
     backend = CrashingBackend({c.key for c in clips})  # every task kills its worker
     with pytest.raises(WorkersDieError, match=r"died 3 times before finishing any task.*--workers 1"):
         run_tasks(backend, tasks, lambda r: None, lambda t, w: None, lambda n: 100)
+
+
+def test_tasks_shrink_towards_the_end_so_no_worker_idles_long(synth):
+    """Guided sizes with several workers: every clip once, in order, at most max_clips per task, sizes
+    never growing and ending with single clips; one worker or an explicit size: equal tasks."""
+    from mepipe.datasets import get_adapter
+
+    clip = get_adapter("casme2", synth).scan().clips[0]
+    todo = [(clip, f"fp{k}") for k in range(160)]
+
+    def sizes(**kw):
+        tasks = plan_tasks(todo, first_index=5, out_dir="x", cfg=fast_cfg(), **kw)
+        assert [t.index for t in tasks] == list(range(5, 5 + len(tasks)))
+        assert [fp for t in tasks for fp in t.fingerprints] == [fp for _, fp in todo]
+        return [len(t.clips) for t in tasks]
+
+    guided = sizes(slots=2, max_clips=16)
+    assert max(guided) == 16 and guided == sorted(guided, reverse=True) and guided[-3:] == [1, 1, 1]
+    assert sizes(slots=1, max_clips=16) == [16] * 10
+    assert sizes(slots=2, max_clips=16, clips_per_task=10) == [10] * 16
