@@ -5,7 +5,7 @@ the face is detected once per clip; built with ``align.mode: clip``, one warp pe
 the micro pipelines' ``register`` adds a 112-px optical flow per frame, timed by
 ``benchmarks/stabilisation.py``), a DFEW-layout set (640x480 mp4, ``keyframes.mode: uniform``), and both
 layouts again with long clips (``--long-frames``, default 150-300 frames: SAMM and CAS(ME)^3 clips at
-200 fps, macro clips of 5-10 s; the face stage's work per clip, detection and quality checks, is then
+200 fps, macro clips of 6-12 s at 25 fps; the face stage's work per clip, detection and quality checks, is then
 spread over more frames).
 Each build is a full ``build_dataset`` call into a fresh folder (scan, fingerprints, worker start-up,
 tasks, shards, manifest, build-info) and is timed end to end.
