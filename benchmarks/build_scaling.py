@@ -50,6 +50,7 @@ import numpy as np
 from mepipe.config import load_config
 from mepipe.datasets import get_adapter
 from mepipe.engine.backends import make_backend
+from mepipe.schema import parse_range
 from mepipe.shards.writer import ShardWriter
 from mepipe.synth import synthesize
 
@@ -227,7 +228,7 @@ def main() -> None:
     micro, macro = ROOT / "pipelines" / "demo-micro.yaml", ROOT / "pipelines" / "demo-macro.yaml"
     one_warp = {"align.mode": "clip"}  # one warp per frame, as the limit (register adds a flow per frame)
     uniform = {"keyframes.mode": "uniform", "pairs.write": False}
-    lo, hi = (int(v) for v in args.long_frames.split(":"))
+    lo, hi = (int(v) for v in parse_range(args.long_frames))
     sets = [("casme2", "CASME II layout (JPEG frames)", micro, one_warp, args.subjects, args.clips, None)]
     if args.long_subjects:
         sets.append(("casme2", f"CASME II layout, long clips ({lo}-{hi} frames)", micro, one_warp,

@@ -52,12 +52,15 @@ import statistics
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 from baselines import sign_flip_p
 
+from mepipe.config import AlignConfig
 from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
+from mepipe.schema import parse_range
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
 DEFAULT_DELTA = (1, 4)
@@ -237,8 +240,8 @@ def budget_task(out: Path, seed: int, epochs: int, sizes: DemoSizes, threads: in
 
 
 def _parse_delta(text: str) -> tuple[int, int]:
-    a, b = (int(v) for v in text.split(":"))
-    return a, b
+    a, b = parse_range(text)
+    return int(a), int(b)
 
 
 def run_tasks(tasks: list[list[str]], jobs: int, base: list[str]) -> None:
@@ -472,7 +475,7 @@ def main() -> None:
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
     for kind in ("macro", "micro"):
-        ap.add_argument(f"--{kind}-align", choices=["clip", "per_frame", "register"],
+        ap.add_argument(f"--{kind}-align", choices=typing.get_args(AlignConfig.model_fields["mode"].annotation),
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)

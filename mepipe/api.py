@@ -125,14 +125,19 @@ def synth(
     seed: int = 0,
     amplitude: str | None = None,
     faces_dir: PathLike | None = None,
-    clip_frames: tuple[int, int] | None = None,
+    clip_frames: str | tuple[int, int] | None = None,
 ) -> SynthSummary:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth (``mepipe synth``;
-    ``clip_frames``: ``(min, max)`` frames per clip instead of the layout's range)."""
+    ``clip_frames``: ``(min, max)`` or ``"MIN:MAX"`` frames per clip instead of the layout's range).
+
+    Raises:
+        ConfigError: ``clip_frames`` is not a range of whole frames."""
     from mepipe.logs import Progress
     from mepipe.synth import synthesize
 
     _check_name("layouts", layout, "synth layout")
+    if isinstance(clip_frames, str):
+        clip_frames = _frame_range(clip_frames)
     with Progress(f"synth {layout}", unit="clips") as bar:
 
         def step(done: int, total: int) -> None:
@@ -151,6 +156,19 @@ def synth(
             progress=step,
             clip_frames=clip_frames,
         )
+
+
+def _frame_range(text: str) -> tuple[int, int]:
+    """``"150:300"`` -> ``(150, 300)`` (``"150"``: exactly 150 frames)."""
+    from mepipe.schema import parse_range
+
+    try:
+        lo, hi = parse_range(text)
+    except ValueError:
+        lo = hi = 0.5  # not numbers: refused below
+    if not (lo.is_integer() and hi.is_integer()):
+        raise ConfigError(f"clip frames {text!r} is not MIN:MAX in whole frames; give e.g. 150:300")
+    return int(lo), int(hi)
 
 
 def check_pipeline(cfg: PipelineConfig) -> PipelineConfig:

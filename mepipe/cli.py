@@ -86,18 +86,9 @@ def synth(
     ),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
-    frames = None
-    if clip_frames is not None:
-        try:
-            lo, hi = (int(v) for v in clip_frames.split(":"))
-        except ValueError:
-            raise typer.BadParameter(
-                f"{clip_frames!r} is not MIN:MAX (e.g. 150:300)", param_hint="--clip-frames"
-            ) from None
-        frames = (lo, hi)
     s = api.synth(
         out=out, layout=layout, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
-        amplitude=amplitude, faces_dir=faces_dir, clip_frames=frames,
+        amplitude=amplitude, faces_dir=faces_dir, clip_frames=clip_frames,
     )  # fmt: skip
     log.info("wrote %d clips (%d frames) to %s", s.n_clips, s.n_frames, s.out)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mepipe import resources
 from mepipe.build import build_dataset
-from mepipe.config import load_config, parse_config
+from mepipe.config import load_config
 from mepipe.errors import ConfigError, ShardError
 from mepipe.inspect import contact_sheet
 from mepipe.logs import Progress
@@ -61,9 +61,9 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def _pipeline(name: str):
-    """A bundled pipeline (``pipelines/<name>.yaml``)."""
-    return load_config(resources.find("pipelines", name))
+def _pipeline(name: str, overrides: dict[str, object] | None = None):
+    """A bundled pipeline (``pipelines/<name>.yaml``) with dotted-key ``overrides``."""
+    return load_config(resources.find("pipelines", name), overrides)
 
 
 def prepare_data(
@@ -90,10 +90,8 @@ def prepare_data(
                 progress=lambda done, _total: bar.advance(done - bar.done),
             )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
-        resolved = _pipeline(pipeline).resolved()
-        if align and kind in align:
-            resolved["align"] = {**resolved["align"], "mode": align[kind]}
-        cfg = parse_config({**resolved, "seed": seed})
+        mode = {"align.mode": align[kind]} if align and kind in align else {}
+        cfg = _pipeline(pipeline, {"seed": seed, **mode})
         s = build_dataset(cfg, data.out, out / f"{kind}-shards", workers=sizes.workers, force=True)
         rep = verify_build(out / f"{kind}-shards")
         if not rep.ok:

@@ -31,8 +31,9 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_registry_typos_exit_2_with_the_valid_names_and_write_nothing(tmp_path: Path) -> None:
     r = run("synth", "--out", tmp_path / "s", "--layout", "foo")
     assert r.exit_code == 2 and "casme2" in r.output and "dfew" in r.output and not (tmp_path / "s").exists()
-    r = run("synth", "--out", tmp_path / "s", "--clip-frames", "150")
-    assert r.exit_code == 2 and "MIN:MAX" in r.output and not (tmp_path / "s").exists()
+    for bad in ("150:many", "150.5:200"):
+        r = run("synth", "--out", tmp_path / "s", "--clip-frames", bad)
+        assert r.exit_code == 2 and "MIN:MAX" in r.output and not (tmp_path / "s").exists()
     src = tmp_path / "src"
     src.mkdir()
     cases = [

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import mepipe
-from mepipe.errors import MepipeError
+from mepipe.errors import ConfigError, MepipeError
 from mepipe.synth import truth
 from mepipe.synth.conditions import CONDITIONS, make_condition
 from mepipe.synth.expressions import AMPLITUDE_IOD, au_fields, intensity_profile
@@ -99,7 +99,9 @@ def synthesize(
     if subjects < 1 or clips_per_subject < 1:
         raise MepipeError(f"subjects ({subjects}) and clips_per_subject ({clips_per_subject}) must be >= 1")
     if clip_frames is not None and not 8 <= clip_frames[0] <= clip_frames[1]:
-        raise MepipeError(f"clip_frames {clip_frames} must be (min, max) with 8 <= min <= max")
+        raise ConfigError(
+            f"clip_frames {clip_frames} must be (min, max) with 8 <= min <= max, e.g. (150, 300)"
+        )
     amp = amplitude or writer_cls.default_amplitude
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
