@@ -22,12 +22,14 @@ memory bandwidth), so its ratio to the 1-process limit is the most two workers c
 
 Every build runs as its own ``python -m mepipe build-dataset`` process (the limit in its own process
 too); its rate is frames built / the build's own ``seconds`` (build-info.json: scan, worker start-up,
-tasks, manifest). Besides wall-clock rates it prints frames per CPU-second (the process and its worker
+tasks, manifest). "Workers busy" is the seconds the workers spent on clips (build-info.json
+``engine.worker_busy_seconds``) over workers x the build's seconds: the rest is start-up, scan and
+idle waiting. Besides wall-clock rates it prints frames per CPU-second (the process and its worker
 processes, from getrusage), which other jobs on a shared machine do not distort: that is what a build
 gets from a core it has to itself.
 
 Usage: python benchmarks/build_scaling.py [--subjects 6] [--clips 8] [--long-subjects 2] [--long-frames 150:300]
-       [--video-subjects 4] [--repeats 1]
+       [--video-subjects 4] [--repeats 1] [--sets short long video long-video]
 The load average is printed with each set; compare the ratios printed in one run.
 """
 
@@ -55,6 +57,8 @@ from mepipe.shards.writer import ShardWriter
 from mepipe.synth import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
+SET_NAMES = ("short", "long", "video", "long-video")
+"""The data sets, in the order they run: CASME II layout short and long clips, DFEW layout short and long."""
 
 
 def children_cpu() -> float:
@@ -134,7 +138,7 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
     n_clips = len(get_adapter(cfg.dataset.adapter, data, **cfg.dataset.options).scan().clips)
     sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
     runs = [("local", 1), ("local", 2), ("dask", 2)]
-    best: dict[tuple[str, int], tuple[float, float]] = {}
+    best: dict[tuple[str, int], tuple[float, float, float]] = {}
     limit = limit2 = (0.0, 0.0)
     frames = 0
     load0 = os.getloadavg()[0]
@@ -163,8 +167,13 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
             shutil.rmtree(out)
             frames = info["frames_built"]
             fps = frames / info["seconds"]
-            old = best.get((backend, workers), (0.0, 0.0))
-            best[(backend, workers)] = (max(old[0], fps), max(old[1], frames / cpu))
+            busy = info["engine"]["worker_busy_seconds"] / (workers * info["seconds"])
+            old = best.get((backend, workers), (0.0, 0.0, 0.0))
+            best[(backend, workers)] = (
+                max(old[0], fps),
+                max(old[1], frames / cpu),
+                busy if fps > old[0] else old[2],
+            )
     one = best[("local", 1)][0]
     print(f"\n{name}: {n_clips} clips, {frames} frames, crop {cfg.align.crop_size}; best of {repeats}")
     print(
@@ -176,22 +185,23 @@ def run_set(name: str, pipeline: Path, data: Path, tmp: Path, overrides: dict, r
     )
     print(
         "| run | workers | frames/s | vs 1 worker | frames/s per core | per core vs limit | "
-        "frames per CPU-second | vs limit |"
+        "frames per CPU-second | vs limit | workers busy |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(
         f"| decode + warp + write (limit) | 1 | {limit[0]:.0f} | - | {limit[0]:.0f} | 100 % | "
-        f"{limit[1]:.0f} | 100 % |"
+        f"{limit[1]:.0f} | 100 % | - |"
     )
     print(
         f"| the limit, 2 processes at once (what this machine gives 2 workers) | 2 | {limit2[0]:.0f} | "
         f"{limit2[0] / limit[0]:.2f}x (vs the limit) | {limit2[0] / 2:.0f} | {50 * limit2[0] / limit[0]:.0f} % | "
-        f"{limit2[1]:.0f} | {100 * limit2[1] / limit[1]:.0f} % |"
+        f"{limit2[1]:.0f} | {100 * limit2[1] / limit[1]:.0f} % | - |"
     )
-    for (backend, workers), (fps, per_cpu) in best.items():
+    for (backend, workers), (fps, per_cpu, busy) in best.items():
         print(
             f"| mepipe, {backend} | {workers} | {fps:.0f} | {fps / one:.2f}x | {fps / workers:.0f} | "
-            f"{100 * fps / workers / limit[0]:.0f} % | {per_cpu:.0f} | {100 * per_cpu / limit[1]:.0f} % |"
+            f"{100 * fps / workers / limit[0]:.0f} % | {per_cpu:.0f} | {100 * per_cpu / limit[1]:.0f} % | "
+            f"{100 * busy:.0f} % |"
         )
 
 
@@ -216,6 +226,13 @@ def main() -> None:
     ap.add_argument("--video-subjects", type=int, default=4, help="DFEW-layout subjects (0: skip videos)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument(
+        "--sets",
+        nargs="+",
+        choices=SET_NAMES,
+        default=list(SET_NAMES),
+        help="which sets to run (default: all; e.g. --sets long-video --long-subjects 16 for a bigger video set)",
+    )
+    ap.add_argument(
         "--limit-only",
         nargs=5,
         metavar=("PIPELINE", "DATA", "OUT", "OVERRIDES", "PART"),
@@ -229,16 +246,16 @@ def main() -> None:
     one_warp = {"align.mode": "clip"}  # one warp per frame, as the limit (register adds a flow per frame)
     uniform = {"keyframes.mode": "uniform", "pairs.write": False}
     lo, hi = (int(v) for v in parse_range(args.long_frames))
-    sets = [("casme2", "CASME II layout (JPEG frames)", micro, one_warp, args.subjects, args.clips, None)]
-    if args.long_subjects:
-        sets.append(("casme2", f"CASME II layout, long clips ({lo}-{hi} frames)", micro, one_warp,
-                     args.long_subjects, args.clips, (lo, hi)))  # fmt: skip
-    if args.video_subjects:
-        sets.append(("dfew", "DFEW layout (mp4 videos, keyframes uniform)", macro, uniform,
-                     args.video_subjects, 4, None))  # fmt: skip
-        if args.long_subjects:
-            sets.append(("dfew", f"DFEW layout, long clips ({lo}-{hi} frames, keyframes uniform)", macro,
-                         uniform, args.long_subjects, args.clips, (lo, hi)))  # fmt: skip
+    every = {
+        "short": ("casme2", "CASME II layout (JPEG frames)", micro, one_warp, args.subjects, args.clips, None),
+        "long": ("casme2", f"CASME II layout, long clips ({lo}-{hi} frames)", micro, one_warp,
+                 args.long_subjects, args.clips, (lo, hi)),
+        "video": ("dfew", "DFEW layout (mp4 videos, keyframes uniform)", macro, uniform,
+                  args.video_subjects, 4, None),
+        "long-video": ("dfew", f"DFEW layout, long clips ({lo}-{hi} frames, keyframes uniform)", macro,
+                       uniform, args.long_subjects, args.clips, (lo, hi)),
+    }  # fmt: skip
+    sets = [every[name] for name in SET_NAMES if name in args.sets and every[name][4] > 0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i, (layout, title, pipeline, overrides, subjects, clips, frames) in enumerate(sets):

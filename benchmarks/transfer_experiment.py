@@ -61,6 +61,7 @@ from baselines import sign_flip_p
 from mepipe.config import AlignConfig
 from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
 from mepipe.schema import parse_range
+from mepipe.synth.expressions import EXPRESSION_SETS
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
 DEFAULT_DELTA = (1, 4)
@@ -156,23 +157,24 @@ def _metrics(res) -> dict[str, Any]:
     }
 
 
-def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any], align: dict[str, str]
-                 ) -> tuple[Path, Path]:  # fmt: skip
+def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any], align: dict[str, str],
+                 expressions: str) -> tuple[Path, Path]:  # fmt: skip
     if "data" not in record.get("seconds", {}):
         t = time.perf_counter()
-        prepare_data(out, seed, sizes, log=lambda m: None, align=align)
+        prepare_data(out, seed, sizes, log=lambda m: None, align=align, expressions=expressions)
         record["align"] = align
+        record["expressions"] = expressions
         record.setdefault("seconds", {})["data"] = time.perf_counter() - t
     return out / "macro-shards", out / "micro-shards"
 
 
-def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str]
-              ) -> None:  # fmt: skip
+def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str],
+              expressions: str) -> None:  # fmt: skip
     """Data, MA2MI pre-training at the default δ and every variant's LOSO run for one seed; each part
     recorded in ``out/result.json`` as soon as it finishes (and skipped when already there)."""
     path = out / "result.json"
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
-    macro, micro = _ensure_data(out, seed, sizes, rec, align)
+    macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
     if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
@@ -477,6 +479,8 @@ def main() -> None:
     for kind in ("macro", "micro"):
         ap.add_argument(f"--{kind}-align", choices=typing.get_args(AlignConfig.model_fields["mode"].annotation),
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
+    ap.add_argument("--expressions", choices=list(EXPRESSION_SETS), default="canonical",
+                    help="the generator's expression set for both synthetic sets")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -491,7 +495,7 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
-            seed_task(out, seed, sizes, args.variants, args.threads, align)
+            seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions)
         elif kind == "budget":
             budget_task(out, seed, int(args.task[2]), sizes, args.threads)
         else:
@@ -500,7 +504,7 @@ def main() -> None:
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
-                *(a for k, m in align.items() for a in (f"--{k}-align", m))]  # fmt: skip
+                *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions]  # fmt: skip
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip

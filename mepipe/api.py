@@ -126,9 +126,11 @@ def synth(
     amplitude: str | None = None,
     faces_dir: PathLike | None = None,
     clip_frames: str | tuple[int, int] | None = None,
+    expressions: str = "canonical",
 ) -> SynthSummary:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth (``mepipe synth``;
-    ``clip_frames``: ``(min, max)`` or ``"MIN:MAX"`` frames per clip instead of the layout's range).
+    ``clip_frames``: ``(min, max)`` or ``"MIN:MAX"`` frames per clip instead of the layout's range;
+    ``expressions``: ``canonical`` or ``varied``, see :func:`mepipe.synth.synthesize`).
 
     Raises:
         ConfigError: ``clip_frames`` is not a range of whole frames."""
@@ -155,6 +157,7 @@ def synth(
             faces_dir=Path(faces_dir) if faces_dir else None,
             progress=step,
             clip_frames=clip_frames,
+            expressions=expressions,
         )
 
 

@@ -213,9 +213,17 @@ def _build_locked(cfg, root, out, t0, workers, force, limit, backend_name, sched
             run.stopped(exc)
         raise
     backend.close()
-    return _finish(
-        run, root, time.perf_counter() - t0, {"backend": backend_name, "worker_slots": backend.slots}
-    )
+    engine = {
+        "backend": backend_name,
+        "worker_slots": backend.slots,
+        # how much of the task phase the workers spent on clips (the rest: start-up, waiting, the tail)
+        "tasks_seconds": round(run.tasks_seconds, 3),
+        "worker_busy_seconds": round(run.busy_seconds, 3),
+        "worker_busy_share": round(run.busy_seconds / (backend.slots * run.tasks_seconds), 3)
+        if run.tasks_seconds > 0
+        else None,
+    }
+    return _finish(run, root, time.perf_counter() - t0, engine)
 
 
 def _check_config(cfg: PipelineConfig, out: Path, force: bool) -> None:
@@ -250,6 +258,8 @@ class _Run:
     file_attrs: dict | None = None
     last_write: float = 0.0
     fix_report: list = field(default_factory=list)  # the scan's FixOutcome list
+    busy_seconds: float = 0.0  # sum of the finished tasks' own seconds (worker time spent on clips)
+    tasks_seconds: float = 0.0  # wall time from the first submitted task to the last result
 
     def manifest_rows(self) -> list[ManifestRow]:
         return list(self.rows.values()) + self.scan_failed
@@ -376,6 +386,7 @@ def _execute(run: _Run, backend, on_clip) -> None:
                 if on_clip:
                     on_clip(r)
             run.frames += result.frames
+            run.busy_seconds += result.seconds
             run.file_attrs = run.file_attrs or result.file_attrs
             log.debug(
                 "task %05d: %d clip(s), %d frame(s) in %.1f s on %s -> %s",
@@ -394,7 +405,9 @@ def _execute(run: _Run, backend, on_clip) -> None:
             counts["failed"] += len(task.clips)
             progress.advance(len(task.clips))
 
+        t0 = time.perf_counter()
         run_tasks(backend, tasks, finished, crashed, run.reserve)
+        run.tasks_seconds = time.perf_counter() - t0
 
 
 def _finish(run: _Run, root: Path, seconds: float, engine: dict) -> BuildSummary:

@@ -43,6 +43,7 @@ ExportFormat = choices(api.names("export-formats"))
 Protocol = choices(["loso", "lodo"])
 Unit = choices(["frames", "ms"])
 Amplitude = choices(["micro", "macro"])
+Expressions = choices(["canonical", "varied"])
 Frames = choices(["keyframes", "all"])
 Normalisation = choices(["none", "minmax", "fixed"])
 LABELS_HELP = f"label scheme ({', '.join(api.names('labels'))}; `mepipe labels`)"
@@ -84,11 +85,14 @@ def synth(
     clip_frames: str | None = typer.Option(
         None, "--clip-frames", metavar="MIN:MAX", help="frames per clip (default: the layout's, e.g. 40:70)"
     ),
+    expressions: Expressions = typer.Option(  # type: ignore[valid-type]
+        "canonical", "--expressions", help="varied: several AU combinations per class, faint clips too"
+    ),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
     s = api.synth(
         out=out, layout=layout, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
-        amplitude=amplitude, faces_dir=faces_dir, clip_frames=clip_frames,
+        amplitude=amplitude, faces_dir=faces_dir, clip_frames=clip_frames, expressions=expressions,
     )  # fmt: skip
     log.info("wrote %d clips (%d frames) to %s", s.n_clips, s.n_frames, s.out)
 

@@ -72,11 +72,13 @@ def prepare_data(
     sizes: DemoSizes,
     log: Callable[[str], None] = print,
     align: dict[str, str] | None = None,
+    expressions: str = "canonical",
 ) -> tuple[Path, Path]:
     """Synthesise and build the macro and micro sets under ``out``; returns the two build folders.
 
     ``align``: ``align.mode`` for ``"macro"`` and/or ``"micro"`` instead of the demo pipelines' ``clip``
-    (the transfer experiment's ``--macro-align`` / ``--micro-align``)."""
+    (the transfer experiment's ``--macro-align`` / ``--micro-align``). ``expressions``: the generator's
+    expression set for both (:data:`mepipe.synth.expressions.EXPRESSION_SETS`)."""
     from mepipe.synth import synthesize
 
     builds = {}
@@ -87,7 +89,7 @@ def prepare_data(
         with Progress(f"synth {layout}", subjects * clips, unit="clips") as bar:
             data = synthesize(
                 layout, out / "data" / kind, subjects=subjects, clips_per_subject=clips, seed=seed,
-                progress=lambda done, _total: bar.advance(done - bar.done),
+                expressions=expressions, progress=lambda done, _total: bar.advance(done - bar.done),
             )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
         mode = {"align.mode": align[kind]} if align and kind in align else {}

@@ -86,7 +86,9 @@ def test_existing_cluster_by_scheduler_file_and_address(synth, reference, cluste
     assert s.clips_ok == 6 and ok_digests(out) == ok_digests(reference)
     assert verify_build(out).ok
     info = json.loads((out / "build-info.json").read_text())
-    assert info["engine"] == {"backend": "dask", "worker_slots": 2}
+    engine = info["engine"]
+    assert (engine["backend"], engine["worker_slots"]) == ("dask", 2)
+    assert 0 < engine["worker_busy_share"] <= 1.0  # busy seconds over 2 slots x the task phase
     # the tasks ran in the worker processes, not in this one
     log = (out / "build.log").read_text()
     assert f":{os.getpid()} ->" not in log and "task 00000" in log

@@ -326,6 +326,35 @@ def test_clip_frames_sets_the_length_of_every_clip(tmp_path: Path) -> None:
         synthesize("casme2", tmp_path / "bad", clip_frames=(30, 20))
 
 
+def test_varied_expressions_draw_several_au_sets_per_class_and_fainter_clips(tmp_path: Path) -> None:
+    """``expressions="varied"`` renders each clip with one of its class's varied AU combinations (several
+    seen per class, shared AUs between classes) at 0.5-1.3x the amplitude; other layouts refuse it and
+    write nothing; the default is the canonical table."""
+    from mepipe.synth.layouts.casme2 import CLASSES, VARIED_CLASSES
+
+    synthesize("casme2", tmp_path / "v", subjects=3, clips_per_subject=8, seed=4, expressions="varied")
+    gt = read_ground_truth(tmp_path / "v")
+    assert gt["params"]["expressions"] == "varied"
+    per_class: dict[str, set[tuple[int, ...]]] = {}
+    for c in gt["clips"]:
+        combo = tuple(int(code.lstrip("RL")) for code in c["aus"])
+        assert combo in VARIED_CLASSES[c["label"]], c
+        per_class.setdefault(c["label"], set()).add(combo)
+    assert max(len(v) for v in per_class.values()) >= 3, per_class
+    iod = {s["index"]: s["iod_px"] for s in gt["subjects"]}
+    gains = [c["amplitude_px_per_unit"] / (0.03 * iod[c["subject_index"]]) for c in gt["clips"]]
+    assert 0.5 <= min(gains) < 0.8 and max(gains) <= 1.3, gains  # some clips fainter than canonical ever is
+    synthesize("casme2", tmp_path / "c", subjects=3, clips_per_subject=8, seed=4)
+    canonical = read_ground_truth(tmp_path / "c")
+    assert "expressions" not in canonical["params"]
+    assert all(
+        tuple(int(a.lstrip("RL")) for a in c["aus"]) in CLASSES[c["label"]] for c in canonical["clips"]
+    )
+    with pytest.raises(MepipeError, match="samm layout has no varied expression table"):
+        synthesize("samm", tmp_path / "s", expressions="varied")
+    assert not (tmp_path / "s").exists()
+
+
 # --------------------------------------------------------------------------------- unit pieces
 
 

@@ -16,7 +16,7 @@ import mepipe
 from mepipe.errors import ConfigError, MepipeError
 from mepipe.synth import truth
 from mepipe.synth.conditions import CONDITIONS, make_condition
-from mepipe.synth.expressions import AMPLITUDE_IOD, au_fields, intensity_profile
+from mepipe.synth.expressions import AMPLITUDE_IOD, EXPRESSION_SETS, au_fields, intensity_profile
 from mepipe.synth.faces import Subject, load_base_faces, make_subject, sample_subject_params
 from mepipe.synth.layouts import LAYOUTS, ClipPlan, LayoutWriter
 from mepipe.synth.layouts.base import JPEG_QUALITY
@@ -63,6 +63,7 @@ def synthesize(
     progress: Callable[[int, int], None] | None = None,
     conditions: tuple[str, ...] | list[str] = (),
     clip_frames: tuple[int, int] | None = None,
+    expressions: str = "canonical",
 ) -> SynthSummary:
     """Generate a synthetic dataset in the on-disk layout of ``layout`` under ``out``.
 
@@ -87,6 +88,10 @@ def synthesize(
             (and the files are exactly those of a run without the argument).
         clip_frames: ``(min, max)`` frames per clip, both included (default: the layout's
             ``default_clip_frames``, e.g. 40-70 for CASME II); e.g. long clips for throughput benchmarks.
+        expressions: ``"canonical"`` (one or two AU combinations per class) or ``"varied"`` (several
+            combinations per class, shared AUs between classes, a wider range of intensities; casme2
+            and dfew layouts), see :data:`mepipe.synth.expressions.EXPRESSION_SETS`. ``canonical``
+            gives exactly the files of a run without the argument.
 
     Returns:
         A :class:`SynthSummary`; the ground truth is described in :mod:`mepipe.synth.truth`.
@@ -109,8 +114,8 @@ def synthesize(
     if amp not in AMPLITUDE_IOD:
         raise MepipeError(f"amplitude {amplitude!r} is not one of {sorted(AMPLITUDE_IOD)}")
     out = Path(out).expanduser()
+    writer = writer_cls(out, clip_frames, expressions)
     _prepare_out(out, writer_cls)
-    writer = writer_cls(out, clip_frames)
     code = zlib.crc32(layout.encode())
 
     bases = load_base_faces(faces_dir)
@@ -154,6 +159,7 @@ def synthesize(
             "amplitude_iod": AMPLITUDE_IOD[amp],
             "faces_dir": str(faces_dir) if faces_dir else None,
             **({"conditions": list(conditions)} if conditions else {}),
+            **({"expressions": expressions} if expressions != "canonical" else {}),
             "fps": writer.fps,
             "frame_size": list(writer.canvas),
             "grayscale": writer.grayscale,
@@ -237,7 +243,9 @@ def _render_clip(
     ``condition``: ``(name, random stream, base photograph + landmarks)`` of a hard case, or ``None``.
     """
     frames = np.asarray(plan.frame_numbers)
-    scale_px = AMPLITUDE_IOD[amplitude] * subject.iod * float(rng.uniform(0.8, 1.2))
+    scale_px = (
+        AMPLITUDE_IOD[amplitude] * subject.iod * float(rng.uniform(*EXPRESSION_SETS[writer.expressions]))
+    )
     fields = au_fields(plan.aus, subject.landmarks, scale_px)
     intensity = intensity_profile(frames, plan.onset, plan.apex, plan.offset)
     nuisance = sample_nuisance(rng, len(frames), amplitude)

@@ -21,6 +21,15 @@ from mepipe.synth.fields import AnchorField
 AMPLITUDE_IOD = {"micro": 0.03, "macro": 0.1}
 """Pixels moved by a unit AU vector, as a fraction of the IOD (micro: ~3 px at IOD 100 px)."""
 
+EXPRESSION_SETS: dict[str, tuple[float, float]] = {
+    "canonical": (0.8, 1.2),
+    "varied": (0.5, 1.3),
+}
+"""Expression sets -> range of the per-clip amplitude gain (uniform). ``canonical``: one or two fixed AU
+combinations per class (each layout's ``classes``) at 0.8-1.2 x the amplitude. ``varied``: the
+layout's ``varied_classes`` (several combinations per class, sharing AUs across classes, as real
+coding sheets do) at 0.5-1.3 x, so that some clips are faint."""
+
 
 @dataclass(frozen=True)
 class Anchor:

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 from openpyxl import Workbook
 
+from mepipe.errors import ConfigError
 from mepipe.registry import Registry
-from mepipe.synth.expressions import AUSpec
+from mepipe.synth.expressions import EXPRESSION_SETS, AUSpec
 
 LAYOUTS: Registry[type[LayoutWriter]] = Registry("synth layout")
 """Registered layout writers, by layout name (``casme2``, ``samm``, ``smic``, ``dfew``)."""
@@ -136,6 +137,9 @@ class LayoutWriter(ABC):
         roots: top-level names this layout creates under the output root (cleared on re-runs).
         default_clip_frames: range ``(min, max)`` of frames per clip, both included, unless
             :func:`mepipe.synth.synthesize` is given ``clip_frames``.
+        classes: class name -> the AU combinations a clip of that class renders (one drawn per clip).
+        varied_classes: the same for ``expressions="varied"`` (several combinations per class that
+            overlap between classes, as in real coding sheets); None when the layout has none.
     """
 
     name: ClassVar[str]
@@ -148,10 +152,27 @@ class LayoutWriter(ABC):
     frame_convention: ClassVar[str] = "source frame numbers, as in the frame file names"
     roots: ClassVar[tuple[str, ...]] = ()
     default_clip_frames: ClassVar[tuple[int, int]]
+    classes: ClassVar[dict[str, tuple[tuple[int, ...], ...]]]
+    varied_classes: ClassVar[dict[str, tuple[tuple[int, ...], ...]] | None] = None
 
-    def __init__(self, out: Path, clip_frames: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, out: Path, clip_frames: tuple[int, int] | None = None, expressions: str = "canonical"
+    ) -> None:
+        if expressions not in EXPRESSION_SETS:
+            raise ConfigError(f"expressions {expressions!r} is not one of {', '.join(EXPRESSION_SETS)}")
+        if expressions == "varied" and self.varied_classes is None:
+            raise ConfigError(
+                f"the {self.name} layout has no varied expression table; use expressions='canonical' "
+                f"or one of the layouts {', '.join(n for n in LAYOUTS.names() if LAYOUTS.get(n).varied_classes)}"
+            )
         self.out = out
         self.clip_frames = clip_frames or self.default_clip_frames
+        self.expressions = expressions
+
+    def au_options(self, label: str) -> tuple[tuple[int, ...], ...]:
+        """The AU combinations a clip of class ``label`` may render under this writer's expression set."""
+        table = self.varied_classes if self.expressions == "varied" else self.classes
+        return table[label]  # type: ignore[index]
 
     def draw_length(self, rng: np.random.Generator) -> int:
         """Frames of the next clip: uniform over ``clip_frames`` (both ends included)."""

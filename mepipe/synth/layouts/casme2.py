@@ -52,6 +52,19 @@ CLASSES: dict[str, tuple[tuple[int, ...], ...]] = {
     "fear": ((1, 2, 4, 20),),
     "sadness": ((1, 4, 15),),
 }
+VARIED_CLASSES: dict[str, tuple[tuple[int, ...], ...]] = {
+    # Modelled on the AU/emotion criteria of the CASME II paper (Yan et al. 2014, PLoS ONE 9(1): e86041):
+    # happiness needs AU6 or AU12, disgust AU9, AU10 or AU4+7, repression AU15 and/or AU17 (AU14 and
+    # AU24, lip tighteners, added here), surprise AU1+2 or part of it; "others" here is brow and lid
+    # action (AU4, AU7), which disgust, fear and sadness share. Only AUs with a displacement model.
+    "happiness": ((6, 12), (12,), (6,), (12, 24)),
+    "disgust": ((9,), (10,), (4, 7), (4, 9), (9, 10)),
+    "repression": ((14,), (15,), (17,), (15, 17), (14, 17), (24,)),
+    "surprise": ((1, 2), (1, 2, 5), (2,), (1,), (5, 26)),
+    "others": ((4,), (7,), (4, 7), (1, 4)),
+    "fear": ((1, 2, 4), (20,), (4, 20)),
+    "sadness": ((1, 4, 15), (15,), (1, 4)),
+}
 MAIN = ["happiness", "disgust", "repression", "surprise", "others"]
 RARE = ["fear", "sadness"]
 
@@ -61,6 +74,8 @@ class Casme2Writer(LayoutWriter):
     """Writes a CASME II-like dataset (micro-expressions, 200 fps, clips of 40-70 frames)."""
 
     name = "casme2"
+    classes = CLASSES
+    varied_classes = VARIED_CLASSES
     fps = 200.0
     default_clip_frames = (40, 70)
     canvas = (640, 480)
@@ -87,7 +102,7 @@ class Casme2Writer(LayoutWriter):
                 filename = f"EP{episode:02d}_{used[episode]:02d}{'f' if rng.random() < 0.4 else ''}"
                 n_frames = self.draw_length(rng)
                 onset, apex, offset = key_frames(rng, int(rng.integers(30, 201)), n_frames)
-                aus = choose_aus(CLASSES[label], rng, lateral_prob=0.25)
+                aus = choose_aus(self.au_options(label), rng, lateral_prob=0.25)
                 folder = f"{FRAMES_DIR}/sub{subject:02d}/{filename}"
                 plans.append(
                     ClipPlan(

@@ -32,6 +32,17 @@ CLASSES: dict[str, tuple[tuple[int, ...], ...]] = {
     "disgust": ((4, 9, 10),),
     "fear": ((1, 2, 4, 5, 20),),
 }
+VARIED_CLASSES: dict[str, tuple[tuple[int, ...], ...]] = {
+    # The CLASSES prototypes plus partial forms of them, so that the macro set shows every AU of the
+    # micro tables (casme2 VARIED_CLASSES) alone and in combination.
+    "happy": ((6, 12), (12,), (6, 12, 26)),
+    "sad": ((1, 4, 15), (15, 17), (1, 4), (15,)),
+    "neutral": ((),),
+    "angry": ((4, 7, 24), (4, 7), (4, 5, 7), (4, 24), (17, 24)),
+    "surprise": ((1, 2, 5, 26), (1, 2, 26), (1, 2, 5), (1, 2)),
+    "disgust": ((4, 9, 10), (9, 10), (9,), (10, 17), (14,)),
+    "fear": ((1, 2, 4, 5, 20), (1, 4, 20), (1, 2, 4, 26), (20,)),
+}
 N_FOLDS = 5
 
 
@@ -40,6 +51,8 @@ class DfewWriter(LayoutWriter):
     """Writes a DFEW-like dataset (macro-expression mp4 clips, 25 fps, 1-3 s)."""
 
     name = "dfew"
+    classes = CLASSES
+    varied_classes = VARIED_CLASSES
     fps = 25.0
     default_clip_frames = (25, 75)
     canvas = (640, 480)
@@ -73,7 +86,7 @@ class DfewWriter(LayoutWriter):
                         clip_index=c,
                         label=str(number[emotion]),
                         emotion=emotion,
-                        aus=choose_aus(CLASSES[emotion], rng),
+                        aus=choose_aus(self.au_options(emotion), rng),
                         frame_numbers=tuple(range(n_frames)),
                         onset=onset,
                         apex=apex,

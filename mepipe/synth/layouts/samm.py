@@ -90,6 +90,7 @@ class SammWriter(LayoutWriter):
     """Writes a SAMM-like dataset (grayscale micro-expressions, 200 fps, clips of 40-80 frames)."""
 
     name = "samm"
+    classes = CLASSES
     fps = 200.0
     default_clip_frames = (40, 80)
     canvas = (960, 512)
@@ -118,7 +119,9 @@ class SammWriter(LayoutWriter):
                 n_frames = self.draw_length(rng)
                 onset, apex, offset = key_frames(rng, start, n_frames)
                 start = offset + int(rng.integers(200, 2500))
-                aus = choose_aus(CLASSES[label], rng, lateral_prob=0.2, force_lateral=label == "Contempt")
+                aus = choose_aus(
+                    self.au_options(label), rng, lateral_prob=0.2, force_lateral=label == "Contempt"
+                )
                 folder = f"{FRAMES_DIR}/{subject:03d}/{filename}"
                 plans.append(
                     ClipPlan(

@@ -39,6 +39,7 @@ class SmicWriter(LayoutWriter):
     """Writes a SMIC-HS-like dataset (micro-expressions, 100 fps, clips of 18-40 frames, BMP)."""
 
     name = "smic"
+    classes = CLASSES
     fps = 100.0
     default_clip_frames = (18, 40)
     canvas = (640, 480)
@@ -66,7 +67,7 @@ class SmicWriter(LayoutWriter):
                 n_frames = self.draw_length(rng)
                 onset, apex, offset = key_frames(rng, start, n_frames)
                 start = offset + int(rng.integers(500, 20000))
-                aus = choose_aus(CLASSES[label], rng)
+                aus = choose_aus(self.au_options(label), rng)
                 folder = f"{FRAMES_DIR}/{subject}/micro/{label}/{clip}"
                 plans.append(
                     ClipPlan(
