@@ -44,12 +44,14 @@ from mepipe.train import config_from_dict
 from mepipe.train.data import keyframe_pairs
 from mepipe.train.engine import recalibrate_bn
 from mepipe.train.flowdata import make_dataset, prepared_inputs
-from mepipe.train.frames import ClipInfo, frame_size, load_clips
+from mepipe.train.frames import frame_size, load_clips
 from mepipe.train.metrics import classification_metrics
 from mepipe.train.models import build_model
+from mepipe.train.protocol import plan_folds
 from mepipe.train.runtime import make_runtime
 from mepipe.train.transfer import apply_init, load_init_state
 
+BATCH = 16  # pairs per forward pass (BatchNorm recalibration averages over these batches)
 ENCODERS = ("ma2mi", "random", "pixels")
 FEATURES = {"ma2mi": ("flat", "mean"), "random": ("flat", "mean"), "pixels": ("flat",)}
 """Features probed per encoder (the spatial mean of the pixel difference is only its 3 colour means)."""
@@ -107,22 +109,19 @@ def probe_seed(seed_dir: Path, seed: int, lams: list[float]) -> dict[str, Any]:
     trained = build_model(cfg.model, len(scheme.classes))
     apply_init(trained, state)
     nets["ma2mi"] = trained.act
-    subjects = sorted({c.subject_key for c in clips})
+    # every clip's onset/apex input, prepared once; the folds index into it
+    pairs = keyframe_pairs(clips, 0, None)
+    x_all = torch.cat(list(prepared_inputs(make_dataset(clips, size, None), pairs, batch_size=BATCH,
+                                           input_size=n_in, device=rt.device)))  # fmt: skip
     y_all = torch.tensor([c.label for c in clips])
+    pos = {c.key: i for i, c in enumerate(clips)}
     pred: dict[tuple[str, str, float], list[int]] = {}
     order: list[int] = []
-    for held in subjects:
-        test = [i for i, c in enumerate(clips) if c.subject_key == held]
-        train = [i for i, c in enumerate(clips) if c.subject_key != held]
+    for plan in plan_folds(clips, "loso"):
+        train = [pos[c.key] for c in plan.train]
+        test = [pos[c.key] for c in plan.test.release()]
         order += test
-
-        def inputs(idx: list[int]) -> list[torch.Tensor]:
-            sub: list[ClipInfo] = [clips[i] for i in idx]
-            pairs = keyframe_pairs(sub, 0, None)
-            return list(prepared_inputs(make_dataset(sub, size, None), pairs, batch_size=16,
-                                        input_size=n_in, device=rt.device))  # fmt: skip
-
-        x_train, x_test = inputs(train), inputs(test)
+        x_train, x_test = list(x_all[train].split(BATCH)), list(x_all[test].split(BATCH))
         for enc in ENCODERS:
             act = nets.get(enc)
             if act is not None:
