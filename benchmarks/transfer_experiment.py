@@ -34,11 +34,14 @@ and learning-curve tables; time per seed; ``OUT/summary.json``, ``OUT/transfer.p
 Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out runs/transfer]
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
-       [--macro-align register] [--micro-align register] [--summary-only]
+       [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
-pre-training help?" for what that does to the comparison). Use a fresh ``--out`` for each setting.
+pre-training help?" for what that does to the comparison). ``--pretrain-set`` changes the pre-training
+config of every MA2MI run (``ma2mi.pixel_goal=change data.delta=1:8``); it is recorded in each seed's
+``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. Use a
+fresh ``--out`` for each setting.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from baselines import sign_flip_p
 
 from mepipe.config import AlignConfig
 from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
-from mepipe.schema import parse_range
+from mepipe.schema import parse_range, parse_set
 from mepipe.synth.expressions import EXPRESSION_SETS
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
@@ -169,18 +172,22 @@ def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any],
 
 
 def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str],
-              expressions: str) -> None:  # fmt: skip
+              expressions: str, pre_set: dict[str, Any]) -> None:  # fmt: skip
     """Data, MA2MI pre-training at the default δ and every variant's LOSO run for one seed; each part
     recorded in ``out/result.json`` as soon as it finishes (and skipped when already there)."""
     path = out / "result.json"
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
+    if rec.setdefault("pretrain_set", pre_set) != pre_set:
+        sys.exit(
+            f"{path} was made with --pretrain-set {rec['pretrain_set']}, not {pre_set}: use a fresh --out"
+        )
     macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
     if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
         t = time.perf_counter()
         _, hist = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, threads=threads, resume=True,
-                               log=lambda m: None)  # fmt: skip
+                               overrides=pre_set, log=lambda m: None)  # fmt: skip
         rec["seconds"]["pretrain"] = time.perf_counter() - t
         rec["pretrain_history"] = [{k: h[k] for k in ("epoch", "loss", "pairs", "pairs_per_s")} for h in hist]
         _write_json(path, rec)
@@ -199,7 +206,7 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
 
 
 def _pretrain_and_transfer(out: Path, seed: int, tag: str, sizes: DemoSizes, delta: tuple[int, int] | None,
-                           threads: int) -> tuple[dict[str, Any], dict[str, float], list[dict]]:  # fmt: skip
+                           threads: int, pre_set: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], list[dict]]:  # fmt: skip
     """MA2MI pre-training (``sizes.pretrain_epochs``, δ range ``delta``) into ``runs/pretrain-TAG`` and
     the ``ma2mi`` LOSO run from it into ``runs/ma2mi-TAG``, once the seed's data exists (made by the
     seed's main task). Returns (metrics, seconds, pre-training history)."""
@@ -207,32 +214,37 @@ def _pretrain_and_transfer(out: Path, seed: int, tag: str, sizes: DemoSizes, del
         time.sleep(10)
     t = time.perf_counter()
     ckpt, hist = pretrain_run(out / "runs" / f"pretrain-{tag}", out / "macro-shards", seed, sizes, delta=delta,
-                              threads=threads, resume=True, log=lambda m: None)  # fmt: skip
+                              threads=threads, resume=True, overrides=pre_set, log=lambda m: None)  # fmt: skip
     t_pre = time.perf_counter() - t
     res = finetune_run(out / "runs" / f"ma2mi-{tag}", out / "micro-shards", seed, sizes, "ma2mi", ckpt,
                        threads=threads, resume=True)  # fmt: skip
     return _metrics(res), {"pretrain": t_pre, "ma2mi": time.perf_counter() - t - t_pre}, hist
 
 
-def delta_task(out: Path, seed: int, delta: tuple[int, int], sizes: DemoSizes, threads: int) -> None:
+def delta_task(out: Path, seed: int, delta: tuple[int, int], sizes: DemoSizes, threads: int,
+               pre_set: dict[str, Any]) -> None:  # fmt: skip
     """MA2MI pre-training at δ range ``delta`` and the ``ma2mi`` LOSO run for one seed."""
     path = out / f"delta-{delta[0]}-{delta[1]}.json"
     if "result" in _read_json(path):
         return
-    res, secs, _ = _pretrain_and_transfer(out, seed, f"d{delta[0]}-{delta[1]}", sizes, delta, threads)
+    res, secs, _ = _pretrain_and_transfer(
+        out, seed, f"d{delta[0]}-{delta[1]}", sizes, delta, threads, pre_set
+    )
     _write_json(path, {"seed": seed, "delta": list(delta), "result": res, "seconds": secs})
     print(f"  seed {seed} δ {delta[0]}:{delta[1]:<3} ma2mi UF1 {res['uf1']:.3f} ({sum(secs.values()):.0f} s)",
           flush=True)  # fmt: skip
 
 
-def budget_task(out: Path, seed: int, epochs: int, sizes: DemoSizes, threads: int) -> None:
+def budget_task(
+    out: Path, seed: int, epochs: int, sizes: DemoSizes, threads: int, pre_set: dict[str, Any]
+) -> None:
     """MA2MI pre-training for ``epochs`` epochs (its own cosine schedule, annealed at its end) and the
     ``ma2mi`` LOSO run for one seed: a point of the learning curve."""
     path = out / f"budget-{epochs}.json"
     if "result" in _read_json(path):
         return
     sized = DemoSizes(**{**sizes.__dict__, "pretrain_epochs": epochs})
-    res, secs, hist = _pretrain_and_transfer(out, seed, f"e{epochs}", sized, None, threads)
+    res, secs, hist = _pretrain_and_transfer(out, seed, f"e{epochs}", sized, None, threads, pre_set)
     pairs = sum(h["pairs"] for h in hist)
     _write_json(path, {"seed": seed, "epochs": epochs, "pairs_seen": pairs, "final_loss": hist[-1]["loss"],
                        "result": res, "seconds": secs})  # fmt: skip
@@ -275,11 +287,17 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     print(
         f"\nLOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
         f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
-        f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, δ {DEFAULT_DELTA[0]}:{DEFAULT_DELTA[1]}; "
-        f"fine-tuning {sizes.finetune_epochs} epochs; seeds {seeds}"
+        f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
+        + (
+            f"settings {pre_set}"
+            if (pre_set := parse_set(args.pretrain_set))
+            else f"δ {DEFAULT_DELTA[0]}:{DEFAULT_DELTA[1]}"
+        )
+        + f"; fine-tuning {sizes.finetune_epochs} epochs; seeds {seeds}"
         + (f" (not finished: {missing})" if missing else "")
     )
-    summary: dict[str, Any] = {"seeds": seeds, "sizes": sizes.__dict__, "variants": {}, "paired": {}}
+    summary: dict[str, Any] = {"seeds": seeds, "sizes": sizes.__dict__, "pretrain_set": pre_set, "variants": {},
+                               "paired": {}}  # fmt: skip
     if not seeds:
         return summary
     w = max(14, *(len(v) + 2 for v in args.variants))  # column width
@@ -481,10 +499,13 @@ def main() -> None:
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
     ap.add_argument("--expressions", choices=list(EXPRESSION_SETS), default="canonical",
                     help="the generator's expression set for both synthetic sets")  # fmt: skip
+    ap.add_argument("--pretrain-set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="pre-training config settings for every MA2MI run (e.g. ma2mi.pixel_goal=change)")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs, workers=1)
+    pre_set = parse_set(args.pretrain_set)
     align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}
     if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
         ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
@@ -495,16 +516,17 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
-            seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions)
+            seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions, pre_set)
         elif kind == "budget":
-            budget_task(out, seed, int(args.task[2]), sizes, args.threads)
+            budget_task(out, seed, int(args.task[2]), sizes, args.threads, pre_set)
         else:
-            delta_task(out, seed, _parse_delta(args.task[2]), sizes, args.threads)
+            delta_task(out, seed, _parse_delta(args.task[2]), sizes, args.threads, pre_set)
         return
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
-                *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions]  # fmt: skip
+                *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
+                *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else [])]  # fmt: skip
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip

@@ -114,6 +114,7 @@ def pretrain_run(
     delta: tuple[int, int] | None = None,
     threads: int = 0,
     resume: bool = False,
+    overrides: dict[str, object] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[Path, list[dict]]:
     """MA2MI pre-training on ``macro`` into ``run_dir`` (``sizes.pretrain_epochs`` epochs, the bundled
@@ -122,6 +123,8 @@ def pretrain_run(
     Args:
         threads: torch CPU threads (0: torch's default).
         resume: continue an interrupted run in ``run_dir`` (else an existing run is replaced).
+        overrides: further dotted-key settings of the pre-training config (``{"ma2mi.pixel_goal":
+            "change"}``), applied last.
     """
     from mepipe.train import config_from_dict, pretrain
 
@@ -136,6 +139,7 @@ def pretrain_run(
     }
     if delta is not None:
         over["data.delta"] = list(delta)
+    over.update(overrides or {})
     every = max(sizes.pretrain_epochs // 5, 1)  # a few progress lines, not one per epoch
 
     def epoch_line(rec: dict) -> None:

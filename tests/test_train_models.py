@@ -223,6 +223,32 @@ def test_light_pixel_head_reconstructs_at_the_same_size_with_fewer_flops() -> No
     assert light.pixel_reduce.weight.grad is not None
 
 
+def test_change_goal_is_the_frame_difference_relative_to_predicting_no_change() -> None:
+    """``pixel_goal=change``: the pixel term is MSE(predicted change, area(I_t+δ) - area(I_t)) divided
+    by the change's mean square (a head that outputs zeros scores exactly 1); a pair without change
+    stays finite."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    m = PRETRAINERS.get("ma2mi")(
+        ModelConfig(input_size=32, width=4, pos_heads=2),
+        MA2MIConfig(target="pixel", pixel_goal="change", pixel_size=8),
+    )
+    pair = torch.randn(4, 2, 3, 32, 32)
+    out = m(pair)
+    start = F.interpolate(pair[:, 0], size=8, mode="area")
+    goal = F.interpolate(pair[:, 1], size=8, mode="area") - start
+    expected = F.mse_loss(out.recon - start, goal) / goal.pow(2).mean()  # recon = start + change
+    assert torch.allclose(out.pixel_loss, expected) and torch.allclose(out.loss, expected)
+    for p in m.pixel_head[-1].parameters():
+        torch.nn.init.zeros_(p)
+    assert m(pair).pixel_loss.item() == pytest.approx(1.0)
+    still = pair[:, :1].expand(-1, 2, -1, -1, -1)
+    assert torch.isfinite(m(still).loss)
+    with pytest.raises(ValueError, match="pixel_goal"):
+        type(m)(32, 4, pos_heads=2, pixel_goal="flow")
+
+
 def test_transfer_of_the_action_branch_only_leaves_the_position_branch_fresh(tmp_path) -> None:
     from mepipe.train.transfer import INIT_PARTS, apply_init
 

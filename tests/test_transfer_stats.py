@@ -53,15 +53,26 @@ def test_summary_pairs_each_seed_and_skips_unfinished_ones(tmp_path):
         (d / "result.json").write_text(json.dumps({"seed": seed, "seconds": secs, "results": res}))
     (tmp_path / "seed3").mkdir()  # started, nothing finished
     (tmp_path / "seed3" / "result.json").write_text(json.dumps({"seconds": {"data": 1.0}, "results": {}}))
-    args = argparse.Namespace(seeds=[0, 1, 2, 3], out=tmp_path, variants=variants, threads=1)
+    args = argparse.Namespace(
+        seeds=[0, 1, 2, 3], out=tmp_path, variants=variants, threads=1, pretrain_set=["ma2mi.pixel_size=56"]
+    )
     summary = tx.summarise(args, tx.DemoSizes())
-    assert summary["seeds"] == [0, 1, 2]
+    assert summary["seeds"] == [0, 1, 2] and summary["pretrain_set"] == {"ma2mi.pixel_size": 56}
     p = summary["paired"]["ma2mi - scratch"]
     assert p["diffs"] == pytest.approx([0.1, 0.05, 0.1]) and p["wins"] == 3 and p["losses"] == 0
     assert summary["paired"]["ma2mi - no-position"]["mean"] == pytest.approx(0.05)
     assert summary["seconds_per_seed"]["mean"] == pytest.approx(6.0)
     tx.plots(args, summary)
     assert (tmp_path / "transfer.png").stat().st_size > 1000
+
+
+def test_a_seed_made_with_other_pretraining_settings_is_not_mixed_in(tmp_path):
+    """Resuming into a seed folder whose result.json records other ``--pretrain-set`` values stops before
+    anything is built or trained (its numbers would be mixed with the new settings')."""
+    (tmp_path / "result.json").write_text(json.dumps({"seconds": {}, "results": {}, "pretrain_set": {}}))
+    with pytest.raises(SystemExit, match="use a fresh --out"):
+        tx.seed_task(tmp_path, 0, tx.DemoSizes(), ["ma2mi"], 1, {}, "varied", {"ma2mi.pixel_goal": "change"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
 def test_learning_curve_joins_scratch_the_main_run_and_the_budget_runs(tmp_path):

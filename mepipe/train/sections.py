@@ -223,6 +223,11 @@ class MA2MIConfig(Strict):
         description="`full` (3x3 convs on the 8w-channel upsampled features) or `light` (1x1 conv to w "
         "channels before upsampling)",
     )
+    pixel_goal: Literal["frame", "change"] = Field(
+        default="frame",
+        description="what the pixel term reconstructs: the future frame I_t+δ, or the change "
+        "I_t+δ - I_t (its MSE divided by the change's mean square)",
+    )
 
     @model_validator(mode="after")
     def _pixel_target_needs_weight(self) -> MA2MIConfig:

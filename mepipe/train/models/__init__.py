@@ -125,6 +125,7 @@ def ma2mi(cfg: ModelConfig, m: MA2MIConfig) -> MA2MI:
         pixel_weight=m.pixel_weight,
         pixel_size=m.pixel_size,
         pixel_head=m.pixel_head,
+        pixel_goal=m.pixel_goal,
         attention_init=cfg.attention_init,
     )
 

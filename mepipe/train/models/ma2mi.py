@@ -53,7 +53,8 @@ class MA2MIOutput:
         latent_loss, pixel_loss: the two terms (detached; 0 when a term is off).
         target_std: spread of the target latent over the batch (mean over positions/channels of the
             per-element std; detached). It falling towards 0 would signal a collapsed target.
-        recon: ``(B, 3, s, s)`` low-resolution reconstruction of ``I_{t+δ}`` (normalised) or ``None``.
+        recon: ``(B, 3, s, s)`` low-resolution reconstruction of ``I_{t+δ}`` (normalised) or ``None``
+            (with ``pixel_goal="change"``: the area-resized ``I_t`` plus the predicted change).
         attention: the action branch's attention maps.
     """
 
@@ -80,6 +81,12 @@ class MA2MI(nn.Module):
         target_norm: layer-normalise ``Z`` over channels.
         pixel_weight: weight of the pixel term (0 and ``target=latent``: no pixel head).
         pixel_size: side s of the reconstruction.
+        pixel_goal: ``frame`` (the pixel term reconstructs ``I_{t+δ}``) or ``change`` (it predicts
+            ``I_{t+δ} - I_t`` at s x s, its MSE divided by the change's mean square, so that 1 means
+            "no better than predicting no change"). A coarse ``E_pos`` (``pos_input=resize`` sees
+            ``I_t`` at ``N/16`` pixels) cannot supply the appearance detail of ``I_{t+δ}``, so with
+            ``frame`` most of the term is error that neither input can remove; ``change`` asks the
+            action code only for what moved.
         pixel_head: ``full`` (upsample the D-channel decoder features to s, then conv3x3 D->w, ReLU,
             conv3x3 w->3) or ``light`` (a 1x1 conv D->w first, then upsample, conv3x3 w->w, ReLU,
             conv3x3 w->3: the 3x3 convs at s x s run on w instead of D = 8w channels).
@@ -103,8 +110,11 @@ class MA2MI(nn.Module):
         pixel_size: int = 32,
         pixel_head: str = "full",
         attention_init: str = "positive",
+        pixel_goal: str = "frame",
     ) -> None:
         super().__init__()
+        if pixel_goal not in ("frame", "change"):
+            raise ValueError(f"pixel_goal must be 'frame' or 'change', got {pixel_goal!r}")
         if target not in ("latent", "pixel"):
             raise ValueError(f"target must be 'latent' or 'pixel', got {target!r}")
         if pixel_head not in ("full", "light"):
@@ -124,7 +134,7 @@ class MA2MI(nn.Module):
         self.predict = nn.Conv2d(dim, dim, 1)
         self.ema, self.target, self.target_norm = ema, target, target_norm
         self.pixel_weight = pixel_weight if target == "latent" else 1.0
-        self.pixel_size = pixel_size
+        self.pixel_size, self.pixel_goal = pixel_size, pixel_goal
         self.pixel_head: nn.Module | None = None
         self.pixel_reduce: nn.Module | None = None
         if self.pixel_weight > 0:
@@ -177,7 +187,14 @@ class MA2MI(nn.Module):
             )
             recon = self.pixel_head(up).float()
             goal = F.interpolate(pair[:, 1].float(), size=recon.shape[-2:], mode="area")
-            pixel_loss = F.mse_loss(recon, goal)
+            if self.pixel_goal == "change":
+                start = F.interpolate(pair[:, 0].float(), size=recon.shape[-2:], mode="area")
+                change = goal - start
+                # relative to predicting "no change": 1.0 means the code explains none of it
+                pixel_loss = F.mse_loss(recon, change) / change.pow(2).mean().clamp_min(1e-8)
+                recon = start + recon  # the predicted I_t+δ, as with the frame goal
+            else:
+                pixel_loss = F.mse_loss(recon, goal)
         loss = latent_loss + self.pixel_weight * pixel_loss
         return MA2MIOutput(loss, latent_loss.detach(), pixel_loss.detach(), target_std, recon, maps)
 
