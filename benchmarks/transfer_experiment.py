@@ -288,11 +288,8 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
         f"\nLOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
         f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
         f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
-        + (
-            f"settings {pre_set}"
-            if (pre_set := parse_set(args.pretrain_set))
-            else f"δ {DEFAULT_DELTA[0]}:{DEFAULT_DELTA[1]}"
-        )
+        f"δ {(pre_set := parse_set(args.pretrain_set)).get('data.delta', '{}:{}'.format(*DEFAULT_DELTA))}"
+        + (f", --pretrain-set {pre_set}" if pre_set else "")
         + f"; fine-tuning {sizes.finetune_epochs} epochs; seeds {seeds}"
         + (f" (not finished: {missing})" if missing else "")
     )

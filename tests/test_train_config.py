@@ -79,6 +79,9 @@ def test_cross_field_rules() -> None:
         config_from_dict("finetune", overrides={"model.width": 4, "model.pos_heads": 3})
     with pytest.raises(ConfigError, match="pixel_weight"):
         config_from_dict("pretrain", overrides={"ma2mi.target": "pixel", "ma2mi.pixel_weight": 0})
+    with pytest.raises(ConfigError, match="pixel_goal=change needs"):
+        config_from_dict("pretrain", overrides={"ma2mi.pixel_goal": "change", "ma2mi.pixel_weight": 0})
+    assert config_from_dict("pretrain", overrides={"ma2mi.pixel_goal": "change"}).ma2mi.pixel_goal == "change"
     with pytest.raises(ConfigError, match="exclude each other"):
         config_from_dict("finetune", overrides={"run.force": True, "run.resume": True})
     with pytest.raises(ConfigError, match="protocol.name=all"):

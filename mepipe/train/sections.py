@@ -233,6 +233,8 @@ class MA2MIConfig(Strict):
     def _pixel_target_needs_weight(self) -> MA2MIConfig:
         if self.target == "pixel" and self.pixel_weight <= 0:
             raise ValueError("ma2mi.target=pixel needs ma2mi.pixel_weight > 0")
+        if self.pixel_goal == "change" and self.pixel_weight <= 0:  # no pixel term: the goal would be ignored
+            raise ValueError("ma2mi.pixel_goal=change needs ma2mi.pixel_weight > 0 (or target=pixel)")
         return self
 
 
