@@ -63,8 +63,10 @@ from baselines import sign_flip_p
 
 from mepipe.config import AlignConfig
 from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
+from mepipe.errors import ConfigError
 from mepipe.schema import parse_range, parse_set
 from mepipe.synth.expressions import EXPRESSION_SETS
+from mepipe.train import config_from_dict
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
 DEFAULT_DELTA = (1, 4)
@@ -150,6 +152,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _check_pretrain_set(seed_dir: Path, pre_set: dict[str, Any]) -> None:
+    """Stop if ``seed_dir/result.json`` was made with other ``--pretrain-set`` values (a record without
+    any was made with the defaults): its numbers must not be mixed with these settings'."""
+    rec = _read_json(seed_dir / "result.json")
+    if rec and rec.get("pretrain_set", {}) != pre_set:
+        sys.exit(
+            f"{seed_dir / 'result.json'} was made with --pretrain-set {rec.get('pretrain_set', {})}, "
+            f"not {pre_set}: use a fresh --out"
+        )
+
+
 def _metrics(res) -> dict[str, Any]:
     return {
         "uf1": res.uf1,
@@ -173,14 +186,13 @@ def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any],
 
 def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str],
               expressions: str, pre_set: dict[str, Any]) -> None:  # fmt: skip
-    """Data, MA2MI pre-training at the default δ and every variant's LOSO run for one seed; each part
-    recorded in ``out/result.json`` as soon as it finishes (and skipped when already there)."""
+    """Data, MA2MI pre-training (the default δ, or what ``pre_set`` sets) and every variant's LOSO run
+    for one seed; each part recorded in ``out/result.json`` as soon as it finishes (and skipped when
+    already there)."""
     path = out / "result.json"
+    _check_pretrain_set(out, pre_set)
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
-    if rec.setdefault("pretrain_set", pre_set) != pre_set:
-        sys.exit(
-            f"{path} was made with --pretrain-set {rec['pretrain_set']}, not {pre_set}: use a fresh --out"
-        )
+    rec["pretrain_set"] = pre_set
     macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
@@ -284,11 +296,13 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     seeds = [s for s in args.seeds if all(v in _read_json(args.out / f"seed{s}" / "result.json").get("results", {}) for v in args.variants)]  # fmt: skip
     recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in seeds}
     missing = sorted(set(args.seeds) - set(seeds))
+    pre_set = parse_set(args.pretrain_set)
+    delta = pre_set.get("data.delta", "{}:{}".format(*DEFAULT_DELTA))
     print(
         f"\nLOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
         f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
         f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
-        f"δ {(pre_set := parse_set(args.pretrain_set)).get('data.delta', '{}:{}'.format(*DEFAULT_DELTA))}"
+        f"δ {delta}"
         + (f", --pretrain-set {pre_set}" if pre_set else "")
         + f"; fine-tuning {sizes.finetune_epochs} epochs; seeds {seeds}"
         + (f" (not finished: {missing})" if missing else "")
@@ -502,7 +516,11 @@ def main() -> None:
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs, workers=1)
-    pre_set = parse_set(args.pretrain_set)
+    try:  # a bad key or value stops here, not in every task after its data are built
+        pre_set = parse_set(args.pretrain_set)
+        config_from_dict("pretrain", overrides=pre_set)
+    except ConfigError as exc:
+        ap.error(f"--pretrain-set: {exc}")
     align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}
     if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
         ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
@@ -524,6 +542,8 @@ def main() -> None:
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
                 *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else [])]  # fmt: skip
+        for s in args.seeds:
+            _check_pretrain_set(args.out / f"seed{s}", pre_set)  # before any task, δ and budget runs included
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip

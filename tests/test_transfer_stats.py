@@ -73,6 +73,22 @@ def test_a_seed_made_with_other_pretraining_settings_is_not_mixed_in(tmp_path):
     with pytest.raises(SystemExit, match="use a fresh --out"):
         tx.seed_task(tmp_path, 0, tx.DemoSizes(), ["ma2mi"], 1, {}, "varied", {"ma2mi.pixel_goal": "change"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+    # a record from before --pretrain-set existed was made with the defaults: not mixed with other settings
+    (tmp_path / "result.json").write_text(json.dumps({"seconds": {}, "results": {}}))
+    with pytest.raises(SystemExit, match="use a fresh --out"):
+        tx.seed_task(tmp_path, 0, tx.DemoSizes(), ["ma2mi"], 1, {}, "varied", {"ma2mi.pixel_goal": "change"})
+
+
+def test_a_bad_pretrain_setting_stops_before_any_task(tmp_path):
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0",
+         "--pretrain-set", "ma2mi.pixel_goal=flow"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2 and "ma2mi.pixel_goal" in run.stderr and "--pretrain-set" in run.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_learning_curve_joins_scratch_the_main_run_and_the_budget_runs(tmp_path):
