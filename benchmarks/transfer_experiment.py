@@ -152,15 +152,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _check_pretrain_set(seed_dir: Path, pre_set: dict[str, Any]) -> None:
+def _check_record(seed_dir: Path, pre_set: dict[str, Any], sizes: DemoSizes) -> None:
     """Stop if ``seed_dir/result.json`` was made with other ``--pretrain-set`` values (a record without
-    any was made with the defaults): its numbers must not be mixed with these settings'."""
+    any was made with the defaults) or other data and training sizes: its numbers must not be mixed
+    with these settings'."""
     rec = _read_json(seed_dir / "result.json")
     if rec and rec.get("pretrain_set", {}) != pre_set:
         sys.exit(
             f"{seed_dir / 'result.json'} was made with --pretrain-set {rec.get('pretrain_set', {})}, "
             f"not {pre_set}: use a fresh --out"
         )
+    differ = {k: (v, getattr(sizes, k)) for k, v in rec.get("sizes", {}).items()
+              if k != "workers" and v != getattr(sizes, k)}  # fmt: skip
+    if differ:
+        sys.exit(f"{seed_dir / 'result.json'} was made with other sizes (there, here): {differ}; use a fresh --out")  # fmt: skip
 
 
 def _metrics(res) -> dict[str, Any]:
@@ -190,7 +195,7 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
     for one seed; each part recorded in ``out/result.json`` as soon as it finishes (and skipped when
     already there)."""
     path = out / "result.json"
-    _check_pretrain_set(out, pre_set)
+    _check_record(out, pre_set, sizes)
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
     rec["pretrain_set"] = pre_set
     macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions)
@@ -505,6 +510,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: default)")
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
+    ap.add_argument("--macro-subjects", type=int, default=DemoSizes.macro_subjects,
+                    help="subjects of each seed's synthetic macro set (8 clips each)")  # fmt: skip
     for kind in ("macro", "micro"):
         ap.add_argument(f"--{kind}-align", choices=typing.get_args(AlignConfig.model_fields["mode"].annotation),
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
@@ -515,7 +522,8 @@ def main() -> None:
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs, workers=1)
+    sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
+                      macro_subjects=args.macro_subjects, workers=1)  # fmt: skip
     try:  # a bad key or value stops here, not in every task after its data are built
         pre_set = parse_set(args.pretrain_set)
         config_from_dict("pretrain", overrides=pre_set)
@@ -540,10 +548,11 @@ def main() -> None:
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
+                "--macro-subjects", str(args.macro_subjects),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
                 *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else [])]  # fmt: skip
-        for s in args.seeds:
-            _check_pretrain_set(args.out / f"seed{s}", pre_set)  # before any task, δ and budget runs included
+        for s in args.seeds:  # before any task, δ and budget runs included
+            _check_record(args.out / f"seed{s}", pre_set, sizes)
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip

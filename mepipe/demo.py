@@ -161,9 +161,11 @@ def finetune_run(
     *,
     threads: int = 0,
     resume: bool = False,
+    overrides: dict[str, object] | None = None,
 ):
     """LOSO fine-tuning of ``variant`` (a :data:`VARIANTS` key) on ``micro`` into ``run_dir``; ``init`` is
-    the MA2MI checkpoint (ignored for the variants in :data:`FROM_SCRATCH`). Returns the LOSO result."""
+    the MA2MI checkpoint (ignored for the variants in :data:`FROM_SCRATCH`). ``overrides``: further
+    dotted-key settings of the fine-tuning config, applied last. Returns the LOSO result."""
     from mepipe.train import config_from_dict, finetune_loso
 
     over = {
@@ -177,6 +179,7 @@ def finetune_run(
         "run.resume" if resume else "run.force": True,
         "init": "" if variant in FROM_SCRATCH else str(init),
         **VARIANTS[variant],
+        **(overrides or {}),
     }
     return finetune_loso(config_from_dict("finetune", overrides=over))
 

@@ -112,3 +112,39 @@ def test_evaluation_runs_once_per_fold(build: Path) -> None:
     assert len(preds.rows) == 3
     with pytest.raises(PeekingError):
         evaluate_held_out(fitted.model, plan.test, **kw)
+
+
+@pytest.mark.parametrize("parts", ["transferred", "early"])
+def test_freeze_parts_hold_the_pre_trained_weights_for_freeze_epochs(build: Path, parts: str) -> None:
+    import torch
+
+    from mepipe.train.models import build_model
+
+    clips, _ = _clips(build)
+    plan = plan_folds(clips)[0]
+    torch.manual_seed(123)  # "pre-trained" weights that differ from the fold's own initialisation
+    donor = build_model(tiny_config("finetune", build, "unused").model, 5)
+    init = {k: v.clone() for k, v in donor.state_dict().items() if k.startswith(("act.", "pos."))}
+
+    def unchanged(epochs: int) -> tuple[set[str], set[str], set[str]]:
+        cfg = tiny_config(
+            "finetune",
+            build,
+            "unused",
+            optim__epochs=epochs,
+            optim__freeze_epochs=1,
+            optim__freeze_parts=parts,
+        )
+        model = fit_fold(cfg, plan, num_classes=5, size=32, init_state=init).model
+        params = dict(model.named_parameters())
+        early = {n for n, p in params.items() if any(p is q for q in model.early_parameters())}
+        same = {k for k in init if k in params and torch.equal(params[k].detach(), init[k])}
+        return same, early, {k for k in init if k in params}
+
+    same, early, transferred = unchanged(1)
+    if parts == "transferred":
+        assert same == transferred  # no pre-trained weight moved while frozen: only the new ones trained
+    else:
+        assert early <= same and same < transferred  # only the early ones held
+    same, _, _ = unchanged(2)
+    assert not same  # unfrozen after the first epoch: every pre-trained weight trains

@@ -79,6 +79,15 @@ def test_a_seed_made_with_other_pretraining_settings_is_not_mixed_in(tmp_path):
         tx.seed_task(tmp_path, 0, tx.DemoSizes(), ["ma2mi"], 1, {}, "varied", {"ma2mi.pixel_goal": "change"})
 
 
+def test_a_seed_made_with_another_macro_set_size_is_not_mixed_in(tmp_path):
+    small = tx.DemoSizes(workers=1)
+    rec = {"seconds": {}, "results": {}, "pretrain_set": {}, "sizes": small.__dict__}
+    (tmp_path / "result.json").write_text(json.dumps(rec))
+    with pytest.raises(SystemExit, match=r"other sizes.*'macro_subjects': \(6, 12\).*use a fresh --out"):
+        tx.seed_task(tmp_path, 0, tx.DemoSizes(macro_subjects=12), ["ma2mi"], 1, {}, "varied", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
 def test_a_bad_pretrain_setting_stops_before_any_task(tmp_path):
     import subprocess
 

@@ -97,6 +97,8 @@ class Classification(Objective):
 
     def frozen(self, model: nn.Module, epoch: int) -> list[nn.Parameter] | None:
         if self.pretrained and epoch < self.loop.optim.freeze_epochs:
+            if self.loop.optim.freeze_parts == "transferred":
+                return self.transferred(model)
             return model.early_parameters()  # type: ignore[operator]
         return None
 

@@ -270,7 +270,13 @@ class OptimConfig(Strict):
     freeze_epochs: int = Field(
         default=0,
         ge=0,
-        description="with `init`: keep the pre-trained stem and first stage frozen this many epochs",
+        description="with `init`: keep `freeze_parts` of the pre-trained weights frozen this many epochs",
+    )
+    freeze_parts: Literal["early", "transferred"] = Field(
+        default="early",
+        description="what `freeze_epochs` freezes: `early` (the stem, first action stage and patch "
+        "embedding) or `transferred` (every pre-trained weight: the head and the new parameters train "
+        "alone first, linear-probe-then-fine-tune)",
     )
     bn_recalibrate: bool = Field(
         default=True,
