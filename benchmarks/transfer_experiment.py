@@ -34,14 +34,16 @@ and learning-curve tables; time per seed; ``OUT/summary.json``, ``OUT/transfer.p
 Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out runs/transfer]
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
-       [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...] [--summary-only]
+       [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...]
+       [--macro-subjects 6] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
 pre-training help?" for what that does to the comparison). ``--pretrain-set`` changes the pre-training
 config of every MA2MI run (``ma2mi.pixel_goal=change data.delta=1:8``); it is recorded in each seed's
-``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. Use a
-fresh ``--out`` for each setting.
+``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. So is
+one made with other sizes: ``--macro-subjects`` (the macro set's subjects, 8 clips each; the demo's 6),
+``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
 """
 
 from __future__ import annotations
