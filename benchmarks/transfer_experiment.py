@@ -64,7 +64,15 @@ from typing import Any
 from baselines import sign_flip_p
 
 from mepipe.config import AlignConfig
-from mepipe.demo import FROM_SCRATCH, VARIANTS, DemoSizes, finetune_run, prepare_data, pretrain_run
+from mepipe.demo import (
+    FROM_SCRATCH,
+    VARIANTS,
+    DemoSizes,
+    finetune_run,
+    prepare_data,
+    pretrain_run,
+    pretrain_settings,
+)
 from mepipe.errors import ConfigError
 from mepipe.schema import parse_range, parse_set
 from mepipe.synth.expressions import EXPRESSION_SETS
@@ -526,9 +534,11 @@ def main() -> None:
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
                       macro_subjects=args.macro_subjects, workers=1)  # fmt: skip
-    try:  # a bad key or value stops here, not in every task after its data are built
+    try:  # a bad key or value (or one the experiment sets itself) stops here, not in every task
         pre_set = parse_set(args.pretrain_set)
-        config_from_dict("pretrain", overrides=pre_set)
+        delta = args.deltas[0] if args.deltas else None  # the δ sweep's runs set data.delta themselves
+        config_from_dict("pretrain", overrides=pretrain_settings(
+            args.out, args.out, 0, sizes, delta=delta, resume=True, overrides=pre_set))  # fmt: skip
     except ConfigError as exc:
         ap.error(f"--pretrain-set: {exc}")
     align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}

@@ -105,6 +105,49 @@ def prepare_data(
     return builds["macro"], builds["micro"]
 
 
+def _with_overrides(
+    own: dict[str, object], overrides: dict[str, object] | None, what: str
+) -> dict[str, object]:
+    """``own`` (the settings a run function derives from its arguments) plus the caller's dotted-key
+    ``overrides``; an override of one of ``own``'s keys is refused, not applied silently (a δ-sweep run
+    given ``data.delta`` would otherwise train at that δ and be reported under its own)."""
+    clash = sorted(set(own) & set(overrides or {}))
+    if clash:
+        raise ConfigError(
+            f"{what}: {', '.join(clash)} {'is' if len(clash) == 1 else 'are'} set by the run's own "
+            "arguments (data, output, seed, epochs, threads, δ, variant); pass them there, not as overrides"
+        )
+    return {**own, **(overrides or {})}
+
+
+def pretrain_settings(
+    run_dir: Path,
+    macro: Path,
+    seed: int,
+    sizes: DemoSizes,
+    *,
+    delta: tuple[int, int] | None = None,
+    threads: int = 0,
+    resume: bool = False,
+    overrides: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """The dotted-key pre-training settings of :func:`pretrain_run` (same arguments); raises
+    :class:`ConfigError` for an override of a key the arguments set. Lets a caller check its overrides
+    before any data are made."""
+    over: dict[str, object] = {
+        "data.shards": str(macro),
+        "run.out": str(run_dir),
+        "run.seed": seed,
+        "optim.epochs": sizes.pretrain_epochs,
+        "run.device": "cpu",
+        "run.cpu_threads": threads,
+        "run.resume" if resume else "run.force": True,
+    }
+    if delta is not None:
+        over["data.delta"] = list(delta)
+    return _with_overrides(over, overrides, "MA2MI pre-training")
+
+
 def pretrain_run(
     run_dir: Path,
     macro: Path,
@@ -124,22 +167,13 @@ def pretrain_run(
         threads: torch CPU threads (0: torch's default).
         resume: continue an interrupted run in ``run_dir`` (else an existing run is replaced).
         overrides: further dotted-key settings of the pre-training config (``{"ma2mi.pixel_goal":
-            "change"}``), applied last.
+            "change"}``); one that the arguments already set raises :class:`ConfigError`.
     """
     from mepipe.train import config_from_dict, pretrain
 
-    over: dict[str, object] = {
-        "data.shards": str(macro),
-        "run.out": str(run_dir),
-        "run.seed": seed,
-        "optim.epochs": sizes.pretrain_epochs,
-        "run.device": "cpu",
-        "run.cpu_threads": threads,
-        "run.resume" if resume else "run.force": True,
-    }
-    if delta is not None:
-        over["data.delta"] = list(delta)
-    over.update(overrides or {})
+    over = pretrain_settings(
+        run_dir, macro, seed, sizes, delta=delta, threads=threads, resume=resume, overrides=overrides
+    )
     every = max(sizes.pretrain_epochs // 5, 1)  # a few progress lines, not one per epoch
 
     def epoch_line(rec: dict) -> None:
@@ -165,7 +199,8 @@ def finetune_run(
 ):
     """LOSO fine-tuning of ``variant`` (a :data:`VARIANTS` key) on ``micro`` into ``run_dir``; ``init`` is
     the MA2MI checkpoint (ignored for the variants in :data:`FROM_SCRATCH`). ``overrides``: further
-    dotted-key settings of the fine-tuning config, applied last. Returns the LOSO result."""
+    dotted-key settings of the fine-tuning config (one that the arguments or the variant already set
+    raises :class:`ConfigError`). Returns the LOSO result."""
     from mepipe.train import config_from_dict, finetune_loso
 
     over = {
@@ -179,9 +214,10 @@ def finetune_run(
         "run.resume" if resume else "run.force": True,
         "init": "" if variant in FROM_SCRATCH else str(init),
         **VARIANTS[variant],
-        **(overrides or {}),
     }
-    return finetune_loso(config_from_dict("finetune", overrides=over))
+    return finetune_loso(
+        config_from_dict("finetune", overrides=_with_overrides(over, overrides, f"fine-tuning {variant}"))
+    )
 
 
 def run_models(

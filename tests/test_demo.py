@@ -38,3 +38,23 @@ def test_demo_runs_every_stage_and_writes_results(tmp_path):
 def test_demo_cli_refuses_bad_workers():
     res = CliRunner().invoke(app, ["demo", "--workers", "0"])
     assert res.exit_code != 0 and "workers" in res.output
+
+
+def test_run_overrides_cannot_silently_replace_what_the_arguments_set(tmp_path):
+    """An override of a key the run's own arguments (or the variant) set is refused with the key named,
+    before anything is trained; other keys pass through."""
+    import pytest
+
+    from mepipe.demo import finetune_run, pretrain_settings
+    from mepipe.errors import ConfigError
+
+    sizes = DemoSizes()
+    with pytest.raises(ConfigError, match=r"data\.delta is set by the run's own arguments"):
+        pretrain_settings(tmp_path, tmp_path, 0, sizes, delta=(1, 2), overrides={"data.delta": [1, 8]})
+    with pytest.raises(ConfigError, match=r"optim\.epochs, run\.seed are set"):
+        pretrain_settings(tmp_path, tmp_path, 0, sizes, overrides={"run.seed": 3, "optim.epochs": 2})
+    over = pretrain_settings(tmp_path, tmp_path, 7, sizes, overrides={"data.delta": [1, 8]})
+    assert over["data.delta"] == [1, 8] and over["run.seed"] == 7
+    with pytest.raises(ConfigError, match=r"fine-tuning no-position: model\.name is set"):
+        finetune_run(tmp_path / "run", tmp_path, 0, sizes, "no-position", overrides={"model.name": "miacnet"})
+    assert not (tmp_path / "run").exists()

@@ -121,3 +121,22 @@ def test_learning_curve_joins_scratch_the_main_run_and_the_budget_runs(tmp_path)
     assert rows["3"]["final_loss"] == pytest.approx(1 / 3)
     tx.plots(argparse.Namespace(out=tmp_path), summary)
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+
+
+def test_a_pretrain_setting_the_experiment_sets_itself_is_refused(tmp_path):
+    """``data.delta`` with a δ sweep (each sweep run sets its own δ) or ``optim.epochs`` (use
+    --pretrain-epochs) would silently change what the tables report: refused before any task."""
+    import subprocess
+
+    for extra in (
+        ["--deltas", "1:2", "--pretrain-set", "data.delta=1:8"],
+        ["--pretrain-set", "optim.epochs=3"],
+    ):
+        run = subprocess.run(
+            [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0",
+             *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        key = extra[-1].split("=")[0]
+        assert run.returncode == 2 and f"{key} is set by the run's own arguments" in run.stderr, run.stderr
+        assert not (tmp_path / "x").exists()
