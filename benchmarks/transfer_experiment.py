@@ -35,7 +35,7 @@ Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
        [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...]
-       [--macro-subjects 6] [--summary-only]
+       [--macro-subjects 6] [--finetune-repeats 1] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
@@ -44,6 +44,12 @@ config of every MA2MI run (``ma2mi.pixel_goal=change data.delta=1:8``); it is re
 ``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. So is
 one made with other sizes: ``--macro-subjects`` (the macro set's subjects, 8 clips each; the demo's 6),
 ``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
+
+``--finetune-repeats K`` fine-tunes every variant K times per seed on the same data and checkpoint,
+with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs/{variant}-ft{r}``), and
+the per-seed table and the paired tests use each seed's mean over the K: the fine-tuning noise of a
+paired difference shrinks by sqrt(K), the data's and pre-training's does not. Raising K on a finished
+``--out`` adds only the missing repeats. The δ and learning-curve tables stay one fine-tuning each.
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ from mepipe.synth.expressions import EXPRESSION_SETS
 from mepipe.train import config_from_dict
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
+FINETUNE_SEED_STEP = 1000  # fine-tuning repeat r of seed N runs with run.seed N + 1000 r
 DEFAULT_DELTA = (1, 4)
 # two-sided 95 % Student t quantiles t_{0.975, df}, df = 1..30 (standard tables)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -200,10 +207,11 @@ def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any],
 
 
 def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str],
-              expressions: str, pre_set: dict[str, Any]) -> None:  # fmt: skip
+              expressions: str, pre_set: dict[str, Any], repeats: int = 1) -> None:  # fmt: skip
     """Data, MA2MI pre-training (the default δ, or what ``pre_set`` sets) and every variant's LOSO run
-    for one seed; each part recorded in ``out/result.json`` as soon as it finishes (and skipped when
-    already there)."""
+    for one seed, ``repeats`` times with fine-tuning seeds ``seed + 1000 r`` (``runs/{v}`` for r = 0,
+    ``runs/{v}-ft{r}`` after it; same data, same pre-trained checkpoint); each part recorded in
+    ``out/result.json`` as soon as it finishes (and skipped when already there)."""
     path = out / "result.json"
     _check_record(out, pre_set, sizes)
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
@@ -218,18 +226,33 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
         rec["seconds"]["pretrain"] = time.perf_counter() - t
         rec["pretrain_history"] = [{k: h[k] for k in ("epoch", "loss", "pairs", "pairs_per_s")} for h in hist]
         _write_json(path, rec)
-    for v in variants:
-        if v in rec["results"]:
+    for r, v in itertools.product(range(repeats), variants):  # every variant once before any repeat
+        key = _repeat_key(v, r)
+        done = rec["results"] if r == 0 else rec.setdefault("repeats", {}).setdefault(v, {})
+        if (v if r == 0 else str(r)) in done:
             continue
         t = time.perf_counter()
-        res = finetune_run(out / "runs" / v, micro, seed, sizes, v, ckpt, threads=threads, resume=True)
-        rec["results"][v] = _metrics(res)
-        rec["seconds"][v] = time.perf_counter() - t
+        res = finetune_run(out / "runs" / key, micro, seed + FINETUNE_SEED_STEP * r, sizes, v, ckpt,
+                           threads=threads, resume=True)  # fmt: skip
+        done[v if r == 0 else str(r)] = _metrics(res)
+        rec["seconds"][key] = time.perf_counter() - t
         _write_json(path, rec)
         print(
-            f"  seed {seed} {v:<13} UF1 {res.uf1:.3f} UAR {res.uar:.3f} ({rec['seconds'][v]:.0f} s)",
+            f"  seed {seed} {key:<17} UF1 {res.uf1:.3f} UAR {res.uar:.3f} ({rec['seconds'][key]:.0f} s)",
             flush=True,
         )
+
+
+def _repeat_key(variant: str, r: int) -> str:
+    """Run folder and ``seconds`` key of fine-tuning repeat ``r`` of ``variant`` (r = 0: the variant)."""
+    return variant if r == 0 else f"{variant}-ft{r}"
+
+
+def _repeat_results(rec: dict[str, Any], variant: str, repeats: int) -> list[dict[str, Any]] | None:
+    """The ``repeats`` LOSO results of ``variant`` in a seed's record, or ``None`` if one is missing."""
+    runs = [rec.get("results", {}).get(variant)]
+    runs += [rec.get("repeats", {}).get(variant, {}).get(str(r)) for r in range(1, repeats)]
+    return None if any(x is None for x in runs) else runs
 
 
 def _pretrain_and_transfer(out: Path, seed: int, tag: str, sizes: DemoSizes, delta: tuple[int, int] | None,
@@ -302,14 +325,21 @@ def run_tasks(tasks: list[list[str]], jobs: int, base: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- summary
-def _seed_seconds(rec: dict[str, Any], variants: list[str]) -> float:
-    """Seconds of one seed's data, pre-training and the given variants (not other runs recorded there)."""
-    return sum(rec["seconds"].get(k, 0.0) for k in ("data", "pretrain", *variants))
+def _seed_seconds(rec: dict[str, Any], variants: list[str], repeats: int = 1) -> float:
+    """Seconds of one seed's data, pre-training and the given variants' ``repeats`` fine-tuning runs (not
+    other runs recorded there)."""
+    keys = ["data", "pretrain", *(_repeat_key(v, r) for r in range(repeats) for v in variants)]
+    return sum(rec["seconds"].get(k, 0.0) for k in keys)
 
 
 def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
-    seeds = [s for s in args.seeds if all(v in _read_json(args.out / f"seed{s}" / "result.json").get("results", {}) for v in args.variants)]  # fmt: skip
-    recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in seeds}
+    """Per-seed table and paired differences; with ``args.finetune_repeats`` K > 1 a seed's value of a
+    variant is the mean over its K fine-tuning seeds (the data and the pre-training stay one per seed)."""
+    k = args.finetune_repeats
+    all_recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in args.seeds}
+    runs = {s: {v: _repeat_results(r, v, k) for v in args.variants} for s, r in all_recs.items()}
+    seeds = [s for s in args.seeds if all(x is not None for x in runs[s].values())]
+    recs = {s: all_recs[s] for s in seeds}
     missing = sorted(set(args.seeds) - set(seeds))
     pre_set = parse_set(args.pretrain_set)
     delta = pre_set.get("data.delta", "{}:{}".format(*DEFAULT_DELTA))
@@ -319,26 +349,35 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
         f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
         f"δ {delta}"
         + (f", --pretrain-set {pre_set}" if pre_set else "")
-        + f"; fine-tuning {sizes.finetune_epochs} epochs; seeds {seeds}"
+        + f"; fine-tuning {sizes.finetune_epochs} epochs"
+        + (f", UF1 = mean of {k} fine-tuning seeds (run.seed + {FINETUNE_SEED_STEP} r)" if k > 1 else "")
+        + f"; seeds {seeds}"
         + (f" (not finished: {missing})" if missing else "")
     )
-    summary: dict[str, Any] = {"seeds": seeds, "sizes": sizes.__dict__, "pretrain_set": pre_set, "variants": {},
-                               "paired": {}}  # fmt: skip
+    summary: dict[str, Any] = {"seeds": seeds, "sizes": sizes.__dict__, "pretrain_set": pre_set,
+                               "finetune_repeats": k, "variants": {}, "paired": {}}  # fmt: skip
     if not seeds:
         return summary
     w = max(14, *(len(v) + 2 for v in args.variants))  # column width
+    each = {v: [[x["uf1"] for x in runs[s][v]] for s in seeds] for v in args.variants}
+    uf1 = {v: [statistics.mean(x) for x in each[v]] for v in args.variants}
     print(f"{'seed':<6}" + "".join(f"{v:>{w}}" for v in args.variants) + f"{'s/seed':>9}")
-    for s in seeds:
-        print(f"{s:<6}" + "".join(f"{recs[s]['results'][v]['uf1']:>{w}.3f}" for v in args.variants)
-              + f"{_seed_seconds(recs[s], args.variants):>9.0f}")  # fmt: skip
-    uf1 = {v: [recs[s]["results"][v]["uf1"] for s in seeds] for v in args.variants}
+    for i, s in enumerate(seeds):
+        print(f"{s:<6}" + "".join(f"{uf1[v][i]:>{w}.3f}" for v in args.variants)
+              + f"{_seed_seconds(recs[s], args.variants, k):>9.0f}")  # fmt: skip
     for v in args.variants:
         m, lo, hi = t_interval(uf1[v])
-        uar = [recs[s]["results"][v]["uar"] for s in seeds]
+        uar = [statistics.mean(x["uar"] for x in runs[s][v]) for s in seeds]
         summary["variants"][v] = {"uf1": uf1[v], "uar": uar, "uf1_mean": m, "uf1_ci95": [lo, hi],
                                   "seconds_mean": statistics.mean(recs[s]["seconds"][v] for s in seeds)}  # fmt: skip
+        if k > 1:
+            sd = statistics.mean(statistics.stdev(x) for x in each[v])
+            summary["variants"][v].update(uf1_each_repeat=each[v], finetune_sd=sd)
     print(f"{'mean':<6}" + "".join(f"{summary['variants'][v]['uf1_mean']:>{w}.3f}" for v in args.variants))
-    per_seed = [_seed_seconds(recs[s], args.variants) for s in seeds]
+    if k > 1:  # the spread a single fine-tuning seed adds, which the mean of k divides by sqrt(k)
+        print(f"{'ft sd':<6}" + "".join(f"{summary['variants'][v]['finetune_sd']:>{w}.3f}" for v in args.variants)
+              + "   (sd over the fine-tuning seeds within a seed, mean over seeds)")  # fmt: skip
+    per_seed = [_seed_seconds(recs[s], args.variants, k) for s in seeds]
     summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
                                    "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", *args.variants)}}  # fmt: skip
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_seed"]["parts"].items())
@@ -529,6 +568,8 @@ def main() -> None:
                     help="the generator's expression set for both synthetic sets")  # fmt: skip
     ap.add_argument("--pretrain-set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="pre-training config settings for every MA2MI run (e.g. ma2mi.pixel_goal=change)")  # fmt: skip
+    ap.add_argument("--finetune-repeats", type=int, default=1, metavar="K",
+                    help="fine-tune every variant K times per seed (run.seed + 1000 r) and pair the means")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -541,6 +582,8 @@ def main() -> None:
             args.out, args.out, 0, sizes, delta=delta, resume=True, overrides=pre_set))  # fmt: skip
     except ConfigError as exc:
         ap.error(f"--pretrain-set: {exc}")
+    if args.finetune_repeats < 1:
+        ap.error(f"--finetune-repeats must be at least 1, got {args.finetune_repeats}")
     align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}
     if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
         ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
@@ -551,7 +594,8 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
-            seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions, pre_set)
+            seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions, pre_set,
+                      args.finetune_repeats)  # fmt: skip
         elif kind == "budget":
             budget_task(out, seed, int(args.task[2]), sizes, args.threads, pre_set)
         else:
@@ -560,7 +604,7 @@ def main() -> None:
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
-                "--macro-subjects", str(args.macro_subjects),
+                "--macro-subjects", str(args.macro_subjects), "--finetune-repeats", str(args.finetune_repeats),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
                 *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else [])]  # fmt: skip
         for s in args.seeds:  # before any task, δ and budget runs included

@@ -54,7 +54,12 @@ def test_summary_pairs_each_seed_and_skips_unfinished_ones(tmp_path):
     (tmp_path / "seed3").mkdir()  # started, nothing finished
     (tmp_path / "seed3" / "result.json").write_text(json.dumps({"seconds": {"data": 1.0}, "results": {}}))
     args = argparse.Namespace(
-        seeds=[0, 1, 2, 3], out=tmp_path, variants=variants, threads=1, pretrain_set=["ma2mi.pixel_size=56"]
+        seeds=[0, 1, 2, 3],
+        out=tmp_path,
+        variants=variants,
+        threads=1,
+        pretrain_set=["ma2mi.pixel_size=56"],
+        finetune_repeats=1,
     )
     summary = tx.summarise(args, tx.DemoSizes())
     assert summary["seeds"] == [0, 1, 2] and summary["pretrain_set"] == {"ma2mi.pixel_size": 56}
@@ -140,3 +145,67 @@ def test_a_pretrain_setting_the_experiment_sets_itself_is_refused(tmp_path):
         key = extra[-1].split("=")[0]
         assert run.returncode == 2 and f"{key} is set by the run's own arguments" in run.stderr, run.stderr
         assert not (tmp_path / "x").exists()
+
+
+def _metrics(uf1: float) -> dict:
+    return {"uf1": uf1, "uar": uf1, "acc": uf1, "n": 4, "correct": {}}
+
+
+def test_finetune_repeats_run_with_their_own_seeds_and_resume(tmp_path, monkeypatch):
+    """``--finetune-repeats 3``: every variant once, then the repeats, with run.seed N + 1000 r in
+    ``runs/{v}-ft{r}``; a rerun with more repeats trains only the missing ones."""
+    calls = []
+
+    def fake_finetune(run_dir, micro, seed, sizes, variant, init, **kw):  # the LOSO run is tested elsewhere
+        calls.append((run_dir.name, seed, variant))
+        return argparse.Namespace(uf1=seed / 10_000, uar=0.5, acc=0.5, predictions=[])
+
+    monkeypatch.setattr(tx, "finetune_run", fake_finetune)
+    monkeypatch.setattr(tx, "_ensure_data", lambda out, *a: (out / "macro-shards", out / "micro-shards"))
+    sizes = tx.DemoSizes(workers=1)
+    tx.seed_task(tmp_path, 7, sizes, ["scratch", "no-position-scratch"], 1, {}, "varied", {}, repeats=2)
+    assert calls == [("scratch", 7, "scratch"), ("no-position-scratch", 7, "no-position-scratch"),
+                     ("scratch-ft1", 1007, "scratch"), ("no-position-scratch-ft1", 1007, "no-position-scratch")]  # fmt: skip
+    calls.clear()
+    tx.seed_task(tmp_path, 7, sizes, ["scratch", "no-position-scratch"], 1, {}, "varied", {}, repeats=3)
+    assert calls == [
+        ("scratch-ft2", 2007, "scratch"),
+        ("no-position-scratch-ft2", 2007, "no-position-scratch"),
+    ]
+    rec = json.loads((tmp_path / "result.json").read_text())
+    assert rec["results"]["scratch"]["uf1"] == pytest.approx(0.0007)
+    assert {r: m["uf1"] for r, m in rec["repeats"]["scratch"].items()} == pytest.approx(
+        {"1": 0.1007, "2": 0.2007}
+    )
+    assert set(rec["seconds"]) >= {"scratch", "scratch-ft1", "scratch-ft2", "no-position-scratch-ft2"}
+
+
+def test_summary_with_repeats_pairs_the_per_seed_means(tmp_path):
+    """With K repeats a seed's UF1 is the mean of its K fine-tuning runs; a seed missing one repeat is
+    left out; the within-seed spread is reported."""
+    per_seed = {0: ((0.5, 0.7), (0.6, 0.9)), 1: ((0.6, 0.6), (0.7, 0.7)), 2: ((0.4, 0.6), (0.5, 0.8))}
+    for seed, ((s0, s1), (m0, m1)) in per_seed.items():
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        rec = {"seed": seed, "seconds": {"data": 1.0, "pretrain": 2.0, "scratch": 3.0, "ma2mi": 3.0,
+                                          "scratch-ft1": 3.0, "ma2mi-ft1": 3.0},
+               "results": {"scratch": _metrics(s0), "ma2mi": _metrics(m0)},
+               "repeats": {"scratch": {"1": _metrics(s1)}, "ma2mi": {"1": _metrics(m1)}}}  # fmt: skip
+        if seed == 2:
+            del rec["repeats"]["ma2mi"]  # repeat 1 of ma2mi not finished
+        (d / "result.json").write_text(json.dumps(rec))
+    args = argparse.Namespace(
+        seeds=[0, 1, 2], out=tmp_path, variants=["scratch", "ma2mi"], threads=1, pretrain_set=[],
+        finetune_repeats=2,
+    )  # fmt: skip
+    summary = tx.summarise(args, tx.DemoSizes())
+    assert summary["seeds"] == [0, 1] and summary["finetune_repeats"] == 2
+    assert summary["variants"]["scratch"]["uf1"] == pytest.approx([0.6, 0.6])
+    assert summary["paired"]["ma2mi - scratch"]["diffs"] == pytest.approx([0.15, 0.1])
+    # sd over the two runs: seed 0 scratch 0.1414, seed 1 0 -> mean 0.0707
+    assert summary["variants"]["scratch"]["finetune_sd"] == pytest.approx(math.sqrt(0.02) / 2)
+    assert summary["seconds_per_seed"]["each"] == [15.0, 15.0]
+    args.finetune_repeats = 1  # the same records read as single runs: every seed, repeat 0 only
+    assert tx.summarise(args, tx.DemoSizes())["paired"]["ma2mi - scratch"]["diffs"] == pytest.approx(
+        [0.1, 0.1, 0.1]
+    )
