@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mepipe import resources
 from mepipe.build import build_dataset
@@ -131,9 +132,17 @@ def pretrain_settings(
     resume: bool = False,
     overrides: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The dotted-key pre-training settings of :func:`pretrain_run` (same arguments); raises
-    :class:`ConfigError` for an override of a key the arguments set. Lets a caller check its overrides
-    before any data are made."""
+    """The dotted-key settings of an MA2MI pre-training on ``macro`` into ``run_dir``
+    (``sizes.pretrain_epochs`` epochs, the bundled defaults otherwise). :func:`pretrain_run` trains with
+    them; a caller can check its overrides with it before any data are made.
+
+    Args:
+        delta: another δ range.
+        threads: torch CPU threads (0: torch's default).
+        resume: continue an interrupted run in ``run_dir`` (else an existing run is replaced).
+        overrides: further dotted-key settings of the pre-training config (``{"ma2mi.pixel_goal":
+            "change"}``); one that the arguments already set raises :class:`ConfigError`.
+    """
     over: dict[str, object] = {
         "data.shards": str(macro),
         "run.out": str(run_dir),
@@ -154,26 +163,14 @@ def pretrain_run(
     seed: int,
     sizes: DemoSizes,
     *,
-    delta: tuple[int, int] | None = None,
-    threads: int = 0,
-    resume: bool = False,
-    overrides: dict[str, object] | None = None,
     log: Callable[[str], None] = print,
+    **settings: Any,
 ) -> tuple[Path, list[dict]]:
-    """MA2MI pre-training on ``macro`` into ``run_dir`` (``sizes.pretrain_epochs`` epochs, the bundled
-    defaults otherwise; ``delta``: another δ range). Returns ``(checkpoint, history)``.
-
-    Args:
-        threads: torch CPU threads (0: torch's default).
-        resume: continue an interrupted run in ``run_dir`` (else an existing run is replaced).
-        overrides: further dotted-key settings of the pre-training config (``{"ma2mi.pixel_goal":
-            "change"}``); one that the arguments already set raises :class:`ConfigError`.
-    """
+    """MA2MI pre-training with :func:`pretrain_settings` (``settings``: its keyword arguments ``delta``,
+    ``threads``, ``resume``, ``overrides``). Returns ``(checkpoint, history)``."""
     from mepipe.train import config_from_dict, pretrain
 
-    over = pretrain_settings(
-        run_dir, macro, seed, sizes, delta=delta, threads=threads, resume=resume, overrides=overrides
-    )
+    over = pretrain_settings(run_dir, macro, seed, sizes, **settings)
     every = max(sizes.pretrain_epochs // 5, 1)  # a few progress lines, not one per epoch
 
     def epoch_line(rec: dict) -> None:
