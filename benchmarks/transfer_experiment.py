@@ -35,7 +35,7 @@ Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
        [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...]
-       [--macro-subjects 6] [--finetune-repeats 1] [--summary-only]
+       [--macro-subjects 6] [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
@@ -50,6 +50,9 @@ with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs
 the per-seed table and the paired tests use each seed's mean over the K: the fine-tuning noise of a
 paired difference shrinks by sqrt(K), the data's and pre-training's does not. Raising K on a finished
 ``--out`` adds only the missing repeats. The δ and learning-curve tables stay one fine-tuning each.
+``--finetune-budgets E ...`` fine-tunes every variant once more per seed for E epochs (its own schedule,
+``runs/{variant}-ft-e{E}``): the fine-tuning learning curve, each budget paired against scratch at the
+same budget (the main budget is the main run).
 """
 
 from __future__ import annotations
@@ -207,11 +210,13 @@ def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any],
 
 
 def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str],
-              expressions: str, pre_set: dict[str, Any], repeats: int = 1) -> None:  # fmt: skip
+              expressions: str, pre_set: dict[str, Any], repeats: int = 1,
+              finetune_budgets: tuple[int, ...] = ()) -> None:  # fmt: skip
     """Data, MA2MI pre-training (the default δ, or what ``pre_set`` sets) and every variant's LOSO run
     for one seed, ``repeats`` times with fine-tuning seeds ``seed + 1000 r`` (``runs/{v}`` for r = 0,
-    ``runs/{v}-ft{r}`` after it; same data, same pre-trained checkpoint); each part recorded in
-    ``out/result.json`` as soon as it finishes (and skipped when already there)."""
+    ``runs/{v}-ft{r}`` after it; same data, same pre-trained checkpoint), then once more at each of
+    ``finetune_budgets`` epochs (``runs/{v}-ft-e{E}``); each part recorded in ``out/result.json`` as soon
+    as it finishes (and skipped when already there)."""
     path = out / "result.json"
     _check_record(out, pre_set, sizes)
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
@@ -226,15 +231,22 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
         rec["seconds"]["pretrain"] = time.perf_counter() - t
         rec["pretrain_history"] = [{k: h[k] for k in ("epoch", "loss", "pairs", "pairs_per_s")} for h in hist]
         _write_json(path, rec)
-    for r, v in itertools.product(range(repeats), variants):  # every variant once before any repeat
-        key = _repeat_key(v, r)
-        done = rec["results"] if r == 0 else rec.setdefault("repeats", {}).setdefault(v, {})
-        if (v if r == 0 else str(r)) in done:
+    runs = [(v, r, sizes.finetune_epochs) for r in range(repeats) for v in variants]  # each once first
+    runs += [(v, 0, e) for e in finetune_budgets for v in variants]
+    for v, r, epochs in runs:
+        key = _repeat_key(v, r) if epochs == sizes.finetune_epochs else f"{v}-ft-e{epochs}"
+        if epochs != sizes.finetune_epochs:
+            done, name = rec.setdefault("finetune_budgets", {}).setdefault(str(epochs), {}), v
+        else:
+            done = rec["results"] if r == 0 else rec.setdefault("repeats", {}).setdefault(v, {})
+            name = v if r == 0 else str(r)
+        if name in done:
             continue
         t = time.perf_counter()
-        res = finetune_run(out / "runs" / key, micro, seed + FINETUNE_SEED_STEP * r, sizes, v, ckpt,
+        sized = DemoSizes(**{**sizes.__dict__, "finetune_epochs": epochs})
+        res = finetune_run(out / "runs" / key, micro, seed + FINETUNE_SEED_STEP * r, sized, v, ckpt,
                            threads=threads, resume=True)  # fmt: skip
-        done[v if r == 0 else str(r)] = _metrics(res)
+        done[name] = _metrics(res)
         rec["seconds"][key] = time.perf_counter() - t
         _write_json(path, rec)
         print(
@@ -439,6 +451,39 @@ def summarise_deltas(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     summary["delta_sweep"] = out
 
 
+def summarise_finetune_budgets(args: argparse.Namespace, summary: dict[str, Any], sizes: DemoSizes) -> None:
+    """The fine-tuning learning curve: each variant's UF1 at every ``--finetune-budgets`` epoch count
+    (one fine-tuning per seed; the main budget is the main run, repeat 0), paired against scratch."""
+    if not args.finetune_budgets:
+        return
+    budgets = sorted({*args.finetune_budgets, sizes.finetune_epochs})
+    recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in args.seeds}
+
+    def at(rec: dict[str, Any], e: int) -> dict[str, Any]:
+        return (
+            rec.get("results", {})
+            if e == sizes.finetune_epochs
+            else rec.get("finetune_budgets", {}).get(str(e), {})
+        )
+
+    seeds = [s for s in args.seeds if all(v in at(recs[s], e) for e in budgets for v in args.variants)]
+    others = [v for v in args.variants if v != "scratch"] if "scratch" in args.variants else []
+    print(f"\nfine-tuning budget (UF1, one fine-tuning per seed; seeds {seeds}):")
+    print(f"{'epochs':<8}" + "".join(f"{v:>14}" for v in args.variants)
+          + "".join(f"{v + ' - scratch':>24}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}" for v in others))  # fmt: skip
+    out: dict[str, Any] = {"seeds": seeds, "rows": {}}
+    for e in budgets if seeds else []:
+        uf1 = {v: [at(recs[s], e)[v]["uf1"] for s in seeds] for v in args.variants}
+        row: dict[str, Any] = {"uf1": uf1, "paired": {v: paired(uf1[v], uf1["scratch"]) for v in others}}
+        out["rows"][str(e)] = row
+        line = f"{e:<8}" + "".join(f"{statistics.mean(uf1[v]):>14.3f}" for v in args.variants)
+        for r in row["paired"].values():
+            lo, hi = r["ci95"]
+            line += f"{r['mean']:>+24.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}{r['wilcoxon_p']:>12.3f}"
+        print(line)
+    summary["finetune_budgets"] = out
+
+
 def summarise_budgets(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     """The learning curve: ``ma2mi`` UF1 against pre-training epochs (0 = scratch) and pairs seen."""
     if not args.budgets:
@@ -570,6 +615,8 @@ def main() -> None:
                     help="pre-training config settings for every MA2MI run (e.g. ma2mi.pixel_goal=change)")  # fmt: skip
     ap.add_argument("--finetune-repeats", type=int, default=1, metavar="K",
                     help="fine-tune every variant K times per seed (run.seed + 1000 r) and pair the means")  # fmt: skip
+    ap.add_argument("--finetune-budgets", type=int, nargs="*", default=[], metavar="E",
+                    help="also fine-tune every variant for E epochs per seed (the fine-tuning learning curve)")  # fmt: skip
     ap.add_argument("--summary-only", action="store_true", help="only print/plot what is already finished")
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -582,6 +629,8 @@ def main() -> None:
             args.out, args.out, 0, sizes, delta=delta, resume=True, overrides=pre_set))  # fmt: skip
     except ConfigError as exc:
         ap.error(f"--pretrain-set: {exc}")
+    if any(e < 1 for e in args.finetune_budgets):
+        ap.error(f"--finetune-budgets must be positive epoch counts, got {args.finetune_budgets}")
     if args.finetune_repeats < 1:
         ap.error(f"--finetune-repeats must be at least 1, got {args.finetune_repeats}")
     align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}
@@ -595,7 +644,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
             seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions, pre_set,
-                      args.finetune_repeats)  # fmt: skip
+                      args.finetune_repeats, tuple(args.finetune_budgets))  # fmt: skip
         elif kind == "budget":
             budget_task(out, seed, int(args.task[2]), sizes, args.threads, pre_set)
         else:
@@ -605,6 +654,7 @@ def main() -> None:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
                 "--macro-subjects", str(args.macro_subjects), "--finetune-repeats", str(args.finetune_repeats),
+                "--finetune-budgets", *map(str, args.finetune_budgets),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
                 *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else [])]  # fmt: skip
         for s in args.seeds:  # before any task, δ and budget runs included
@@ -619,6 +669,7 @@ def main() -> None:
         print(f"all tasks: {time.perf_counter() - t0:.0f} s wall-clock with {args.jobs} job(s)")
     summary = summarise(args, sizes)
     summarise_deltas(args, summary)
+    summarise_finetune_budgets(args, summary, sizes)
     summarise_budgets(args, summary)
     args.out.mkdir(parents=True, exist_ok=True)
     _write_json(args.out / "summary.json", summary)

@@ -209,3 +209,35 @@ def test_summary_with_repeats_pairs_the_per_seed_means(tmp_path):
     assert tx.summarise(args, tx.DemoSizes())["paired"]["ma2mi - scratch"]["diffs"] == pytest.approx(
         [0.1, 0.1, 0.1]
     )
+
+
+def test_finetune_budgets_run_each_variant_at_their_epochs_and_pair_per_budget(tmp_path, monkeypatch):
+    """``--finetune-budgets 10``: every variant once more at 10 epochs in ``runs/{v}-ft-e10`` (the main
+    budget is not run again); the summary pairs each budget against scratch at the same budget."""
+    calls = []
+
+    def fake_finetune(run_dir, micro, seed, sizes, variant, init, **kw):
+        calls.append((run_dir.name, sizes.finetune_epochs))
+        uf1 = {("scratch", 10): 0.4, ("ma2mi", 10): 0.5, ("scratch", 40): 0.7, ("ma2mi", 40): 0.6}
+        return argparse.Namespace(uf1=uf1[variant, sizes.finetune_epochs] + seed / 100, uar=0.5, acc=0.5,
+                                  predictions=[])  # fmt: skip
+
+    monkeypatch.setattr(tx, "finetune_run", fake_finetune)
+    monkeypatch.setattr(tx, "_ensure_data", lambda out, *a: (out / "macro-shards", out / "micro-shards"))
+    monkeypatch.setattr(tx, "FROM_SCRATCH", ("scratch", "ma2mi"))  # no pre-training in this test
+    sizes = tx.DemoSizes(workers=1)
+    for seed in (0, 1):
+        (tmp_path / f"seed{seed}").mkdir()
+        tx.seed_task(tmp_path / f"seed{seed}", seed, sizes, ["scratch", "ma2mi"], 1, {}, "varied", {},
+                     finetune_budgets=(10, 40))  # fmt: skip
+    assert calls[:4] == [("scratch", 40), ("ma2mi", 40), ("scratch-ft-e10", 10), ("ma2mi-ft-e10", 10)]
+    assert len(calls) == 8
+    args = argparse.Namespace(
+        seeds=[0, 1], out=tmp_path, variants=["scratch", "ma2mi"], finetune_budgets=[10]
+    )
+    summary: dict = {}
+    tx.summarise_finetune_budgets(args, summary, sizes)
+    rows = summary["finetune_budgets"]["rows"]
+    assert rows["10"]["paired"]["ma2mi"]["diffs"] == pytest.approx([0.1, 0.1])
+    assert rows["40"]["paired"]["ma2mi"]["diffs"] == pytest.approx([-0.1, -0.1])
+    assert rows["10"]["uf1"]["scratch"] == pytest.approx([0.4, 0.41])
