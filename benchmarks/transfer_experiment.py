@@ -50,7 +50,10 @@ with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs
 the per-seed table and the paired tests use each seed's mean over the K: the fine-tuning noise of a
 paired difference shrinks by sqrt(K), the data's and pre-training's does not. Raising K on a finished
 ``--out`` adds only the missing repeats. The δ and learning-curve tables stay one fine-tuning each.
-``--finetune-budgets E ...`` fine-tunes every variant once more per seed for E epochs (its own schedule,
+``--macro-shards BUILD --micro-shards BUILD`` run the same comparison on existing builds (e.g. a real
+DFEW build for pre-training and a CASME II build for fine-tuning; ``casme2_5`` labels) instead of the
+seed's synthetic sets: they are linked into every seed folder and only read, so the seeds vary only
+pre-training and fine-tuning. ``--finetune-budgets E ...`` fine-tunes every variant once more per seed for E epochs (its own schedule,
 ``runs/{variant}-ft-e{E}``): the fine-tuning learning curve, each budget paired against scratch at the
 same budget (the main budget is the main run).
 """
@@ -172,11 +175,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _check_record(seed_dir: Path, pre_set: dict[str, Any], sizes: DemoSizes) -> None:
+def _check_record(
+    seed_dir: Path, pre_set: dict[str, Any], sizes: DemoSizes, shards: dict[str, str] | None = None
+) -> None:
     """Stop if ``seed_dir/result.json`` was made with other ``--pretrain-set`` values (a record without
-    any was made with the defaults) or other data and training sizes: its numbers must not be mixed
-    with these settings'."""
+    any was made with the defaults), other data and training sizes, or other ``--macro-shards`` /
+    ``--micro-shards`` (``None``: the seed's synthetic sets): its numbers must not be mixed with these
+    settings'."""
     rec = _read_json(seed_dir / "result.json")
+    if rec and rec.get("shards") != shards:
+        sys.exit(f"{seed_dir / 'result.json'} was made with shards {rec.get('shards')}, not {shards}: use a fresh --out")  # fmt: skip
     if rec and rec.get("pretrain_set", {}) != pre_set:
         sys.exit(
             f"{seed_dir / 'result.json'} was made with --pretrain-set {rec.get('pretrain_set', {})}, "
@@ -199,8 +207,18 @@ def _metrics(res) -> dict[str, Any]:
 
 
 def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any], align: dict[str, str],
-                 expressions: str) -> tuple[Path, Path]:  # fmt: skip
-    if "data" not in record.get("seconds", {}):
+                 expressions: str, shards: dict[str, str] | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """The seed's macro and micro build folders: ``OUT/seed{N}/{macro,micro}-shards``, synthesised and
+    built for the seed, or with ``shards`` links to the given builds (read only; every seed shares
+    them, so only the pre-training and fine-tuning seeds vary)."""
+    if shards:
+        for kind, target in shards.items():
+            link = out / f"{kind}-shards"
+            if not link.is_symlink():
+                link.symlink_to(target, target_is_directory=True)
+        record["shards"] = shards
+        record.setdefault("seconds", {})["data"] = 0.0
+    elif "data" not in record.get("seconds", {}):
         t = time.perf_counter()
         prepare_data(out, seed, sizes, log=lambda m: None, align=align, expressions=expressions)
         record["align"] = align
@@ -211,17 +229,18 @@ def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any],
 
 def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threads: int, align: dict[str, str],
               expressions: str, pre_set: dict[str, Any], repeats: int = 1,
-              finetune_budgets: tuple[int, ...] = ()) -> None:  # fmt: skip
+              finetune_budgets: tuple[int, ...] = (), shards: dict[str, str] | None = None) -> None:  # fmt: skip
     """Data, MA2MI pre-training (the default δ, or what ``pre_set`` sets) and every variant's LOSO run
     for one seed, ``repeats`` times with fine-tuning seeds ``seed + 1000 r`` (``runs/{v}`` for r = 0,
     ``runs/{v}-ft{r}`` after it; same data, same pre-trained checkpoint), then once more at each of
     ``finetune_budgets`` epochs (``runs/{v}-ft-e{E}``); each part recorded in ``out/result.json`` as soon
-    as it finishes (and skipped when already there)."""
+    as it finishes (and skipped when already there). ``shards``: given builds instead of synthetic sets
+    (see :func:`_ensure_data`)."""
     path = out / "result.json"
-    _check_record(out, pre_set, sizes)
+    _check_record(out, pre_set, sizes, shards)
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
     rec["pretrain_set"] = pre_set
-    macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions)
+    macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions, shards)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
     if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
@@ -355,11 +374,19 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     missing = sorted(set(args.seeds) - set(seeds))
     pre_set = parse_set(args.pretrain_set)
     delta = pre_set.get("data.delta", "{}:{}".format(*DEFAULT_DELTA))
+    if args.micro_shards:  # given builds
+        data = f"LOSO on {args.micro_shards} (casme2_5 labels, pooled over folds); MA2MI "
+        data += f"{sizes.pretrain_epochs} epochs on {args.macro_shards}, "
+    else:
+        data = (
+            f"LOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
+        )
+        data += f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
+        data += f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
     print(
-        f"\nLOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
-        f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
-        f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
-        f"δ {delta}"
+        "\n"
+        + data
+        + f"δ {delta}"
         + (f", --pretrain-set {pre_set}" if pre_set else "")
         + f"; fine-tuning {sizes.finetune_epochs} epochs"
         + (f", UF1 = mean of {k} fine-tuning seeds (run.seed + {FINETUNE_SEED_STEP} r)" if k > 1 else "")
@@ -585,6 +612,32 @@ def plots(args: argparse.Namespace, summary: dict[str, Any]) -> None:
               f"{summary['delta_sweep']['seeds']} (dots: seeds; red: mean, 95% t interval)", dcols, zero_line=False)  # fmt: skip
 
 
+def _given_shards(
+    ap: argparse.ArgumentParser, args: argparse.Namespace, align: dict[str, str]
+) -> dict[str, str] | None:
+    """``{"macro": DIR, "micro": DIR}`` (resolved) from ``--macro-shards`` / ``--micro-shards``, or ``None``;
+    refuses one without the other, a folder that is not a build, and the options that shape synthetic sets."""
+    given = {k: d for k, d in (("macro", args.macro_shards), ("micro", args.micro_shards)) if d}
+    if not given:
+        return None
+    if len(given) == 1:
+        ap.error(
+            "--macro-shards and --micro-shards go together (pre-training reads one, fine-tuning the other)"
+        )
+    for kind, d in given.items():
+        if not (d / "manifest.csv").is_file():
+            ap.error(
+                f"--{kind}-shards {d}: not a build folder (no manifest.csv); make it with mepipe build-dataset"
+            )
+    synthetic = [o for o, on in (("--macro-align/--micro-align", align), ("--expressions", args.expressions != "canonical"),
+                                 ("--macro-subjects", args.macro_subjects != DemoSizes.macro_subjects)) if on]  # fmt: skip
+    if synthetic:
+        ap.error(
+            f"{', '.join(synthetic)} shape the synthetic sets; with --macro-shards/--micro-shards drop them"
+        )
+    return {k: str(d.resolve()) for k, d in given.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
@@ -611,6 +664,9 @@ def main() -> None:
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
     ap.add_argument("--expressions", choices=list(EXPRESSION_SETS), default="canonical",
                     help="the generator's expression set for both synthetic sets")  # fmt: skip
+    for kind in ("macro", "micro"):
+        ap.add_argument(f"--{kind}-shards", type=Path, metavar="BUILD",
+                        help=f"an existing {kind} build folder (mepipe build-dataset) instead of the synthetic set")  # fmt: skip
     ap.add_argument("--pretrain-set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="pre-training config settings for every MA2MI run (e.g. ma2mi.pixel_goal=change)")  # fmt: skip
     ap.add_argument("--finetune-repeats", type=int, default=1, metavar="K",
@@ -634,6 +690,7 @@ def main() -> None:
     if args.finetune_repeats < 1:
         ap.error(f"--finetune-repeats must be at least 1, got {args.finetune_repeats}")
     align = {k: m for k, m in (("macro", args.macro_align), ("micro", args.micro_align)) if m}
+    shards = _given_shards(ap, args, align)
     if args.deltas and not set(args.delta_seeds) <= set(args.seeds):
         ap.error("--delta-seeds must be among --seeds (the δ runs use the seeds' data and scratch runs)")
     if args.budgets and not set(args.budget_seeds) <= set(args.seeds):
@@ -644,7 +701,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         if kind == "seed":
             seed_task(out, seed, sizes, args.variants, args.threads, align, args.expressions, pre_set,
-                      args.finetune_repeats, tuple(args.finetune_budgets))  # fmt: skip
+                      args.finetune_repeats, tuple(args.finetune_budgets), shards)  # fmt: skip
         elif kind == "budget":
             budget_task(out, seed, int(args.task[2]), sizes, args.threads, pre_set)
         else:
@@ -656,9 +713,10 @@ def main() -> None:
                 "--macro-subjects", str(args.macro_subjects), "--finetune-repeats", str(args.finetune_repeats),
                 "--finetune-budgets", *map(str, args.finetune_budgets),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
-                *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else [])]  # fmt: skip
+                *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else []),
+                *(a for k, d in (shards or {}).items() for a in (f"--{k}-shards", d))]  # fmt: skip
         for s in args.seeds:  # before any task, δ and budget runs included
-            _check_record(args.out / f"seed{s}", pre_set, sizes)
+            _check_record(args.out / f"seed{s}", pre_set, sizes, shards)
         tasks = [["seed", str(s)] for s in args.seeds]
         tasks += [["delta", str(s), f"{a}:{b}"] for s in args.delta_seeds for a, b in args.deltas
                   if (a, b) != DEFAULT_DELTA]  # fmt: skip

@@ -60,6 +60,7 @@ def test_summary_pairs_each_seed_and_skips_unfinished_ones(tmp_path):
         threads=1,
         pretrain_set=["ma2mi.pixel_size=56"],
         finetune_repeats=1,
+        micro_shards=None,
     )
     summary = tx.summarise(args, tx.DemoSizes())
     assert summary["seeds"] == [0, 1, 2] and summary["pretrain_set"] == {"ma2mi.pixel_size": 56}
@@ -196,7 +197,7 @@ def test_summary_with_repeats_pairs_the_per_seed_means(tmp_path):
         (d / "result.json").write_text(json.dumps(rec))
     args = argparse.Namespace(
         seeds=[0, 1, 2], out=tmp_path, variants=["scratch", "ma2mi"], threads=1, pretrain_set=[],
-        finetune_repeats=2,
+        finetune_repeats=2, micro_shards=None,
     )  # fmt: skip
     summary = tx.summarise(args, tx.DemoSizes())
     assert summary["seeds"] == [0, 1] and summary["finetune_repeats"] == 2
@@ -241,3 +242,57 @@ def test_finetune_budgets_run_each_variant_at_their_epochs_and_pair_per_budget(t
     assert rows["10"]["paired"]["ma2mi"]["diffs"] == pytest.approx([0.1, 0.1])
     assert rows["40"]["paired"]["ma2mi"]["diffs"] == pytest.approx([-0.1, -0.1])
     assert rows["10"]["uf1"]["scratch"] == pytest.approx([0.4, 0.41])
+
+
+def test_given_builds_are_linked_read_only_and_not_mixed_with_others(tmp_path, monkeypatch):
+    """``--macro-shards/--micro-shards``: every seed folder links the given builds (nothing is synthesised
+    or copied), the record names them, and a seed folder made with other builds is refused."""
+    builds = {}
+    for kind in ("macro", "micro"):
+        builds[kind] = tmp_path / f"build-{kind}"
+        builds[kind].mkdir()
+        (builds[kind] / "manifest.csv").write_text("clip\n")
+    shards = {k: str(d) for k, d in builds.items()}
+    seen = []
+    monkeypatch.setattr(tx, "prepare_data", lambda *a, **k: pytest.fail("synthesised despite given builds"))
+    monkeypatch.setattr(tx, "pretrain_run", lambda run_dir, macro, *a, **k: seen.append(("pre", macro.resolve())) or (None, []))  # fmt: skip
+    monkeypatch.setattr(tx, "finetune_run", lambda run_dir, micro, *a, **k: seen.append(("ft", micro.resolve()))
+                        or argparse.Namespace(uf1=0.5, uar=0.5, acc=0.5, predictions=[]))  # fmt: skip
+    seed_dir = tmp_path / "out" / "seed3"
+    seed_dir.mkdir(parents=True)
+    tx.seed_task(seed_dir, 3, tx.DemoSizes(workers=1), ["ma2mi"], 1, {}, "canonical", {}, shards=shards)
+    assert seen == [("pre", builds["macro"]), ("ft", builds["micro"])]
+    assert (seed_dir / "micro-shards").is_symlink() and (seed_dir / "micro-shards" / "manifest.csv").is_file()
+    assert json.loads((seed_dir / "result.json").read_text())["shards"] == shards
+    assert sorted(p.name for p in builds["micro"].iterdir()) == ["manifest.csv"]  # nothing written there
+    with pytest.raises(SystemExit, match="made with shards"):
+        tx.seed_task(seed_dir, 3, tx.DemoSizes(workers=1), ["ma2mi"], 1, {}, "canonical", {},
+                     shards={**shards, "micro": str(tmp_path)})  # fmt: skip
+    with pytest.raises(SystemExit, match="made with shards"):  # nor with the seed's synthetic sets
+        tx.seed_task(seed_dir, 3, tx.DemoSizes(workers=1), ["ma2mi"], 1, {}, "canonical", {})
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--macro-shards", "{build}"], "--macro-shards and --micro-shards go together"),
+        (["--macro-shards", "{build}", "--micro-shards", "{tmp}"], "not a build folder (no manifest.csv)"),
+        (
+            ["--macro-shards", "{build}", "--micro-shards", "{build}", "--expressions", "varied"],
+            "--expressions shape",
+        ),
+    ],
+)
+def test_bad_given_builds_stop_before_any_task(tmp_path, extra, message):
+    import subprocess
+
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "manifest.csv").write_text("clip\n")
+    args = [a.format(build=build, tmp=tmp_path) for a in extra]
+    run = subprocess.run(
+        [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert not (tmp_path / "x").exists()
