@@ -50,12 +50,14 @@ with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs
 the per-seed table and the paired tests use each seed's mean over the K: the fine-tuning noise of a
 paired difference shrinks by sqrt(K), the data's and pre-training's does not. Raising K on a finished
 ``--out`` adds only the missing repeats. The δ and learning-curve tables stay one fine-tuning each.
+``--finetune-budgets E ...`` fine-tunes every variant once more per seed for E epochs (its own
+schedule, ``runs/{variant}-ft-e{E}``): the fine-tuning learning curve, each budget paired against
+scratch at the same budget (the main budget is the main run).
+
 ``--macro-shards BUILD --micro-shards BUILD`` run the same comparison on existing builds (e.g. a real
 DFEW build for pre-training and a CASME II build for fine-tuning; ``casme2_5`` labels) instead of the
 seed's synthetic sets: they are linked into every seed folder and only read, so the seeds vary only
-pre-training and fine-tuning. ``--finetune-budgets E ...`` fine-tunes every variant once more per seed for E epochs (its own schedule,
-``runs/{variant}-ft-e{E}``): the fine-tuning learning curve, each budget paired against scratch at the
-same budget (the main budget is the main run).
+pre-training and fine-tuning.
 """
 
 from __future__ import annotations
@@ -214,8 +216,10 @@ def _ensure_data(out: Path, seed: int, sizes: DemoSizes, record: dict[str, Any],
     if shards:
         for kind, target in shards.items():
             link = out / f"{kind}-shards"
-            if not link.is_symlink():
+            if not (link.exists() or link.is_symlink()):
                 link.symlink_to(target, target_is_directory=True)
+            elif link.resolve() != Path(target):  # e.g. a synthetic build left by a killed run
+                sys.exit(f"{link} exists and is not a link to {target}: use a fresh --out")
         record["shards"] = shards
         record.setdefault("seconds", {})["data"] = 0.0
     elif "data" not in record.get("seconds", {}):
@@ -253,12 +257,8 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
     runs = [(v, r, sizes.finetune_epochs) for r in range(repeats) for v in variants]  # each once first
     runs += [(v, 0, e) for e in finetune_budgets for v in variants]
     for v, r, epochs in runs:
-        key = _repeat_key(v, r) if epochs == sizes.finetune_epochs else f"{v}-ft-e{epochs}"
-        if epochs != sizes.finetune_epochs:
-            done, name = rec.setdefault("finetune_budgets", {}).setdefault(str(epochs), {}), v
-        else:
-            done = rec["results"] if r == 0 else rec.setdefault("repeats", {}).setdefault(v, {})
-            name = v if r == 0 else str(r)
+        key = _run_key(v, r, epochs, sizes)
+        done, name = _run_slot(rec, v, r, epochs, sizes)
         if name in done:
             continue
         t = time.perf_counter()
@@ -274,16 +274,32 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
         )
 
 
-def _repeat_key(variant: str, r: int) -> str:
-    """Run folder and ``seconds`` key of fine-tuning repeat ``r`` of ``variant`` (r = 0: the variant)."""
+def _run_key(variant: str, r: int, epochs: int, sizes: DemoSizes) -> str:
+    """Run folder and ``seconds`` key of fine-tuning repeat ``r`` of ``variant`` for ``epochs`` epochs: the
+    variant itself (r = 0 at the main budget), ``{variant}-ft{r}`` or ``{variant}-ft-e{epochs}``."""
+    if epochs != sizes.finetune_epochs:
+        return f"{variant}-ft-e{epochs}"
     return variant if r == 0 else f"{variant}-ft{r}"
 
 
-def _repeat_results(rec: dict[str, Any], variant: str, repeats: int) -> list[dict[str, Any]] | None:
-    """The ``repeats`` LOSO results of ``variant`` in a seed's record, or ``None`` if one is missing."""
-    runs = [rec.get("results", {}).get(variant)]
-    runs += [rec.get("repeats", {}).get(variant, {}).get(str(r)) for r in range(1, repeats)]
-    return None if any(x is None for x in runs) else runs
+def _run_slot(
+    rec: dict[str, Any], variant: str, r: int, epochs: int, sizes: DemoSizes
+) -> tuple[dict[str, Any], str]:
+    """``(table, name)``: where a seed's record keeps the metrics of that run (made if missing):
+    ``results[variant]``, ``repeats[variant][r]`` or ``finetune_budgets[epochs][variant]``."""
+    if epochs != sizes.finetune_epochs:
+        return rec.setdefault("finetune_budgets", {}).setdefault(str(epochs), {}), variant
+    if r == 0:
+        return rec.setdefault("results", {}), variant
+    return rec.setdefault("repeats", {}).setdefault(variant, {}), str(r)
+
+
+def _run_result(
+    rec: dict[str, Any], variant: str, r: int, epochs: int, sizes: DemoSizes
+) -> dict[str, Any] | None:
+    """The metrics of that run in a seed's record, or ``None`` if it has not finished."""
+    table, name = _run_slot(rec, variant, r, epochs, sizes)
+    return table.get(name)
 
 
 def _pretrain_and_transfer(out: Path, seed: int, tag: str, sizes: DemoSizes, delta: tuple[int, int] | None,
@@ -356,10 +372,11 @@ def run_tasks(tasks: list[list[str]], jobs: int, base: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- summary
-def _seed_seconds(rec: dict[str, Any], variants: list[str], repeats: int = 1) -> float:
+def _seed_seconds(rec: dict[str, Any], variants: list[str], sizes: DemoSizes, repeats: int = 1) -> float:
     """Seconds of one seed's data, pre-training and the given variants' ``repeats`` fine-tuning runs (not
     other runs recorded there)."""
-    keys = ["data", "pretrain", *(_repeat_key(v, r) for r in range(repeats) for v in variants)]
+    main = sizes.finetune_epochs
+    keys = ["data", "pretrain", *(_run_key(v, r, main, sizes) for r in range(repeats) for v in variants)]
     return sum(rec["seconds"].get(k, 0.0) for k in keys)
 
 
@@ -368,8 +385,9 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     variant is the mean over its K fine-tuning seeds (the data and the pre-training stay one per seed)."""
     k = args.finetune_repeats
     all_recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in args.seeds}
-    runs = {s: {v: _repeat_results(r, v, k) for v in args.variants} for s, r in all_recs.items()}
-    seeds = [s for s in args.seeds if all(x is not None for x in runs[s].values())]
+    runs = {s: {v: [_run_result(rec, v, r, sizes.finetune_epochs, sizes) for r in range(k)] for v in args.variants}
+            for s, rec in all_recs.items()}  # fmt: skip
+    seeds = [s for s in args.seeds if all(None not in x for x in runs[s].values())]
     recs = {s: all_recs[s] for s in seeds}
     missing = sorted(set(args.seeds) - set(seeds))
     pre_set = parse_set(args.pretrain_set)
@@ -403,7 +421,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     print(f"{'seed':<6}" + "".join(f"{v:>{w}}" for v in args.variants) + f"{'s/seed':>9}")
     for i, s in enumerate(seeds):
         print(f"{s:<6}" + "".join(f"{uf1[v][i]:>{w}.3f}" for v in args.variants)
-              + f"{_seed_seconds(recs[s], args.variants, k):>9.0f}")  # fmt: skip
+              + f"{_seed_seconds(recs[s], args.variants, sizes, k):>9.0f}")  # fmt: skip
     for v in args.variants:
         m, lo, hi = t_interval(uf1[v])
         uar = [statistics.mean(x["uar"] for x in runs[s][v]) for s in seeds]
@@ -416,7 +434,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     if k > 1:  # the spread a single fine-tuning seed adds, which the mean of k divides by sqrt(k)
         print(f"{'ft sd':<6}" + "".join(f"{summary['variants'][v]['finetune_sd']:>{w}.3f}" for v in args.variants)
               + "   (sd over the fine-tuning seeds within a seed, mean over seeds)")  # fmt: skip
-    per_seed = [_seed_seconds(recs[s], args.variants, k) for s in seeds]
+    per_seed = [_seed_seconds(recs[s], args.variants, sizes, k) for s in seeds]
     summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
                                    "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", *args.variants)}}  # fmt: skip
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_seed"]["parts"].items())
@@ -485,22 +503,20 @@ def summarise_finetune_budgets(args: argparse.Namespace, summary: dict[str, Any]
         return
     budgets = sorted({*args.finetune_budgets, sizes.finetune_epochs})
     recs = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in args.seeds}
-
-    def at(rec: dict[str, Any], e: int) -> dict[str, Any]:
-        return (
-            rec.get("results", {})
-            if e == sizes.finetune_epochs
-            else rec.get("finetune_budgets", {}).get(str(e), {})
-        )
-
-    seeds = [s for s in args.seeds if all(v in at(recs[s], e) for e in budgets for v in args.variants)]
+    got = {
+        (s, v, e): _run_result(recs[s], v, 0, e, sizes)
+        for s in args.seeds
+        for v in args.variants
+        for e in budgets
+    }
+    seeds = [s for s in args.seeds if all(got[s, v, e] is not None for v in args.variants for e in budgets)]
     others = [v for v in args.variants if v != "scratch"] if "scratch" in args.variants else []
     print(f"\nfine-tuning budget (UF1, one fine-tuning per seed; seeds {seeds}):")
     print(f"{'epochs':<8}" + "".join(f"{v:>14}" for v in args.variants)
           + "".join(f"{v + ' - scratch':>24}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}" for v in others))  # fmt: skip
     out: dict[str, Any] = {"seeds": seeds, "rows": {}}
     for e in budgets if seeds else []:
-        uf1 = {v: [at(recs[s], e)[v]["uf1"] for s in seeds] for v in args.variants}
+        uf1 = {v: [got[s, v, e]["uf1"] for s in seeds] for v in args.variants}
         row: dict[str, Any] = {"uf1": uf1, "paired": {v: paired(uf1[v], uf1["scratch"]) for v in others}}
         out["rows"][str(e)] = row
         line = f"{e:<8}" + "".join(f"{statistics.mean(uf1[v]):>14.3f}" for v in args.variants)

@@ -270,6 +270,11 @@ def test_given_builds_are_linked_read_only_and_not_mixed_with_others(tmp_path, m
                      shards={**shards, "micro": str(tmp_path)})  # fmt: skip
     with pytest.raises(SystemExit, match="made with shards"):  # nor with the seed's synthetic sets
         tx.seed_task(seed_dir, 3, tx.DemoSizes(workers=1), ["ma2mi"], 1, {}, "canonical", {})
+    left = tmp_path / "out" / "seed4"  # a synthetic build left by a run killed before its record
+    (left / "macro-shards").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="macro-shards exists and is not a link to"):
+        tx.seed_task(left, 4, tx.DemoSizes(workers=1), ["ma2mi"], 1, {}, "canonical", {}, shards=shards)
+    assert not (left / "macro-shards").is_symlink() and not list((left / "macro-shards").iterdir())
 
 
 @pytest.mark.parametrize(
