@@ -12,7 +12,12 @@ selection on the held-out subject, metrics pooled over folds) of the variants of
 * ``no-position``: the decoupling ablation: MIACNet *without the position branch* (``miacnet-nopos``,
   the action map alone feeds the head), initialised from the same MA2MI checkpoint (its action branch);
 * ``no-attention``: ``miacnet-noatt`` (no cascaded spatial attention), initialised from the same
-  checkpoint (its convolutions; the attention convs have no counterpart and are dropped).
+  checkpoint (its convolutions; the attention convs have no counterpart and are dropped);
+* ``supervised``: the positive control. MIACNet is first trained *with the macro set's emotion labels*
+  (``mepipe.demo.supervised_run``: every macro clip's onset/apex pair, ``dfew_7``, the fine-tuning
+  defaults; ``runs/supervised-pretrain/model.pt``), and its ``E_act``/``E_pos`` initialise the micro
+  fine-tuning. MA2MI uses no macro labels; this variant measures how much a macro set *can* give the
+  micro task when what is learnt from it is known to be about the expression.
 
 With ``--deltas`` each of ``--delta-seeds`` also gets one MA2MI pre-training per δ range followed by the
 ``ma2mi`` fine-tuning (the default δ reuses the main run). With ``--budgets`` each of ``--budget-seeds``
@@ -35,15 +40,15 @@ Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
        [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...]
-       [--macro-subjects 6] [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
+       [--macro-subjects 6] [--macro-clips 8] [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
 pre-training help?" for what that does to the comparison). ``--pretrain-set`` changes the pre-training
 config of every MA2MI run (``ma2mi.pixel_goal=change data.delta=1:8``); it is recorded in each seed's
 ``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. So is
-one made with other sizes: ``--macro-subjects`` (the macro set's subjects, 8 clips each; the demo's 6),
-``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
+one made with other sizes: ``--macro-subjects`` and ``--macro-clips`` (the macro set's subjects and clips
+per subject; the demo's 6 x 8), ``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
 
 ``--finetune-repeats K`` fine-tunes every variant K times per seed on the same data and checkpoint,
 with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs/{variant}-ft{r}``), and
@@ -80,12 +85,14 @@ from baselines import sign_flip_p
 from mepipe.config import AlignConfig
 from mepipe.demo import (
     FROM_SCRATCH,
+    FROM_SUPERVISED,
     VARIANTS,
     DemoSizes,
     finetune_run,
     prepare_data,
     pretrain_run,
     pretrain_settings,
+    supervised_run,
 )
 from mepipe.errors import ConfigError
 from mepipe.schema import parse_range, parse_set
@@ -94,7 +101,7 @@ from mepipe.train import config_from_dict
 
 MAIN_VARIANTS = ("scratch", "ma2mi", "no-position", "no-attention")
 FINETUNE_SEED_STEP = 1000  # fine-tuning repeat r of seed N runs with run.seed N + 1000 r
-DEFAULT_DELTA = (1, 4)
+DEFAULT_DELTA = tuple(config_from_dict("pretrain").data.delta)  # the main runs' δ (the bundled default)
 # two-sided 95 % Student t quantiles t_{0.975, df}, df = 1..30 (standard tables)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
@@ -177,13 +184,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def pretrain_objective(pre_set: dict[str, Any]) -> dict[str, Any]:
+    """The resolved pre-training objective of the MA2MI runs (the ``ma2mi`` section and δ) under
+    ``pre_set``: recorded in every seed's ``result.json``, so that a folder made under other bundled
+    defaults (an older mepipe) is not mixed in either."""
+    cfg = config_from_dict("pretrain", overrides=pre_set).model_dump(mode="json")
+    return {"ma2mi": cfg["ma2mi"], "delta": cfg["data"]["delta"], "delta_unit": cfg["data"]["delta_unit"]}
+
+
 def _check_record(
     seed_dir: Path, pre_set: dict[str, Any], sizes: DemoSizes, shards: dict[str, str] | None = None
 ) -> None:
     """Stop if ``seed_dir/result.json`` was made with other ``--pretrain-set`` values (a record without
-    any was made with the defaults), other data and training sizes, or other ``--macro-shards`` /
-    ``--micro-shards`` (``None``: the seed's synthetic sets): its numbers must not be mixed with these
-    settings'."""
+    any was made with the defaults), another resolved pre-training objective (other bundled defaults;
+    a record without one predates the motion-goal defaults), other data and training sizes, or other
+    ``--macro-shards`` / ``--micro-shards`` (``None``: the seed's synthetic sets): its numbers must not
+    be mixed with these settings'."""
     rec = _read_json(seed_dir / "result.json")
     if rec and rec.get("shards") != shards:
         sys.exit(f"{seed_dir / 'result.json'} was made with shards {rec.get('shards')}, not {shards}: use a fresh --out")  # fmt: skip
@@ -196,6 +212,11 @@ def _check_record(
               if k != "workers" and v != getattr(sizes, k)}  # fmt: skip
     if differ:
         sys.exit(f"{seed_dir / 'result.json'} was made with other sizes (there, here): {differ}; use a fresh --out")  # fmt: skip
+    if rec and rec.get("pretrain_objective") != pretrain_objective(pre_set):
+        sys.exit(
+            f"{seed_dir / 'result.json'} was made with another pre-training objective "
+            f"({rec.get('pretrain_objective', 'not recorded: an older mepipe')}); use a fresh --out"
+        )
 
 
 def _metrics(res) -> dict[str, Any]:
@@ -244,15 +265,25 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
     _check_record(out, pre_set, sizes, shards)
     rec = _read_json(path) or {"seed": seed, "sizes": sizes.__dict__, "seconds": {}, "results": {}}
     rec["pretrain_set"] = pre_set
+    rec["pretrain_objective"] = pretrain_objective(pre_set)
     macro, micro = _ensure_data(out, seed, sizes, rec, align, expressions, shards)
     _write_json(path, rec)
     ckpt = out / "runs" / "pretrain" / "last.pt"
-    if any(v not in FROM_SCRATCH for v in variants) and "pretrain" not in rec["seconds"]:
+    if (
+        any(v not in FROM_SCRATCH and v not in FROM_SUPERVISED for v in variants)
+        and "pretrain" not in rec["seconds"]
+    ):
         t = time.perf_counter()
         _, hist = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, threads=threads, resume=True,
                                overrides=pre_set, log=lambda m: None)  # fmt: skip
         rec["seconds"]["pretrain"] = time.perf_counter() - t
         rec["pretrain_history"] = [{k: h[k] for k in ("epoch", "loss", "pairs", "pairs_per_s")} for h in hist]
+        _write_json(path, rec)
+    supervised = out / "runs" / "supervised-pretrain" / "model.pt"
+    if any(v in FROM_SUPERVISED for v in variants) and "supervised_pretrain" not in rec["seconds"]:
+        t = time.perf_counter()
+        supervised_run(supervised.parent, macro, seed, sizes, threads=threads, resume=True)
+        rec["seconds"]["supervised_pretrain"] = time.perf_counter() - t
         _write_json(path, rec)
     runs = [(v, r, sizes.finetune_epochs) for r in range(repeats) for v in variants]  # each once first
     runs += [(v, 0, e) for e in finetune_budgets for v in variants]
@@ -263,7 +294,8 @@ def seed_task(out: Path, seed: int, sizes: DemoSizes, variants: list[str], threa
             continue
         t = time.perf_counter()
         sized = DemoSizes(**{**sizes.__dict__, "finetune_epochs": epochs})
-        res = finetune_run(out / "runs" / key, micro, seed + FINETUNE_SEED_STEP * r, sized, v, ckpt,
+        init = supervised if v in FROM_SUPERVISED else ckpt
+        res = finetune_run(out / "runs" / key, micro, seed + FINETUNE_SEED_STEP * r, sized, v, init,
                            threads=threads, resume=True)  # fmt: skip
         done[name] = _metrics(res)
         rec["seconds"][key] = time.perf_counter() - t
@@ -376,7 +408,12 @@ def _seed_seconds(rec: dict[str, Any], variants: list[str], sizes: DemoSizes, re
     """Seconds of one seed's data, pre-training and the given variants' ``repeats`` fine-tuning runs (not
     other runs recorded there)."""
     main = sizes.finetune_epochs
-    keys = ["data", "pretrain", *(_run_key(v, r, main, sizes) for r in range(repeats) for v in variants)]
+    keys = [
+        "data",
+        "pretrain",
+        "supervised_pretrain",
+        *(_run_key(v, r, main, sizes) for r in range(repeats) for v in variants),
+    ]
     return sum(rec["seconds"].get(k, 0.0) for k in keys)
 
 
@@ -436,7 +473,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
               + "   (sd over the fine-tuning seeds within a seed, mean over seeds)")  # fmt: skip
     per_seed = [_seed_seconds(recs[s], args.variants, sizes, k) for s in seeds]
     summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
-                                   "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", *args.variants)}}  # fmt: skip
+                                   "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", "supervised_pretrain", *args.variants)}}  # fmt: skip
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_seed"]["parts"].items())
     print(
         f"time per seed (one worker, {args.threads} thread(s)): {statistics.mean(per_seed):.0f} s ({parts})"
@@ -646,7 +683,8 @@ def _given_shards(
                 f"--{kind}-shards {d}: not a build folder (no manifest.csv); make it with mepipe build-dataset"
             )
     synthetic = [o for o, on in (("--macro-align/--micro-align", align), ("--expressions", args.expressions != "canonical"),
-                                 ("--macro-subjects", args.macro_subjects != DemoSizes.macro_subjects)) if on]  # fmt: skip
+                                 ("--macro-subjects", args.macro_subjects != DemoSizes.macro_subjects),
+                                 ("--macro-clips", args.macro_clips != DemoSizes.macro_clips)) if on]  # fmt: skip
     if synthetic:
         ap.error(
             f"{', '.join(synthetic)} shape the synthetic sets; with --macro-shards/--micro-shards drop them"
@@ -674,7 +712,9 @@ def main() -> None:
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
     ap.add_argument("--macro-subjects", type=int, default=DemoSizes.macro_subjects,
-                    help="subjects of each seed's synthetic macro set (8 clips each)")  # fmt: skip
+                    help="subjects of each seed's synthetic macro set")  # fmt: skip
+    ap.add_argument("--macro-clips", type=int, default=DemoSizes.macro_clips,
+                    help="clips per subject of each seed's synthetic macro set")  # fmt: skip
     for kind in ("macro", "micro"):
         ap.add_argument(f"--{kind}-align", choices=typing.get_args(AlignConfig.model_fields["mode"].annotation),
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
@@ -693,7 +733,7 @@ def main() -> None:
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
-                      macro_subjects=args.macro_subjects, workers=1)  # fmt: skip
+                      macro_subjects=args.macro_subjects, macro_clips=args.macro_clips, workers=1)  # fmt: skip
     try:  # a bad key or value (or one the experiment sets itself) stops here, not in every task
         pre_set = parse_set(args.pretrain_set)
         delta = args.deltas[0] if args.deltas else None  # the δ sweep's runs set data.delta themselves
@@ -726,7 +766,7 @@ def main() -> None:
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
-                "--macro-subjects", str(args.macro_subjects), "--finetune-repeats", str(args.finetune_repeats),
+                "--macro-subjects", str(args.macro_subjects), "--macro-clips", str(args.macro_clips), "--finetune-repeats", str(args.finetune_repeats),
                 "--finetune-budgets", *map(str, args.finetune_budgets),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
                 *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else []),

@@ -29,11 +29,27 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no-attention": {"model.name": "miacnet-noatt"},
     "no-position-scratch": {"model.name": "miacnet-nopos"},
     "ma2mi-freeze": {"model.name": "miacnet", "optim.freeze_epochs": 10},
+    "supervised": {"model.name": "miacnet"},
 }
 """Fine-tuning overrides of each variant; the variants not in :data:`FROM_SCRATCH` start from the MA2MI
-checkpoint (``no-position-scratch`` is the control of the MA2MI-initialised ``no-position``)."""
+checkpoint (``no-position-scratch`` is the control of the MA2MI-initialised ``no-position``), except
+those in :data:`FROM_SUPERVISED`."""
 FROM_SCRATCH = frozenset({"scratch", "no-position-scratch"})
+FROM_SUPERVISED = frozenset({"supervised"})
+"""Variants initialised from MIACNet trained *with labels* on the macro set (:func:`supervised_run`): the
+naive transfer that MA2MI, which uses no macro labels, is compared with."""
+MACRO_LABELS = "dfew_7"
+"""The label scheme of the synthetic macro set (DFEW layout) for :func:`supervised_run`."""
 DEMO_VARIANTS = ("scratch", "ma2mi", "no-position")
+DEMO_ALIGN = {"macro": "register", "micro": "register"}
+"""``align.mode`` of the demo's two builds: stabilised crops, as the real micro-expression pipelines make
+them (``pipelines/casme2.yaml``), and for the macro set too, so that the motion MA2MI learns to encode
+is the facial action, not the head's (README, "Does MA2MI pre-training help?"). The demo pipelines
+themselves keep ``clip``, which the tests and benchmarks use."""
+DEMO_EXPRESSIONS = "varied"
+"""The generator's expression set for the demo (several AU combinations per class, sharing AUs; see
+:data:`mepipe.synth.expressions.EXPRESSION_SETS`): with ``canonical`` expressions and stabilised crops
+every model gets every clip right."""
 
 
 @dataclass
@@ -182,6 +198,38 @@ def pretrain_run(
     return pre.checkpoint, pre.history
 
 
+def supervised_run(
+    run_dir: Path,
+    macro: Path,
+    seed: int,
+    sizes: DemoSizes,
+    *,
+    labels: str = MACRO_LABELS,
+    threads: int = 0,
+    resume: bool = False,
+) -> Path:
+    """Supervised macro pre-training: MIACNet trained on every macro clip's onset/apex pair with its
+    emotion label (``labels``; ``mepipe train finetune --protocol all``, the fine-tuning defaults and
+    ``sizes.finetune_epochs`` epochs). Returns ``RUN/model.pt``, which ``finetune --init`` takes like an
+    MA2MI checkpoint (its ``E_act``/``E_pos``)."""
+    from mepipe.train import config_from_dict
+    from mepipe.train.loso import finetune_all
+
+    over = {
+        "data.shards": str(macro),
+        "data.labels": labels,
+        "run.out": str(run_dir),
+        "run.seed": seed,
+        "optim.epochs": sizes.finetune_epochs,
+        "run.device": "cpu",
+        "run.cpu_threads": threads,
+        "run.resume" if resume else "run.force": True,
+        "protocol.name": "all",
+        "model.name": "miacnet",
+    }
+    return finetune_all(config_from_dict("finetune", overrides=over)).model
+
+
 def finetune_run(
     run_dir: Path,
     micro: Path,
@@ -195,7 +243,8 @@ def finetune_run(
     overrides: dict[str, object] | None = None,
 ):
     """LOSO fine-tuning of ``variant`` (a :data:`VARIANTS` key) on ``micro`` into ``run_dir``; ``init`` is
-    the MA2MI checkpoint (ignored for the variants in :data:`FROM_SCRATCH`). ``overrides``: further
+    the MA2MI checkpoint, or for :data:`FROM_SUPERVISED` the supervised model (ignored for the variants in
+    :data:`FROM_SCRATCH`). ``overrides``: further
     dotted-key settings of the fine-tuning config (one that the arguments or the variant already set
     raises :class:`ConfigError`). Returns the LOSO result."""
     from mepipe.train import config_from_dict, finetune_loso
@@ -284,9 +333,11 @@ def run_demo(
     sizes = sizes or DemoSizes()
     _clear_demo(out, force)
     out.mkdir(parents=True, exist_ok=True)
-    macro, micro = prepare_data(out, seed, sizes, log)
+    macro, micro = prepare_data(out, seed, sizes, log, align=DEMO_ALIGN, expressions=DEMO_EXPRESSIONS)
     result = run_models(out, macro, micro, seed, sizes, log=log)
+    data = {"align": DEMO_ALIGN, "expressions": DEMO_EXPRESSIONS}
     (out / "results.json").write_text(
-        json.dumps({"seed": seed, "sizes": sizes.__dict__, "metrics": result.metrics}, indent=2) + "\n"
+        json.dumps({"seed": seed, "sizes": sizes.__dict__, "data": data, "metrics": result.metrics}, indent=2)
+        + "\n"
     )
     return result

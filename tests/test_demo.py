@@ -58,3 +58,23 @@ def test_run_overrides_cannot_silently_replace_what_the_arguments_set(tmp_path):
     with pytest.raises(ConfigError, match=r"fine-tuning no-position: model\.name is set"):
         finetune_run(tmp_path / "run", tmp_path, 0, sizes, "no-position", overrides={"model.name": "miacnet"})
     assert not (tmp_path / "run").exists()
+
+
+def test_supervised_macro_pretraining_writes_a_model_that_initialises_finetuning(tmp_path):
+    """``supervised_run``: MIACNet trained on every macro clip with the DFEW labels; its ``model.pt``
+    holds the DFEW classes and gives ``finetune --init`` the E_act/E_pos tensors."""
+    import torch
+
+    from mepipe.demo import supervised_run
+    from mepipe.train.transfer import load_init_state
+    from tests.toy import write_toy_build
+
+    macro = write_toy_build(tmp_path / "macro", subjects=2, clips_per_subject=2, n_frames=8, size=32,
+                            dataset="dfew", classes=("happy", "sad", "surprise"))  # fmt: skip
+    model = supervised_run(tmp_path / "sup", macro, 0, DemoSizes(finetune_epochs=1), threads=1)
+    saved = torch.load(model, weights_only=True)
+    assert model == tmp_path / "sup" / "model.pt" and saved["classes"] == ["happy", "sad", "neutral", "angry",
+                                                                            "surprise", "disgust", "fear"]  # fmt: skip
+    state, cfg = load_init_state(model)
+    assert cfg["model"]["name"] == "miacnet" and state and all(k.startswith(("act.", "pos.")) for k in state)
+    assert json.loads((tmp_path / "sup" / "model.json").read_text())["n_clips"] == 4

@@ -178,3 +178,43 @@ def test_bundled_config_by_name_and_protocol_all(builds: dict[str, Path], tmp_pa
     resolved = yaml.safe_load((out / "train.resolved.yaml").read_text())
     assert resolved["protocol"]["name"] == "all" and resolved["model"]["name"] == "resnet-diff"
     assert resolved["optim"]["lr"] == 8.0e-4  # from configs/train-finetune.yaml
+
+
+def test_a_classifier_trained_with_labels_initialises_finetuning(
+    builds: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--init RUN/model.pt`` (or that run's ``last.pt``) of a MIACNet trained with labels transfers its
+    E_act/E_pos like an MA2MI checkpoint (supervised pre-training, MA2MI's comparison); a model without
+    those branches is refused with exit code 2."""
+    import torch
+
+    from mepipe.train.transfer import load_init_state
+
+    runner = CliRunner()
+    sup = tmp_path / "sup"
+    common = ["--build", str(builds["micro"]), "--epochs", "1", *_sets("finetune")]
+    r = runner.invoke(app, ["train", "finetune", "--protocol", "all", "--out", str(sup), *common])
+    assert r.exit_code == 0, r.output
+    saved = torch.load(sup / "model.pt", weights_only=True)["model"]
+    for name in ("model.pt", "last.pt"):
+        state, cfg = load_init_state(sup / name)
+        assert (
+            cfg["model"]["name"] == "miacnet" and cfg["model"]["width"] == saved["act.stem.0.weight"].shape[0]
+        )
+        assert set(state) == {k for k in saved if k.startswith(("act.", "pos."))}
+        assert all(torch.equal(state[k], saved[k]) for k in state)
+    assert set(load_init_state(sup / "model.pt", "action")[0]) == {k for k in saved if k.startswith("act.")}
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train", "finetune", "--init", str(sup / "model.pt"), "--out", str(ft), *common])
+    assert r.exit_code == 0, r.output
+    assert json.loads((ft / "metrics.json").read_text())["init"] == str(sup / "model.pt")
+
+    base = tmp_path / "resnet"
+    r = runner.invoke(app, ["train", "finetune", "--protocol", "all", "--model", "resnet-diff", "--out", str(base),
+                            *common])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app, ["train", "finetune", "--init", str(base / "model.pt"), "--out", str(tmp_path / "x"), *common]
+    )
+    assert r.exit_code == 2 and "no pre-trained tensor matches" in r.output
+    assert not (tmp_path / "x").exists()

@@ -79,9 +79,13 @@ def test_cross_field_rules() -> None:
         config_from_dict("finetune", overrides={"model.width": 4, "model.pos_heads": 3})
     with pytest.raises(ConfigError, match="pixel_weight"):
         config_from_dict("pretrain", overrides={"ma2mi.target": "pixel", "ma2mi.pixel_weight": 0})
-    with pytest.raises(ConfigError, match="pixel_goal=change needs"):
-        config_from_dict("pretrain", overrides={"ma2mi.pixel_goal": "change", "ma2mi.pixel_weight": 0})
+    for goal in ("change", "motion"):  # with the latent target, a goal without a pixel term is refused
+        with pytest.raises(ConfigError, match=f"pixel_goal={goal} needs"):
+            config_from_dict("pretrain", overrides={"ma2mi.target": "latent", "ma2mi.pixel_goal": goal,
+                                                    "ma2mi.pixel_weight": 0})  # fmt: skip
     assert config_from_dict("pretrain", overrides={"ma2mi.pixel_goal": "change"}).ma2mi.pixel_goal == "change"
+    assert config_from_dict("pretrain", overrides={"ma2mi.target": "latent", "ma2mi.pixel_goal": "frame",
+                                                   "ma2mi.pixel_weight": 0}).ma2mi.pixel_weight == 0  # fmt: skip
     with pytest.raises(ConfigError, match="exclude each other"):
         config_from_dict("finetune", overrides={"run.force": True, "run.resume": True})
     with pytest.raises(ConfigError, match="protocol.name=all"):

@@ -122,13 +122,18 @@ def test_ma2mi_outputs(target: str) -> None:
     assert all(p.grad is None for p in m.target_enc.parameters())
 
 
-def test_ma2mi_loss_decreases_on_a_toy_set() -> None:
+@pytest.mark.parametrize("goal", ["frame", "motion"])
+def test_ma2mi_loss_decreases_on_a_toy_set(goal: str) -> None:
     torch.manual_seed(0)
-    m = PRETRAINERS.get("ma2mi")(ModelConfig(input_size=32, width=4, pos_heads=2), MA2MIConfig(pixel_size=8))
-    # toy pairs: a random image and the same image with a bright square shifted by one pixel
+    cfg = MA2MIConfig(pixel_size=8, pixel_goal=goal, target="latent" if goal == "frame" else "pixel")
+    m = PRETRAINERS.get("ma2mi")(ModelConfig(input_size=32, width=4, pos_heads=2), cfg)
     base = torch.randn(16, 3, 32, 32) * 0.3
-    nxt = base.clone()
-    nxt[:, :, 8:14, 9:15] += 1.0
+    if goal == "frame":  # a random image and the same image with a bright square added
+        nxt = base.clone()
+        nxt[:, :, 8:14, 9:15] += 1.0
+    else:  # a smooth random image and the same image moved by 4 px (1 px of the 8-px goal), half each way
+        base = torch.nn.functional.avg_pool2d(torch.randn(16, 3, 40, 40), 9, 1)
+        nxt = torch.cat([torch.roll(base[:8], 4, dims=-1), torch.roll(base[8:], -4, dims=-1)])
     pair = torch.stack([base, nxt], 1)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
     losses = []
@@ -247,6 +252,50 @@ def test_change_goal_is_the_frame_difference_relative_to_predicting_no_change() 
     assert torch.isfinite(m(still).loss)
     with pytest.raises(ValueError, match="pixel_goal"):
         type(m)(32, 4, pos_heads=2, pixel_goal="flow")
+
+
+def test_warp_samples_the_image_at_the_displaced_positions() -> None:
+    from mepipe.train.models.ma2mi import warp
+
+    img = torch.arange(36.0).view(1, 1, 6, 6)
+    motion = torch.zeros(1, 2, 6, 6)
+    motion[:, 0], motion[:, 1] = 1.0, -1.0  # sample one pixel to the right and one up
+    out = warp(img, motion)
+    assert torch.allclose(out[0, 0, 1:, :-1], img[0, 0, :-1, 1:])
+    assert torch.allclose(warp(img, torch.zeros_like(motion)), img, atol=1e-5)
+    half = torch.zeros(1, 2, 6, 6)
+    half[:, 0] = 0.5
+    assert torch.allclose(warp(img, half)[0, 0, :, :-1], img[0, 0, :, :-1] + 0.5)  # bilinear
+
+
+def test_motion_goal_warps_i_t_and_is_relative_to_predicting_no_motion() -> None:
+    """``pixel_goal=motion``: the head predicts a displacement field; the reconstruction is area(I_t)
+    warped by it, its MSE to area(I_t+δ) divided by that of area(I_t) itself (zero motion scores exactly
+    1); the action branch gets gradients through the warp."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    m = PRETRAINERS.get("ma2mi")(
+        ModelConfig(input_size=32, width=4, pos_heads=2),
+        MA2MIConfig(target="pixel", pixel_goal="motion", pixel_size=8),
+    )
+    assert m.pixel_head[-1].out_channels == 2
+    frame = torch.randn(4, 1, 3, 32, 32)
+    pair = torch.cat([frame, torch.roll(frame, 4, dims=-1)], 1)  # I_t+δ: I_t moved 1 px right at 8 px
+    out = m(pair)
+    start = F.interpolate(pair[:, 0], size=8, mode="area")
+    goal = F.interpolate(pair[:, 1], size=8, mode="area")
+    assert out.recon.shape == (4, 3, 8, 8)
+    assert torch.allclose(out.pixel_loss, F.mse_loss(out.recon, goal) / F.mse_loss(start, goal))
+    out.loss.backward()
+    assert m.act.stem[0].weight.grad.abs().sum() > 0
+    for p in m.pixel_head[-1].parameters():
+        torch.nn.init.zeros_(p)
+    assert m(pair).pixel_loss.item() == pytest.approx(1.0)
+    torch.nn.init.constant_(m.pixel_head[-1].bias, 0.0)
+    with torch.no_grad():
+        m.pixel_head[-1].bias[0] = -1.0  # the true motion: sample one pixel to the left
+    assert m(pair).pixel_loss.item() < 0.3  # only the wrapped-around border column is wrong
 
 
 def test_transfer_of_the_action_branch_only_leaves_the_position_branch_fresh(tmp_path) -> None:

@@ -301,3 +301,45 @@ def test_bad_given_builds_stop_before_any_task(tmp_path, extra, message):
     )  # fmt: skip
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_seed_made_under_other_pretraining_defaults_is_not_mixed_in(tmp_path):
+    """Each seed records the resolved pre-training objective; a folder made by an older mepipe (none
+    recorded) or under other bundled defaults is refused even with the same ``--pretrain-set``."""
+    sizes = tx.DemoSizes(workers=1)
+    rec = {"seconds": {}, "results": {}, "pretrain_set": {}, "sizes": sizes.__dict__}
+    (tmp_path / "result.json").write_text(json.dumps(rec))
+    with pytest.raises(
+        SystemExit, match="another pre-training objective.*an older mepipe.*use a fresh --out"
+    ):
+        tx._check_record(tmp_path, {}, sizes)
+    objective = tx.pretrain_objective({})
+    assert objective["ma2mi"]["pixel_goal"] == "motion" and objective["delta"] == list(tx.DEFAULT_DELTA)
+    (tmp_path / "result.json").write_text(json.dumps({**rec, "pretrain_objective": objective}))
+    tx._check_record(tmp_path, {}, sizes)  # the same defaults: resumes
+    old = {**objective, "ma2mi": {**objective["ma2mi"], "pixel_goal": "frame"}}
+    (tmp_path / "result.json").write_text(json.dumps({**rec, "pretrain_objective": old}))
+    with pytest.raises(SystemExit, match="another pre-training objective"):
+        tx._check_record(tmp_path, {}, sizes)
+
+
+def test_the_supervised_control_trains_on_macro_labels_once_and_initialises_from_its_model(
+    tmp_path, monkeypatch
+):
+    """``supervised``: one labelled training on the seed's macro build (no MA2MI pre-training when no
+    variant needs it), its ``model.pt`` initialises the variant's fine-tuning; a rerun reuses it."""
+    calls = []
+    monkeypatch.setattr(tx, "_ensure_data", lambda out, *a: (out / "macro-shards", out / "micro-shards"))
+    monkeypatch.setattr(tx, "pretrain_run", lambda *a, **k: pytest.fail("MA2MI pre-training not needed"))
+    monkeypatch.setattr(tx, "supervised_run", lambda run_dir, macro, seed, sizes, **k: calls.append(("sup", run_dir.name, macro.name, seed)))  # fmt: skip
+    monkeypatch.setattr(tx, "finetune_run", lambda run_dir, micro, seed, sizes, v, init, **k: calls.append(
+        (run_dir.name, v, Path(init).relative_to(tmp_path).as_posix())) or argparse.Namespace(uf1=0.5, uar=0.5, acc=0.5, predictions=[]))  # fmt: skip
+    sizes = tx.DemoSizes(workers=1)
+    for _ in range(2):
+        tx.seed_task(tmp_path, 3, sizes, ["scratch", "supervised"], 1, {}, "varied", {})
+    assert calls == [
+        ("sup", "supervised-pretrain", "macro-shards", 3),
+        ("scratch", "scratch", "runs/pretrain/last.pt"),  # ignored by finetune_run for a scratch variant
+        ("supervised", "supervised", "runs/supervised-pretrain/model.pt"),
+    ]
+    assert "supervised_pretrain" in json.loads((tmp_path / "result.json").read_text())["seconds"]

@@ -113,7 +113,9 @@ def train_finetune(
     ),
     model: ModelName | None = typer.Option(None, "--model", help="registered model (default miacnet)"),  # type: ignore[valid-type]
     init: Path | None = typer.Option(
-        None, "--init", help="MA2MI checkpoint (pretrain RUN/last.pt); default: scratch"
+        None,
+        "--init",
+        help="MA2MI checkpoint (pretrain RUN/last.pt) or a labelled MIACNet (RUN/model.pt); default: scratch",
     ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="fixed epoch budget per fold"),

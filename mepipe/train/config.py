@@ -96,7 +96,8 @@ class FinetuneConfig(_TrainConfig):
     kind: Literal["finetune"] = Field(default="finetune", description="which command this config is for")
     init: PathText = Field(
         default="",
-        description="MA2MI checkpoint (pre-training RUN/last.pt) initialising E_pos/E_act; empty: scratch",
+        description="initialises E_pos/E_act: an MA2MI checkpoint (pre-training RUN/last.pt) or a MIACNet "
+        "trained with labels (RUN/model.pt of --protocol all, e.g. on a macro build); empty: scratch",
     )
     init_parts: Literal["all", "action"] = Field(
         default="all",

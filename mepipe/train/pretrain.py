@@ -170,7 +170,9 @@ class MA2MIObjective(Objective):
         pictures: int = 0,
         pictures_every: int = 0,
         pictures_dir: Path | None = None,
+        latent: bool = True,
     ) -> None:
+        self.latent = latent  # the latent term is on (else its loss and the target spread are not shown)
         self.clips, self.dataset, self.loop, self.delta, self.seed, self.rt = (
             clips,
             dataset,
@@ -242,9 +244,11 @@ class MA2MIObjective(Objective):
             self.draw(model, epoch + 1)
 
     def describe(self, rec: dict[str, Any], epochs: int) -> str:
+        terms = f"pixel {rec['pixel_loss']:.4f}"
+        if self.latent:
+            terms = f"latent {rec['latent_loss']:.4f}, {terms}, target std {rec['target_std']:.3f}"
         return (
-            f"pretrain epoch {rec['epoch']}/{epochs}: loss {rec['loss']:.4f} (latent {rec['latent_loss']:.4f}, "
-            f"pixel {rec['pixel_loss']:.4f}, target std {rec['target_std']:.3f}) lr {rec['lr']:.2e} "
+            f"pretrain epoch {rec['epoch']}/{epochs}: loss {rec['loss']:.4f} ({terms}) lr {rec['lr']:.2e} "
             f"{rec['pairs']} pairs {rec['seconds']:.1f} s ({rec['pairs_per_s']:.0f} pairs/s)"
         )
 
@@ -317,6 +321,7 @@ def _pretrain(cfg: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] | 
         pictures=cfg.run.pictures,
         pictures_every=cfg.run.pictures_every,
         pictures_dir=out / "pictures",
+        latent=cfg.ma2mi.target == "latent",
     )
     if len(sampler) == 0:
         raise ConfigError(

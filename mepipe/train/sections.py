@@ -55,7 +55,7 @@ class DataConfig(Strict):
         default_factory=list, description="keep only clips of these datasets (empty: all)"
     )
     delta: tuple[int, int] = Field(
-        default=(1, 4),
+        default=(1, 8),
         description="pre-training frame offset range [a, b] (or `a:b`), inclusive, 1 <= a <= b; "
         "δ ~ U{a..b} redrawn every epoch",
     )
@@ -211,30 +211,33 @@ class MA2MIConfig(Strict):
         default=0.99, ge=0.0, lt=1.0, description="momentum of the EMA target encoder (stop-gradient)"
     )
     target: Literal["latent", "pixel"] = Field(
-        default="latent", description="`latent` (MSE to T(I_t+δ) + pixel term) or `pixel` (pixel term only)"
+        default="pixel", description="`latent` (MSE to T(I_t+δ) + pixel term) or `pixel` (pixel term only)"
     )
     target_norm: bool = Field(default=True, description="layer-normalise the target latent over channels")
     pixel_weight: float = Field(
         default=0.5, ge=0.0, description="weight of the low-resolution pixel term (0: off)"
     )
-    pixel_size: int = Field(default=32, ge=4, description="side of the low-resolution reconstruction")
+    pixel_size: int = Field(default=56, ge=4, description="side of the low-resolution reconstruction")
     pixel_head: Literal["full", "light"] = Field(
         default="light",
         description="`full` (3x3 convs on the 8w-channel upsampled features) or `light` (1x1 conv to w "
         "channels before upsampling)",
     )
-    pixel_goal: Literal["frame", "change"] = Field(
-        default="frame",
-        description="what the pixel term reconstructs: the future frame I_t+δ, or the change "
-        "I_t+δ - I_t (its MSE divided by the change's mean square)",
+    pixel_goal: Literal["frame", "change", "motion"] = Field(
+        default="motion",
+        description="what the pixel term predicts: `motion`, a displacement field that warps I_t into "
+        "I_t+δ (MSE relative to no motion; the action code carries how the face moved), the change "
+        "I_t+δ - I_t (MSE relative to no change), or the future frame I_t+δ itself",
     )
 
     @model_validator(mode="after")
     def _pixel_target_needs_weight(self) -> MA2MIConfig:
         if self.target == "pixel" and self.pixel_weight <= 0:
             raise ValueError("ma2mi.target=pixel needs ma2mi.pixel_weight > 0")
-        if self.pixel_goal == "change" and self.pixel_weight <= 0:  # no pixel term: the goal would be ignored
-            raise ValueError("ma2mi.pixel_goal=change needs ma2mi.pixel_weight > 0 (or target=pixel)")
+        if self.pixel_goal != "frame" and self.pixel_weight <= 0:  # no pixel term: the goal would be ignored
+            raise ValueError(
+                f"ma2mi.pixel_goal={self.pixel_goal} needs ma2mi.pixel_weight > 0 (or target=pixel)"
+            )
         return self
 
 

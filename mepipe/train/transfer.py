@@ -1,9 +1,14 @@
-"""Weight transfer from MA2MI pre-training to a classifier (``finetune --init RUN/last.pt``).
+"""Weight transfer into a classifier (``finetune --init FILE``).
 
-MA2MI's ``E_act`` / ``E_pos`` (state-dict prefixes ``act.`` and ``pos.``) load by name into models that
-declare which prefixes they take (``pretrained_prefixes()``, e.g. MIACNet); the decoder, bottleneck,
-pixel head and EMA target are dropped. The architecture keys that shape those tensors must match
-between the two runs; :func:`check_init_config` says which differ before anything is trained.
+``FILE`` is an MA2MI pre-training checkpoint (``RUN/last.pt`` of ``mepipe train pretrain``), or a
+classifier trained with labels: ``RUN/model.pt`` of ``mepipe train finetune --protocol all`` (or that
+run's ``RUN/last.pt``), e.g. MIACNet trained on a macro-expression build's emotion labels, the
+*supervised* macro pre-training that MA2MI is compared with. Either way ``E_act`` / ``E_pos``
+(state-dict prefixes ``act.`` and ``pos.``) load by name into models that declare which prefixes they
+take (``pretrained_prefixes()``, e.g. MIACNet); everything else (MA2MI's decoder, bottleneck, pixel head
+and EMA target; a classifier's head and fusion scale) is dropped. The architecture keys that shape those
+tensors must match between the two runs; :func:`check_init_config` says which differ before anything is
+trained.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import torch
 from torch import nn
 
 from mepipe.errors import ConfigError
-from mepipe.train.checkpoint import load_checkpoint
+from mepipe.train.checkpoint import load_checkpoint, safe_load
+from mepipe.train.deploy import MODEL_FORMAT
 from mepipe.train.models.ma2mi import transfer_state
 
 INIT_PARTS: dict[str, tuple[str, ...]] = {"all": ("act.", "pos."), "action": ("act.",)}
@@ -26,13 +32,20 @@ SHAPING_KEYS = ("input_size", "width", "action_input", "pos_layers", "pos_heads"
 
 
 def load_init_state(path: str | Path, parts: str = "all") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``E_act``/``E_pos`` weights (``parts``: a key of :data:`INIT_PARTS`) and the resolved config of
-    an MA2MI checkpoint (``pretrain`` kind).
+    """``E_act``/``E_pos`` weights (``parts``: a key of :data:`INIT_PARTS`) and the run's config (at
+    least its ``model`` section) of an MA2MI checkpoint, a fine-tuning checkpoint or a ``model.pt``.
 
     Raises:
-        ConfigError: missing file, not loadable with ``weights_only``, or not a pre-training checkpoint.
+        ConfigError: missing file, not loadable with ``weights_only``, or none of the three kinds.
     """
-    ckpt = load_checkpoint(path, "pretrain")
+    p = Path(path)
+    if p.is_file():
+        data = safe_load(p)
+        if isinstance(data, dict) and data.get("format") == MODEL_FORMAT:  # RUN/model.pt
+            return transfer_state(data["model"], INIT_PARTS[parts]), {"model": data.get("model_config", {})}
+    ckpt = load_checkpoint(p)
+    if ckpt.get("kind") not in ("pretrain", "finetune"):
+        raise ConfigError(f"--init {p}: a {ckpt.get('kind')!r} checkpoint holds no E_act/E_pos weights")
     return transfer_state(ckpt["model"], INIT_PARTS[parts]), ckpt.get("config", {})
 
 
@@ -81,6 +94,8 @@ def apply_init(model: nn.Module, state: dict[str, torch.Tensor]) -> int:
             )
         load[k] = v
     if not load:
-        raise ConfigError("--init: no pre-trained tensor matches this model (is it an MA2MI checkpoint?)")
+        raise ConfigError(
+            "--init: no pre-trained tensor matches this model (is it an MA2MI checkpoint or a MIACNet model?)"
+        )
     model.load_state_dict(load, strict=False)
     return len(load)

@@ -9,7 +9,9 @@ For a pair ``(I_t, I_{t+δ})`` (``(B, 2, 3, N, N)``, normalised):
 * target ``Z = T(I_{t+δ})`` where ``T`` is an EMA copy of ``E_pos`` under stop-gradient (so the latent
   cannot collapse together with the predictor); loss ``MSE(Ẑ, Z)`` (``Z`` layer-normalised over
   channels by default), plus ``pixel_weight`` times the MSE of a low-resolution reconstruction of
-  ``I_{t+δ}`` decoded from ``Ẑ``'s features.
+  ``I_{t+δ}`` decoded from ``Ẑ``'s features (``pixel_goal``: the frame itself, the change
+  ``I_{t+δ} - I_t``, or ``I_t`` warped by a decoded displacement field, the ``motion`` goal);
+  ``target="pixel"`` keeps the pixel term alone.
 
 Transfer: :func:`transfer_state` keeps ``act.*`` and ``pos.*`` (``E_act``, ``E_pos``), which load into
 :class:`~mepipe.train.models.miacnet.MIACNet` by name; the decoder and the target are dropped.
@@ -25,6 +27,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from mepipe.train.models.miacnet import STRIDE, ActionBranch, PositionBranch
+
+PIXEL_GOALS = ("frame", "change", "motion")
+"""What the pixel term predicts (see :class:`MA2MI`'s ``pixel_goal``)."""
+
+
+def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """``image`` ``(B, C, s, s)`` resampled at ``x + motion(x)``: ``motion`` ``(B, 2, s, s)`` holds (dx, dy)
+    in pixels of the ``s x s`` grid (bilinear, border values outside). Differentiable in both."""
+    b, _, h, w = image.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=image.device, dtype=image.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=image.device, dtype=image.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=image.device, dtype=image.dtype)
+    grid = torch.stack([gx, gy], -1)[None] + motion.permute(0, 2, 3, 1) * scale
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 class ConvBlock(nn.Module):
@@ -54,7 +71,8 @@ class MA2MIOutput:
         target_std: spread of the target latent over the batch (mean over positions/channels of the
             per-element std; detached). It falling towards 0 would signal a collapsed target.
         recon: ``(B, 3, s, s)`` low-resolution reconstruction of ``I_{t+δ}`` (normalised) or ``None``
-            (with ``pixel_goal="change"``: the area-resized ``I_t`` plus the predicted change).
+            (with ``pixel_goal="change"``: the area-resized ``I_t`` plus the predicted change; with
+            ``"motion"``: the area-resized ``I_t`` warped by the predicted displacement field).
         attention: the action branch's attention maps.
     """
 
@@ -86,7 +104,12 @@ class MA2MI(nn.Module):
             "no better than predicting no change"). A coarse ``E_pos`` (``pos_input=resize`` sees
             ``I_t`` at ``N/16`` pixels) cannot supply the appearance detail of ``I_{t+δ}``, so with
             ``frame`` most of the term is error that neither input can remove; ``change`` asks the
-            action code only for what moved.
+            action code only for what moved. ``motion``: the head predicts a displacement field
+            ``(dx, dy)`` at s x s that warps area(``I_t``) into area(``I_{t+δ}``) (:func:`warp`), its MSE
+            divided by that of area(``I_t``) itself (1 = no better than no motion): the action code
+            carries *where and how the face moved*, and the appearance comes from ``I_t``. On
+            stabilised crops (``align.mode: register``), where the head does not move, that is the
+            facial action itself (README, "Does MA2MI pre-training help?").
         pixel_head: ``full`` (upsample the D-channel decoder features to s, then conv3x3 D->w, ReLU,
             conv3x3 w->3) or ``light`` (a 1x1 conv D->w first, then upsample, conv3x3 w->w, ReLU,
             conv3x3 w->3: the 3x3 convs at s x s run on w instead of D = 8w channels).
@@ -113,8 +136,8 @@ class MA2MI(nn.Module):
         pixel_goal: str = "frame",
     ) -> None:
         super().__init__()
-        if pixel_goal not in ("frame", "change"):
-            raise ValueError(f"pixel_goal must be 'frame' or 'change', got {pixel_goal!r}")
+        if pixel_goal not in PIXEL_GOALS:
+            raise ValueError(f"pixel_goal must be one of {PIXEL_GOALS}, got {pixel_goal!r}")
         if target not in ("latent", "pixel"):
             raise ValueError(f"target must be 'latent' or 'pixel', got {target!r}")
         if pixel_head not in ("full", "light"):
@@ -131,7 +154,8 @@ class MA2MI(nn.Module):
             nn.Conv2d(2 * dim, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True)
         )
         self.decoder = nn.Sequential(*[ConvBlock(dim) for _ in range(decoder_blocks)])
-        self.predict = nn.Conv2d(dim, dim, 1)
+        # the latent prediction only with the latent target (an unused layer stalls DDP's gradient sync)
+        self.predict = nn.Conv2d(dim, dim, 1) if target == "latent" else None
         self.ema, self.target, self.target_norm = ema, target, target_norm
         self.pixel_weight = pixel_weight if target == "latent" else 1.0
         self.pixel_size, self.pixel_goal = pixel_size, pixel_goal
@@ -141,8 +165,9 @@ class MA2MI(nn.Module):
             if pixel_head == "light":
                 self.pixel_reduce = nn.Conv2d(dim, width, 1)
             cin = width if pixel_head == "light" else dim
+            cout = 2 if pixel_goal == "motion" else 3  # motion: a displacement field (dx, dy)
             self.pixel_head = nn.Sequential(
-                nn.Conv2d(cin, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, 3, 3, 1, 1)
+                nn.Conv2d(cin, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, cout, 3, 1, 1)
             )
         self.grid = input_size // STRIDE
 
@@ -171,7 +196,7 @@ class MA2MI(nn.Module):
         h = self.decoder(self.fuse(torch.cat([p_t, self.expand(code)], 1)))
         zero = pair.new_zeros((), dtype=torch.float32)
         latent_loss, target_std = zero, zero
-        if self.target == "latent":
+        if self.predict is not None:
             z_hat = self.predict(h).float()
             with torch.no_grad():
                 z = self.target_enc(pair[:, 1]).float()
@@ -186,15 +211,14 @@ class MA2MI(nn.Module):
                 g, size=(self.pixel_size, self.pixel_size), mode="bilinear", align_corners=False
             )
             recon = self.pixel_head(up).float()
-            goal = F.interpolate(pair[:, 1].float(), size=recon.shape[-2:], mode="area")
-            if self.pixel_goal == "change":
-                start = F.interpolate(pair[:, 0].float(), size=recon.shape[-2:], mode="area")
-                change = goal - start
-                # relative to predicting "no change": 1.0 means the code explains none of it
-                pixel_loss = F.mse_loss(recon, change) / change.pow(2).mean().clamp_min(1e-8)
-                recon = start + recon  # the predicted I_t+δ, as with the frame goal
-            else:
+            goal, start = (
+                F.interpolate(pair[:, i].float(), size=recon.shape[-2:], mode="area") for i in (1, 0)
+            )
+            if self.pixel_goal == "frame":
                 pixel_loss = F.mse_loss(recon, goal)
+            else:  # relative to predicting "no change" (I_t itself): 1.0 means the code explains none of it
+                recon = warp(start, recon) if self.pixel_goal == "motion" else start + recon
+                pixel_loss = F.mse_loss(recon, goal) / F.mse_loss(start, goal).clamp_min(1e-8)
         loss = latent_loss + self.pixel_weight * pixel_loss
         return MA2MIOutput(loss, latent_loss.detach(), pixel_loss.detach(), target_std, recon, maps)
 
