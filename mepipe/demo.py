@@ -215,8 +215,18 @@ def supervised_run(
     from mepipe.train import config_from_dict
     from mepipe.train.loso import finetune_all
 
-    over = {
-        "data.shards": str(macro),
+    over = _classifier_settings(run_dir, macro, labels, seed, sizes, threads, resume)
+    over.update({"protocol.name": "all", "model.name": "miacnet"})
+    return finetune_all(config_from_dict("finetune", overrides=over)).model
+
+
+def _classifier_settings(
+    run_dir: Path, shards: Path, labels: str, seed: int, sizes: DemoSizes, threads: int, resume: bool
+) -> dict[str, object]:
+    """The dotted-key settings every classifier training of the demo shares (data, output, seed, epochs,
+    CPU threads, resume or replace)."""
+    return {
+        "data.shards": str(shards),
         "data.labels": labels,
         "run.out": str(run_dir),
         "run.seed": seed,
@@ -224,10 +234,7 @@ def supervised_run(
         "run.device": "cpu",
         "run.cpu_threads": threads,
         "run.resume" if resume else "run.force": True,
-        "protocol.name": "all",
-        "model.name": "miacnet",
     }
-    return finetune_all(config_from_dict("finetune", overrides=over)).model
 
 
 def finetune_run(
@@ -244,23 +251,12 @@ def finetune_run(
 ):
     """LOSO fine-tuning of ``variant`` (a :data:`VARIANTS` key) on ``micro`` into ``run_dir``; ``init`` is
     the MA2MI checkpoint, or for :data:`FROM_SUPERVISED` the supervised model (ignored for the variants in
-    :data:`FROM_SCRATCH`). ``overrides``: further
-    dotted-key settings of the fine-tuning config (one that the arguments or the variant already set
-    raises :class:`ConfigError`). Returns the LOSO result."""
+    :data:`FROM_SCRATCH`). ``overrides``: further dotted-key settings of the fine-tuning config (one that
+    the arguments or the variant already set raises :class:`ConfigError`). Returns the LOSO result."""
     from mepipe.train import config_from_dict, finetune_loso
 
-    over = {
-        "data.shards": str(micro),
-        "data.labels": "casme2_5",
-        "run.out": str(run_dir),
-        "run.seed": seed,
-        "optim.epochs": sizes.finetune_epochs,
-        "run.device": "cpu",
-        "run.cpu_threads": threads,
-        "run.resume" if resume else "run.force": True,
-        "init": "" if variant in FROM_SCRATCH else str(init),
-        **VARIANTS[variant],
-    }
+    over = _classifier_settings(run_dir, micro, "casme2_5", seed, sizes, threads, resume)
+    over.update({"init": "" if variant in FROM_SCRATCH else str(init), **VARIANTS[variant]})
     return finetune_loso(
         config_from_dict("finetune", overrides=_with_overrides(over, overrides, f"fine-tuning {variant}"))
     )
