@@ -81,7 +81,8 @@ def train_pretrain(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help=VERBOSE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="same as mepipe -q"),
 ) -> None:
-    """MA2MI pre-training: reconstruct the latent of I_t+delta from I_t and a bottlenecked action code.
+    """MA2MI pre-training: from I_t and a bottlenecked action code, predict I_t+delta (by default the motion
+    that warps I_t into it; ma2mi.target / ma2mi.pixel_goal choose the latent, the frame or the change).
 
     Multi-GPU: torchrun --nproc_per_node N -m mepipe train pretrain ...
     """

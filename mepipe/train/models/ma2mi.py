@@ -1,4 +1,4 @@
-"""MA2MI pre-training: predict the latent of a near-future frame from ``I_t`` and a bottlenecked action code.
+"""MA2MI pre-training: predict a near-future frame from ``I_t`` and a bottlenecked action code.
 
 For a pair ``(I_t, I_{t+δ})`` (``(B, 2, 3, N, N)``, normalised):
 
@@ -11,7 +11,7 @@ For a pair ``(I_t, I_{t+δ})`` (``(B, 2, 3, N, N)``, normalised):
   channels by default), plus ``pixel_weight`` times the MSE of a low-resolution reconstruction of
   ``I_{t+δ}`` decoded from ``Ẑ``'s features (``pixel_goal``: the frame itself, the change
   ``I_{t+δ} - I_t``, or ``I_t`` warped by a decoded displacement field, the ``motion`` goal);
-  ``target="pixel"`` keeps the pixel term alone.
+  ``target="pixel"`` keeps the pixel term alone (the training config's default, with ``pixel_goal="motion"``).
 
 Transfer: :func:`transfer_state` keeps ``act.*`` and ``pos.*`` (``E_act``, ``E_pos``), which load into
 :class:`~mepipe.train.models.miacnet.MIACNet` by name; the decoder and the target are dropped.
