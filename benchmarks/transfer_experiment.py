@@ -565,7 +565,8 @@ def summarise_finetune_budgets(args: argparse.Namespace, summary: dict[str, Any]
 
 
 def summarise_budgets(args: argparse.Namespace, summary: dict[str, Any]) -> None:
-    """The learning curve: ``ma2mi`` UF1 against pre-training epochs (0 = scratch) and pairs seen."""
+    """The learning curve: ``ma2mi`` UF1 against pre-training epochs (0 = scratch) and pairs seen, each
+    budget paired against scratch over the seeds that have every budget."""
     if not args.budgets:
         return
     main = {s: _read_json(args.out / f"seed{s}" / "result.json") for s in args.budget_seeds}
@@ -588,7 +589,7 @@ def summarise_budgets(args: argparse.Namespace, summary: dict[str, Any]) -> None
     seeds = [s for s in args.budget_seeds if all(s in p for p in points.values())]
     print(f"\nlearning curve (ma2mi UF1 by pre-training budget; 0 = scratch; seeds {seeds}):")
     print(f"{'epochs':<8}{'pairs seen':>11}{'final loss':>11}" + "".join(f"{'s' + str(s):>8}" for s in seeds)
-          + f"{'mean':>8}{'95% t CI':>18}{'vs scratch':>12}")  # fmt: skip
+          + f"{'mean':>8}{'95% t CI':>18}{'- scratch':>11}{'95% t CI':>18}{'W/L':>6}{'Wilcoxon p':>12}")  # fmt: skip
     out: dict[str, Any] = {"seeds": seeds, "rows": {}}
     for e in sorted(points):
         if not seeds:
@@ -597,11 +598,18 @@ def summarise_budgets(args: argparse.Namespace, summary: dict[str, Any]) -> None
         pairs = statistics.mean(points[e][s][1] for s in seeds)
         loss = statistics.mean(points[e][s][2] for s in seeds)
         m, lo, hi = t_interval(x)
-        dm = statistics.mean(a - points[0][s][0] for a, s in zip(x, seeds, strict=True))
+        d = paired(x, [points[0][s][0] for s in seeds])
         out["rows"][str(e)] = {"uf1": x, "pairs_seen": pairs, "final_loss": loss, "mean": m, "ci95": [lo, hi],
-                               "minus_scratch": dm}  # fmt: skip
-        print(f"{e:<8}{pairs:>11.0f}{loss:>11.4f}" + "".join(f"{v:>8.3f}" for v in x)
-              + f"{m:>8.3f}   [{lo:.3f}, {hi:.3f}]{dm:>+12.3f}")  # fmt: skip
+                               "minus_scratch": d["mean"], "paired": d}  # fmt: skip
+        line = (
+            f"{e:<8}{pairs:>11.0f}{loss:>11.4f}"
+            + "".join(f"{v:>8.3f}" for v in x)
+            + f"{m:>8.3f}   [{lo:.3f}, {hi:.3f}]"
+        )
+        if e:
+            dlo, dhi = d["ci95"]
+            line += f"{d['mean']:>+11.3f}   [{dlo:+.3f}, {dhi:+.3f}]{d['wins']:>3}/{d['losses']:<2}{d['wilcoxon_p']:>12.3f}"
+        print(line)
     summary["learning_curve"] = out
 
 

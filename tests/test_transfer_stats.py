@@ -125,6 +125,7 @@ def test_learning_curve_joins_scratch_the_main_run_and_the_budget_runs(tmp_path)
     assert rows["0"]["pairs_seen"] == 0 and rows["2"]["pairs_seen"] == 200 and rows["3"]["pairs_seen"] == 300
     assert rows["2"]["minus_scratch"] == pytest.approx(0.035) and rows["3"]["mean"] == pytest.approx(0.65)
     assert rows["3"]["final_loss"] == pytest.approx(1 / 3)
+    assert rows["3"]["paired"]["diffs"] == pytest.approx([0.1, 0.1]) and rows["3"]["paired"]["wins"] == 2
     tx.plots(argparse.Namespace(out=tmp_path), summary)
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
 
