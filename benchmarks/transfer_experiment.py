@@ -174,6 +174,13 @@ def paired(a: list[float], b: list[float]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- tasks
+def paired_cells(r: dict[str, Any], width: int) -> str:
+    """One :func:`paired` result as table cells: mean difference (``width`` wide), 95 % t interval,
+    wins/losses and the Wilcoxon p."""
+    lo, hi = r["ci95"]
+    return f"{r['mean']:>+{width}.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}{r['wilcoxon_p']:>12.3f}"
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -488,9 +495,7 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
     for a, b in comps:
         r = paired(uf1[a], uf1[b])
         summary["paired"][f"{a} - {b}"] = r
-        lo, hi = r["ci95"]
-        print(f"{a + ' - ' + b:<36}{r['mean']:>+8.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}"
-              f"{r['wilcoxon_p']:>12.3f}{r['sign_test_p']:>8.3f}{r['sign_flip_p']:>8.3f}")  # fmt: skip
+        print(f"{a + ' - ' + b:<36}{paired_cells(r, 8)}{r['sign_test_p']:>8.3f}{r['sign_flip_p']:>8.3f}")
     if len(seeds) < 6:
         print(
             f"(with {len(seeds)} seeds the smallest two-sided Wilcoxon/sign p is {2 / 2 ** len(seeds):.3f})"
@@ -557,10 +562,7 @@ def summarise_finetune_budgets(args: argparse.Namespace, summary: dict[str, Any]
         row: dict[str, Any] = {"uf1": uf1, "paired": {v: paired(uf1[v], uf1["scratch"]) for v in others}}
         out["rows"][str(e)] = row
         line = f"{e:<8}" + "".join(f"{statistics.mean(uf1[v]):>14.3f}" for v in args.variants)
-        for r in row["paired"].values():
-            lo, hi = r["ci95"]
-            line += f"{r['mean']:>+24.3f}   [{lo:+.3f}, {hi:+.3f}]{r['wins']:>3}/{r['losses']:<2}{r['wilcoxon_p']:>12.3f}"
-        print(line)
+        print(line + "".join(paired_cells(r, 24) for r in row["paired"].values()))
     summary["finetune_budgets"] = out
 
 
@@ -606,10 +608,7 @@ def summarise_budgets(args: argparse.Namespace, summary: dict[str, Any]) -> None
             + "".join(f"{v:>8.3f}" for v in x)
             + f"{m:>8.3f}   [{lo:.3f}, {hi:.3f}]"
         )
-        if e:
-            dlo, dhi = d["ci95"]
-            line += f"{d['mean']:>+11.3f}   [{dlo:+.3f}, {dhi:+.3f}]{d['wins']:>3}/{d['losses']:<2}{d['wilcoxon_p']:>12.3f}"
-        print(line)
+        print(line + (paired_cells(d, 11) if e else ""))
     summary["learning_curve"] = out
 
 
