@@ -127,10 +127,12 @@ def synth(
     faces_dir: PathLike | None = None,
     clip_frames: str | tuple[int, int] | None = None,
     expressions: str = "canonical",
+    workers: int = 1,
 ) -> SynthSummary:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth (``mepipe synth``;
     ``clip_frames``: ``(min, max)`` or ``"MIN:MAX"`` frames per clip instead of the layout's range;
-    ``expressions``: ``canonical`` or ``varied``, see :func:`mepipe.synth.synthesize`).
+    ``expressions``: ``canonical`` or ``varied``; ``workers``: clips rendered in parallel processes, the
+    same files for any number; see :func:`mepipe.synth.synthesize`).
 
     Raises:
         ConfigError: ``clip_frames`` is not a range of whole frames."""
@@ -158,6 +160,7 @@ def synth(
             progress=step,
             clip_frames=clip_frames,
             expressions=expressions,
+            workers=workers,
         )
 
 

@@ -88,11 +88,15 @@ def synth(
     expressions: Expressions = typer.Option(  # type: ignore[valid-type]
         "canonical", "--expressions", help="varied: several AU combinations per class, faint clips too"
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="parallel worker processes (same files for any number)"
+    ),
 ) -> None:
     """Write a synthetic dataset in a real dataset's native layout, with ground truth."""
     s = api.synth(
         out=out, layout=layout, subjects=subjects, clips_per_subject=clips_per_subject, seed=seed,
         amplitude=amplitude, faces_dir=faces_dir, clip_frames=clip_frames, expressions=expressions,
+        workers=workers,
     )  # fmt: skip
     log.info("wrote %d clips (%d frames) to %s", s.n_clips, s.n_frames, s.out)
 

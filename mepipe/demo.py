@@ -107,6 +107,7 @@ def prepare_data(
             data = synthesize(
                 layout, out / "data" / kind, subjects=subjects, clips_per_subject=clips, seed=seed,
                 expressions=expressions, progress=lambda done, _total: bar.advance(done - bar.done),
+                workers=sizes.workers,
             )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
         mode = {"align.mode": align[kind]} if align and kind in align else {}

@@ -399,3 +399,23 @@ def test_mirror_map_and_unilateral_aus() -> None:
     assert len(right.centers) == 1 and len(both.centers) == 2
     assert right.centers[0][0] == 35.0 and right.vectors[0][0] < 0 and right.vectors[0][1] < 0  # out and up
     assert set(AU_TABLE) >= {1, 2, 4, 5, 7, 9, 10, 12, 14, 15, 17, 20, 24}
+
+
+@pytest.mark.parametrize(
+    ("layout", "kwargs"),
+    [("dfew", {"conditions": ("cut", "distractor_photo")}), ("casme2", {"expressions": "varied"})],
+)
+def test_worker_processes_write_the_same_bytes_as_one_process(
+    tmp_path: Path, layout: str, kwargs: dict
+) -> None:
+    seen: list[tuple[int, int]] = []
+    runs = {}
+    for workers in (1, 2):
+        s = synthesize(layout, tmp_path / str(workers), subjects=2, clips_per_subject=2, seed=5, workers=workers,
+                       progress=lambda done, total: seen.append((done, total)), **kwargs)  # fmt: skip
+        runs[workers] = _digest(s.out)
+    assert runs[1] == runs[2]  # frames (JPEG or mp4), sheets and ground truth, byte for byte
+    assert len([k for k in runs[1] if not k.endswith(".json")]) > 4
+    assert seen == [(i, 4) for i in range(1, 5)] * 2  # every clip reported once, in either mode
+    with pytest.raises(MepipeError, match="workers"):
+        synthesize(layout, tmp_path / "0", workers=0)

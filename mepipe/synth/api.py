@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
 import shutil
 import time
 import zlib
@@ -64,6 +67,7 @@ def synthesize(
     conditions: tuple[str, ...] | list[str] = (),
     clip_frames: tuple[int, int] | None = None,
     expressions: str = "canonical",
+    workers: int = 1,
 ) -> SynthSummary:
     """Generate a synthetic dataset in the on-disk layout of ``layout`` under ``out``.
 
@@ -92,6 +96,8 @@ def synthesize(
             combinations per class, shared AUs between classes, a wider range of intensities; casme2
             and dfew layouts), see :data:`mepipe.synth.expressions.EXPRESSION_SETS`. ``canonical``
             gives exactly the files of a run without the argument.
+        workers: clips rendered in this many worker processes (1: in this process). Every clip draws
+            from its own random streams, so the files are byte-identical for any ``workers``.
 
     Returns:
         A :class:`SynthSummary`; the ground truth is described in :mod:`mepipe.synth.truth`.
@@ -103,6 +109,8 @@ def synthesize(
     writer_cls = LAYOUTS.get(layout)
     if subjects < 1 or clips_per_subject < 1:
         raise MepipeError(f"subjects ({subjects}) and clips_per_subject ({clips_per_subject}) must be >= 1")
+    if workers < 1:
+        raise MepipeError(f"workers ({workers}) must be >= 1")
     if clip_frames is not None and not 8 <= clip_frames[0] <= clip_frames[1]:
         raise ConfigError(
             f"clip_frames {clip_frames} must be (min, max) with 8 <= min <= max, e.g. (150, 300)"
@@ -125,21 +133,16 @@ def synthesize(
         people.append(make_subject(bases[params.base_index], params, writer.canvas, writer.face_width_px))
     plans = writer.plan(subjects, clips_per_subject, np.random.default_rng([seed, _STREAM_PLAN, code]))
 
-    clip_docs, n_frames = [], 0
+    jobs = []
     for i, plan in enumerate(plans):
-        rng = np.random.default_rng([seed, _STREAM_CLIP, code, plan.subject_index, plan.clip_index])
+        person = people[plan.subject_index]
         cond = None
-        if conditions:
-            crng = np.random.default_rng([seed, _STREAM_CONDITION, code, plan.subject_index, plan.clip_index])
-            person = people[plan.subject_index]
+        if conditions:  # the hard case's second face: the next base photograph
             base = bases[(person.params.base_index + 1) % len(bases)]
-            cond = (conditions[i % len(conditions)], crng, (base.image, base.landmarks))
-        clip_docs.append(
-            _render_clip(writer, people[plan.subject_index], plan, amp, rng, index=i, condition=cond)
-        )
-        n_frames += len(plan.frame_numbers)
-        if progress is not None:
-            progress(i + 1, len(plans))
+            cond = (conditions[i % len(conditions)], base.image, base.landmarks)
+        jobs.append(_ClipJob(writer, person, plan, amp, seed, code, i, cond))
+    clip_docs = _render_clips(jobs, workers, progress)
+    n_frames = sum(len(plan.frame_numbers) for plan in plans)
     annotation_files = writer.finish(plans)
 
     doc = {
@@ -227,6 +230,64 @@ def _subject_doc(writer: LayoutWriter, index: int, subject: Subject) -> dict[str
         "iod_px": round(subject.iod, 4),
         "landmarks_neutral": truth.points(subject.landmarks),
     }
+
+
+@dataclass(frozen=True)
+class _ClipJob:
+    """Everything one clip's rendering needs, picklable for a worker process. ``condition``: the hard
+    case's name and the other base photograph + its landmarks, or ``None``."""
+
+    writer: LayoutWriter
+    subject: Subject
+    plan: ClipPlan
+    amplitude: str
+    seed: int
+    layout_code: int
+    index: int
+    condition: tuple[str, np.ndarray, np.ndarray] | None
+
+    def run(self) -> dict[str, Any]:
+        """Render the clip from its own random streams (``(seed, stream, layout, subject, clip)``)."""
+        key = (self.layout_code, self.plan.subject_index, self.plan.clip_index)
+        rng = np.random.default_rng([self.seed, _STREAM_CLIP, *key])
+        cond = None
+        if self.condition is not None:
+            name, image, landmarks = self.condition
+            cond = (name, np.random.default_rng([self.seed, _STREAM_CONDITION, *key]), (image, landmarks))
+        return _render_clip(self.writer, self.subject, self.plan, self.amplitude, rng, self.index, cond)
+
+
+def _render_clips(
+    jobs: list[_ClipJob], workers: int, progress: Callable[[int, int], None] | None
+) -> list[dict[str, Any]]:
+    """Render every job, in this process or in ``workers`` worker processes (``spawn``; each dies with
+    this process); returns the clips' ground-truth records in job order. The first failing clip's error
+    is raised once the clips already running have finished; no further clip is started."""
+    docs: dict[int, dict[str, Any]] = {}
+
+    def done(job: _ClipJob, doc: dict[str, Any]) -> None:
+        docs[job.index] = doc
+        if progress is not None:
+            progress(len(docs), len(jobs))
+
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            done(job, job.run())
+    else:
+        from mepipe.engine.backends import worker_init
+
+        with cf.ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+            initializer=worker_init, initargs=(os.getpid(),),
+        ) as pool:  # fmt: skip
+            futures = {pool.submit(job.run): job for job in jobs}
+            try:
+                for fut in cf.as_completed(futures):
+                    done(futures[fut], fut.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return [docs[job.index] for job in jobs]
 
 
 def _render_clip(
