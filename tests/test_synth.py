@@ -419,3 +419,33 @@ def test_worker_processes_write_the_same_bytes_as_one_process(
     assert seen == [(i, 4) for i in range(1, 5)] * 2  # every clip reported once, in either mode
     with pytest.raises(MepipeError, match="workers"):
         synthesize(layout, tmp_path / "0", workers=0)
+
+
+class _SilentWriter:
+    """A ``cv2.VideoWriter`` stand-in that opens (or not) and then writes nothing, like OpenCV on a full disk."""
+
+    opened = True
+
+    def __init__(self, path: str, *args) -> None:
+        self.path = path
+
+    def isOpened(self) -> bool:  # noqa: N802 -- OpenCV's name
+        return self.opened
+
+    def write(self, frame) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("opened", [False, True])
+def test_a_video_that_cannot_be_written_is_an_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opened: bool
+) -> None:
+    from mepipe.synth.layouts import base
+
+    monkeypatch.setattr(base.cv2, "VideoWriter", type("W", (_SilentWriter,), {"opened": opened}))
+    with pytest.raises(OSError, match=r"00001\.mp4.* MB free there") as err:
+        synthesize("dfew", tmp_path / "d", subjects=1, clips_per_subject=1, seed=0)
+    assert ("cannot open" in str(err.value)) != opened  # at open, or when the file is closed empty

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -108,18 +109,32 @@ class VideoSink(FrameSink):
 
     def __init__(self, root: Path, rel_path: str, fps: float, size: tuple[int, int]) -> None:
         self.path = rel_path
-        target = root / rel_path
+        self._target = target = root / rel_path
         target.parent.mkdir(parents=True, exist_ok=True)
         self._writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
         if not self._writer.isOpened():
-            raise OSError(f"cv2.VideoWriter cannot open {target} (mp4v); is OpenCV built with FFMPEG?")
+            raise OSError(
+                f"cv2.VideoWriter cannot open {target} (mp4v): {_free_mb(target.parent):.0f} MB free there; "
+                "free some disk space, or check that OpenCV was built with FFMPEG"
+            )
 
     def write(self, frame_number: int, image: np.ndarray) -> None:
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.ndim == 3 else cv2.COLOR_GRAY2BGR)
         self._writer.write(bgr)
 
     def close(self) -> None:
+        """Finish the file; an empty or missing one (``cv2.VideoWriter`` drops frames without an error,
+        e.g. on a full disk) raises ``OSError`` naming it."""
         self._writer.release()
+        if not self._target.is_file() or self._target.stat().st_size == 0:
+            raise OSError(
+                f"{self._target} was not written ({_free_mb(self._target.parent):.0f} MB free there): "
+                "free some disk space and run again"
+            )
+
+
+def _free_mb(folder: Path) -> float:
+    return shutil.disk_usage(folder).free / 1e6
 
 
 class LayoutWriter(ABC):
