@@ -479,8 +479,13 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
         print(f"{'ft sd':<6}" + "".join(f"{summary['variants'][v]['finetune_sd']:>{w}.3f}" for v in args.variants)
               + "   (sd over the fine-tuning seeds within a seed, mean over seeds)")  # fmt: skip
     per_seed = [_seed_seconds(recs[s], args.variants, sizes, k) for s in seeds]
+    ran = [
+        p
+        for p in ("data", "pretrain", "supervised_pretrain", *args.variants)
+        if any(p in recs[s]["seconds"] for s in seeds)
+    ]  # e.g. no supervised pre-training without its variant
     summary["seconds_per_seed"] = {"mean": statistics.mean(per_seed), "each": per_seed,
-                                   "parts": {k: statistics.mean(recs[s]["seconds"].get(k, 0.0) for s in seeds) for k in ("data", "pretrain", "supervised_pretrain", *args.variants)}}  # fmt: skip
+                                   "parts": {p: statistics.mean(recs[s]["seconds"].get(p, 0.0) for s in seeds) for p in ran}}  # fmt: skip
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_seed"]["parts"].items())
     print(
         f"time per seed (one worker, {args.threads} thread(s)): {statistics.mean(per_seed):.0f} s ({parts})"
