@@ -449,3 +449,29 @@ def test_a_video_that_cannot_be_written_is_an_error_naming_the_file(
     with pytest.raises(OSError, match=r"00001\.mp4.* MB free there") as err:
         synthesize("dfew", tmp_path / "d", subjects=1, clips_per_subject=1, seed=0)
     assert ("cannot open" in str(err.value)) != opened  # at open, or when the file is closed empty
+
+
+def test_a_run_that_stopped_midway_is_replaced_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mepipe.synth import api
+
+    out = tmp_path / "ds"
+    synthesize("dfew", tmp_path / "whole", subjects=1, clips_per_subject=3, seed=2)
+    real, calls = api._render_clip, []
+
+    def fail_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "_render_clip", fail_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        synthesize("dfew", out, subjects=1, clips_per_subject=3, seed=2)
+    assert (out / api.UNFINISHED_FILE).is_file() and not (out / "synth_ground_truth.json").exists()
+    monkeypatch.setattr(api, "_render_clip", real)
+    synthesize("dfew", out, subjects=1, clips_per_subject=3, seed=2)  # the same command again
+    assert _digest(out) == _digest(tmp_path / "whole")  # no leftover of the stopped run, no marker
+    with pytest.raises(MepipeError, match="holds a synthetic 'dfew'"):  # another layout still refused
+        synthesize("casme2", out, subjects=1, clips_per_subject=1)

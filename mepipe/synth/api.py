@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ GENERATOR_VERSION = "1.0.0"
 """Bumped whenever the same seed would produce different pixels or annotations."""
 
 _STREAM_SUBJECT, _STREAM_PLAN, _STREAM_CLIP, _STREAM_CONDITION = 11, 12, 13, 14
+UNFINISHED_FILE = ".synth-unfinished"
+"""Written (holding the layout's name) before the first clip and removed after the ground truth: a run
+that was killed or failed leaves it, and the next run into the folder replaces that run's files."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ def synthesize(
     }
     gt_path = out / truth.GROUND_TRUTH_FILE
     truth.write_ground_truth(gt_path, doc)
+    (out / UNFINISHED_FILE).unlink()
     return SynthSummary(
         out=out,
         layout=layout,
@@ -192,13 +196,19 @@ def synthesize(
 
 
 def _prepare_out(out: Path, writer_cls: type[LayoutWriter]) -> None:
-    """Create ``out``, or clear the files of a previous synthetic run of the same layout."""
+    """Create ``out``, or clear the files of a previous synthetic run of the same layout, finished or
+    not (:data:`UNFINISHED_FILE`); mark ``out`` unfinished until the ground truth is written."""
     if out.exists() and not out.is_dir():
         raise MepipeError(f"{out} exists and is not a folder; choose a folder path for --out")
     if not out.exists() or not any(out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)
+        (out / UNFINISHED_FILE).write_text(writer_cls.name)
         return
     gt = out / truth.GROUND_TRUTH_FILE
+    unfinished = out / UNFINISHED_FILE
+    if not gt.is_file() and unfinished.is_file() and unfinished.read_text() == writer_cls.name:
+        _remove(out, writer_cls.roots)  # an earlier run of this layout that stopped before its ground truth
+        return
     if not gt.is_file():
         raise MepipeError(
             f"{out} is not empty and holds no {truth.GROUND_TRUTH_FILE}; choose an empty or new folder"
@@ -211,13 +221,16 @@ def _prepare_out(out: Path, writer_cls: type[LayoutWriter]) -> None:
         raise MepipeError(
             f"{out} holds a synthetic {old.get('layout')!r} dataset; write {writer_cls.name!r} to another folder"
         )
-    for name in {*old.get("written_roots", []), *writer_cls.roots}:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    _remove(out, {*old.get("written_roots", []), *writer_cls.roots})
     gt.unlink()
+    unfinished.write_text(writer_cls.name)
+
+
+def _remove(out: Path, names: Iterable[str]) -> None:
+    """Delete the files and folders ``names`` under ``out`` (those a synthetic run writes)."""
+    for name in names:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def _subject_doc(writer: LayoutWriter, index: int, subject: Subject) -> dict[str, Any]:
