@@ -40,15 +40,17 @@ Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
        [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...]
-       [--macro-subjects 6] [--macro-clips 8] [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
+       [--macro-subjects 6] [--macro-clips 8] [--macro-frames 16:24] [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
 pre-training help?" for what that does to the comparison). ``--pretrain-set`` changes the pre-training
 config of every MA2MI run (``ma2mi.pixel_goal=change data.delta=1:8``); it is recorded in each seed's
 ``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. So is
-one made with other sizes: ``--macro-subjects`` and ``--macro-clips`` (the macro set's subjects and clips
-per subject; the demo's 6 x 8), ``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
+one made with other sizes: ``--macro-subjects``, ``--macro-clips`` and ``--macro-frames`` (the macro set's
+subjects, clips per subject and frames per clip; by default 6 x 8 clips of 25-75 frames, the sizes of
+the README's runs; ``mepipe demo`` uses ``--macro-subjects 24 --macro-clips 16 --macro-frames 16:24
+--pretrain-epochs 20 --pretrain-set data.pairs_per_clip=2``), ``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
 
 ``--finetune-repeats K`` fine-tunes every variant K times per seed on the same data and checkpoint,
 with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs/{variant}-ft{r}``), and
@@ -215,8 +217,9 @@ def _check_record(
             f"{seed_dir / 'result.json'} was made with --pretrain-set {rec.get('pretrain_set', {})}, "
             f"not {pre_set}: use a fresh --out"
         )
-    differ = {k: (v, getattr(sizes, k)) for k, v in rec.get("sizes", {}).items()
-              if k != "workers" and v != getattr(sizes, k)}  # fmt: skip
+    here, default = (json.loads(json.dumps(x.__dict__)) for x in (sizes, DemoSizes()))  # tuples as lists
+    there = {**default, **rec["sizes"]} if rec and "sizes" in rec else here  # older records lack macro_frames
+    differ = {k: (v, here[k]) for k, v in there.items() if k != "workers" and v != here[k]}
     if differ:
         sys.exit(f"{seed_dir / 'result.json'} was made with other sizes (there, here): {differ}; use a fresh --out")  # fmt: skip
     if rec and rec.get("pretrain_objective") != pretrain_objective(pre_set):
@@ -389,7 +392,7 @@ def budget_task(
     )
 
 
-def _parse_delta(text: str) -> tuple[int, int]:
+def _int_range(text: str) -> tuple[int, int]:
     a, b = parse_range(text)
     return int(a), int(b)
 
@@ -444,7 +447,8 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
             f"LOSO on the synthetic micro set ({sizes.micro_subjects} subjects x {sizes.micro_clips} clips, "
         )
         data += f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
-        data += f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips, "
+        data += f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips"
+        data += f" of {sizes.macro_frames[0]}-{sizes.macro_frames[1]} frames, " if sizes.macro_frames else ", "
     print(
         "\n"
         + data
@@ -696,7 +700,8 @@ def _given_shards(
             )
     synthetic = [o for o, on in (("--macro-align/--micro-align", align), ("--expressions", args.expressions != "canonical"),
                                  ("--macro-subjects", args.macro_subjects != DemoSizes.macro_subjects),
-                                 ("--macro-clips", args.macro_clips != DemoSizes.macro_clips)) if on]  # fmt: skip
+                                 ("--macro-clips", args.macro_clips != DemoSizes.macro_clips),
+                                 ("--macro-frames", args.macro_frames is not None)) if on]  # fmt: skip
     if synthetic:
         ap.error(
             f"{', '.join(synthetic)} shape the synthetic sets; with --macro-shards/--micro-shards drop them"
@@ -709,7 +714,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--out", type=Path, default=Path("runs/transfer"))
     ap.add_argument("--variants", nargs="+", default=list(MAIN_VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--deltas", type=_parse_delta, nargs="*", default=[], help="δ ranges a:b to sweep")
+    ap.add_argument("--deltas", type=_int_range, nargs="*", default=[], help="δ ranges a:b to sweep")
     ap.add_argument("--delta-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument(
         "--budgets",
@@ -727,6 +732,8 @@ def main() -> None:
                     help="subjects of each seed's synthetic macro set")  # fmt: skip
     ap.add_argument("--macro-clips", type=int, default=DemoSizes.macro_clips,
                     help="clips per subject of each seed's synthetic macro set")  # fmt: skip
+    ap.add_argument("--macro-frames", type=_int_range, metavar="MIN:MAX",
+                    help="frames per clip of each seed's synthetic macro set (default: the layout's 25:75)")  # fmt: skip
     for kind in ("macro", "micro"):
         ap.add_argument(f"--{kind}-align", choices=typing.get_args(AlignConfig.model_fields["mode"].annotation),
                         help=f"align.mode of the {kind} build (default: the demo pipeline's, clip)")  # fmt: skip
@@ -745,7 +752,8 @@ def main() -> None:
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
-                      macro_subjects=args.macro_subjects, macro_clips=args.macro_clips, workers=1)  # fmt: skip
+                      macro_subjects=args.macro_subjects, macro_clips=args.macro_clips, workers=1,
+                      macro_frames=args.macro_frames)  # fmt: skip
     try:  # a bad key or value (or one the experiment sets itself) stops here, not in every task
         pre_set = parse_set(args.pretrain_set)
         delta = args.deltas[0] if args.deltas else None  # the δ sweep's runs set data.delta themselves
@@ -773,12 +781,13 @@ def main() -> None:
         elif kind == "budget":
             budget_task(out, seed, int(args.task[2]), sizes, args.threads, pre_set)
         else:
-            delta_task(out, seed, _parse_delta(args.task[2]), sizes, args.threads, pre_set)
+            delta_task(out, seed, _int_range(args.task[2]), sizes, args.threads, pre_set)
         return
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
                 "--macro-subjects", str(args.macro_subjects), "--macro-clips", str(args.macro_clips), "--finetune-repeats", str(args.finetune_repeats),
+                *(["--macro-frames", "{}:{}".format(*args.macro_frames)] if args.macro_frames else []),
                 "--finetune-budgets", *map(str, args.finetune_budgets),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
                 *(["--pretrain-set", *args.pretrain_set] if args.pretrain_set else []),

@@ -411,13 +411,15 @@ def demo(
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """The main job on the embedded default: synth -> build -> MA2MI -> LOSO fine-tune (``mepipe demo``)."""
-    from mepipe.demo import DemoSizes, run_demo
+    from dataclasses import replace
+
+    from mepipe.demo import DEMO_SIZES, run_demo
     from mepipe.logs import get_logger
 
     return run_demo(
         out,
         seed=seed,
-        sizes=DemoSizes(workers=workers),
+        sizes=replace(DEMO_SIZES, workers=workers),
         force=force,
         log=log or get_logger("mepipe.demo").info,
     )

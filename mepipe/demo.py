@@ -54,8 +54,11 @@ every model gets every clip right."""
 
 @dataclass
 class DemoSizes:
-    """How much synthetic data and training the demo uses (its time is measured in the README,
-    "What `mepipe demo` does and shows")."""
+    """How much synthetic data and training a demo-style run uses. The defaults are the small sets of
+    the transfer experiments in the README (``benchmarks/transfer_experiment.py``, ``baselines.py``);
+    ``mepipe demo`` itself runs at :data:`DEMO_SIZES`.
+
+    ``macro_frames``: ``(min, max)`` frames per macro clip (``None``: the DFEW layout's 25-75)."""
 
     micro_subjects: int = 5
     micro_clips: int = 8
@@ -64,6 +67,16 @@ class DemoSizes:
     pretrain_epochs: int = 15
     finetune_epochs: int = 40
     workers: int = 2
+    macro_frames: tuple[int, int] | None = None
+
+
+DEMO_SIZES = DemoSizes(macro_subjects=24, macro_clips=16, macro_frames=(16, 24), pretrain_epochs=20)
+"""What ``mepipe demo`` uses (its time is measured in the README, "What `mepipe demo` does and shows").
+With 48 macro clips no pre-training transferred, labels included (README, "Does MA2MI pre-training
+help?"); 384 did. Short clips (16-24 frames, δ ≤ 8 still fits) keep those 384 diverse clips within
+the demo's time, and :data:`DEMO_PRETRAIN` keeps the pairs per epoch of the small set."""
+DEMO_PRETRAIN: dict[str, object] = {"data.pairs_per_clip": 2}
+"""Pre-training overrides of the demo: 2 pairs per clip and epoch (768 pairs per epoch on 384 clips)."""
 
 
 @dataclass
@@ -107,7 +120,7 @@ def prepare_data(
             data = synthesize(
                 layout, out / "data" / kind, subjects=subjects, clips_per_subject=clips, seed=seed,
                 expressions=expressions, progress=lambda done, _total: bar.advance(done - bar.done),
-                workers=sizes.workers,
+                workers=sizes.workers, clip_frames=sizes.macro_frames if kind == "macro" else None,
             )  # fmt: skip
         log(f"synth {layout}: {data.n_clips} clips, {data.n_frames} frames -> {data.out}")
         mode = {"align.mode": align[kind]} if align and kind in align else {}
@@ -271,12 +284,14 @@ def run_models(
     sizes: DemoSizes,
     variants: tuple[str, ...] = DEMO_VARIANTS,
     log: Callable[[str], None] = print,
+    pretrain_overrides: dict[str, object] | None = None,
 ) -> DemoResult:
-    """Pre-train on ``macro`` (when a variant needs it), then LOSO fine-tune each variant on ``micro``."""
+    """Pre-train on ``macro`` (when a variant needs it; ``pretrain_overrides`` as in
+    :func:`pretrain_settings`), then LOSO fine-tune each variant on ``micro``."""
     result = DemoResult(out)
     init: Path | str = ""
     if any(v not in FROM_SCRATCH for v in variants):
-        init, _ = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, log=log)
+        init, _ = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, log=log, overrides=pretrain_overrides)
     for name in variants:
         res = finetune_run(out / "runs" / name, micro, seed, sizes, name, init)
         m = res.metrics
@@ -327,12 +342,12 @@ def run_demo(
     An ``out`` holding an earlier demo is refused unless ``force`` (which deletes that demo's files
     and nothing else)."""
     out = Path(out)
-    sizes = sizes or DemoSizes()
+    sizes = sizes or DEMO_SIZES
     _clear_demo(out, force)
     out.mkdir(parents=True, exist_ok=True)
     macro, micro = prepare_data(out, seed, sizes, log, align=DEMO_ALIGN, expressions=DEMO_EXPRESSIONS)
-    result = run_models(out, macro, micro, seed, sizes, log=log)
-    data = {"align": DEMO_ALIGN, "expressions": DEMO_EXPRESSIONS}
+    result = run_models(out, macro, micro, seed, sizes, log=log, pretrain_overrides=DEMO_PRETRAIN)
+    data = {"align": DEMO_ALIGN, "expressions": DEMO_EXPRESSIONS, "pretrain": DEMO_PRETRAIN}
     (out / "results.json").write_text(
         json.dumps({"seed": seed, "sizes": sizes.__dict__, "data": data, "metrics": result.metrics}, indent=2)
         + "\n"

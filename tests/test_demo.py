@@ -17,6 +17,7 @@ def test_demo_runs_every_stage_and_writes_results(tmp_path):
         pretrain_epochs=1,
         finetune_epochs=1,
         workers=1,
+        macro_frames=(9, 12),
     )
     lines: list[str] = []
     res = run_demo(tmp_path / "demo", seed=1, sizes=sizes, log=lines.append)
@@ -26,6 +27,13 @@ def test_demo_runs_every_stage_and_writes_results(tmp_path):
     out = tmp_path / "demo"
     saved = json.loads((out / "results.json").read_text())
     assert saved["metrics"] == res.metrics and saved["seed"] == 1
+    assert saved["sizes"]["macro_frames"] == [9, 12] and saved["data"]["pretrain"] == {"data.pairs_per_clip": 2}
+    macro_truth = json.loads((out / "data" / "macro" / "synth_ground_truth.json").read_text())
+    assert sorted({9 <= c["n_frames"] <= 12 for c in macro_truth["clips"]}) == [True]  # only macro clips shortened
+    micro_truth = json.loads((out / "data" / "micro" / "synth_ground_truth.json").read_text())
+    assert max(c["n_frames"] for c in micro_truth["clips"]) > 12
+    pre_cfg = (out / "runs" / "pretrain" / "train.resolved.yaml").read_text()
+    assert "pairs_per_clip: 2\n" in pre_cfg
     assert (out / "micro-contact-sheet.png").is_file()
     assert (out / "runs" / "pretrain" / "last.pt").is_file()
     assert list((out / "runs" / "pretrain" / "pictures").glob("reconstructions-*.png"))

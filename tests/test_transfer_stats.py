@@ -94,6 +94,24 @@ def test_a_seed_made_with_another_macro_set_size_is_not_mixed_in(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
+def test_a_seed_made_with_other_macro_clip_lengths_is_not_mixed_in(tmp_path):
+    """``--macro-frames`` is part of a seed's sizes: the same lengths pass (the record holds a list, the
+    sizes a tuple), other lengths or the layout's default are refused."""
+    short = tx.DemoSizes(workers=1, macro_frames=(16, 24))
+    rec = {"seconds": {}, "results": {}, "pretrain_set": {}, "sizes": dict(short.__dict__),
+           "pretrain_objective": tx.pretrain_objective({})}  # fmt: skip
+    (tmp_path / "result.json").write_text(json.dumps(rec))
+    tx._check_record(tmp_path, {}, short)
+    for other, shown in (((16, 32), r"\(\[16, 24\], \[16, 32\]\)"), (None, r"\(\[16, 24\], None\)")):
+        with pytest.raises(SystemExit, match=rf"other sizes.*'macro_frames': {shown}"):
+            tx._check_record(tmp_path, {}, tx.DemoSizes(workers=1, macro_frames=other))
+    del rec["sizes"]["macro_frames"]  # a record from before --macro-frames: the layout's clips
+    (tmp_path / "result.json").write_text(json.dumps(rec))
+    tx._check_record(tmp_path, {}, tx.DemoSizes(workers=1))
+    with pytest.raises(SystemExit, match=r"'macro_frames': \(None, \[16, 24\]\)"):
+        tx._check_record(tmp_path, {}, short)
+
+
 def test_a_bad_pretrain_setting_stops_before_any_task(tmp_path):
     import subprocess
 
