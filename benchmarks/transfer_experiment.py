@@ -448,7 +448,9 @@ def summarise(args: argparse.Namespace, sizes: DemoSizes) -> dict[str, Any]:
         )
         data += f"casme2_5 labels, pooled over folds); MA2MI {sizes.pretrain_epochs} epochs on "
         data += f"{sizes.macro_subjects} x {sizes.macro_clips} macro clips"
-        data += f" of {sizes.macro_frames[0]}-{sizes.macro_frames[1]} frames, " if sizes.macro_frames else ", "
+        data += (
+            f" of {sizes.macro_frames[0]}-{sizes.macro_frames[1]} frames, " if sizes.macro_frames else ", "
+        )
     print(
         "\n"
         + data

@@ -291,7 +291,9 @@ def run_models(
     result = DemoResult(out)
     init: Path | str = ""
     if any(v not in FROM_SCRATCH for v in variants):
-        init, _ = pretrain_run(out / "runs" / "pretrain", macro, seed, sizes, log=log, overrides=pretrain_overrides)
+        init, _ = pretrain_run(
+            out / "runs" / "pretrain", macro, seed, sizes, log=log, overrides=pretrain_overrides
+        )
     for name in variants:
         res = finetune_run(out / "runs" / name, micro, seed, sizes, name, init)
         m = res.metrics
