@@ -98,6 +98,7 @@ from mepipe.demo import (
 )
 from mepipe.errors import ConfigError
 from mepipe.schema import parse_range, parse_set
+from mepipe.synth.api import check_clip_frames
 from mepipe.synth.expressions import EXPRESSION_SETS
 from mepipe.train import config_from_dict
 
@@ -763,6 +764,10 @@ def main() -> None:
             args.out, args.out, 0, sizes, delta=delta, resume=True, overrides=pre_set))  # fmt: skip
     except ConfigError as exc:
         ap.error(f"--pretrain-set: {exc}")
+    try:  # checked here, not in every seed's task
+        check_clip_frames(args.macro_frames)
+    except ConfigError as exc:
+        ap.error(f"--macro-frames: {exc}")
     if any(e < 1 for e in args.finetune_budgets):
         ap.error(f"--finetune-budgets must be positive epoch counts, got {args.finetune_budgets}")
     if args.finetune_repeats < 1:

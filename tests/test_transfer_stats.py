@@ -124,6 +124,18 @@ def test_a_bad_pretrain_setting_stops_before_any_task(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_macro_clips_too_short_for_the_generator_stop_before_any_task(tmp_path):
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0",
+         "--macro-frames", "6:24"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2 and "--macro-frames" in run.stderr and "8 <= min <= max" in run.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_learning_curve_joins_scratch_the_main_run_and_the_budget_runs(tmp_path):
     hist = [{"epoch": e, "loss": 1.0 / e, "pairs": 100, "pairs_per_s": 1.0} for e in (1, 2, 3)]
     for seed, (s, m, b) in {0: (0.5, 0.6, 0.55), 1: (0.6, 0.7, 0.62)}.items():

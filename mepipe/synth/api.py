@@ -114,10 +114,7 @@ def synthesize(
         raise MepipeError(f"subjects ({subjects}) and clips_per_subject ({clips_per_subject}) must be >= 1")
     if workers < 1:
         raise MepipeError(f"workers ({workers}) must be >= 1")
-    if clip_frames is not None and not 8 <= clip_frames[0] <= clip_frames[1]:
-        raise ConfigError(
-            f"clip_frames {clip_frames} must be (min, max) with 8 <= min <= max, e.g. (150, 300)"
-        )
+    check_clip_frames(clip_frames)
     amp = amplitude or writer_cls.default_amplitude
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -193,6 +190,15 @@ def synthesize(
         annotation_files=tuple(annotation_files),
         seconds=time.perf_counter() - t0,
     )
+
+
+def check_clip_frames(clip_frames: tuple[int, int] | None) -> None:
+    """Raise :class:`ConfigError` unless ``clip_frames`` is ``None`` or ``(min, max)`` with
+    ``8 <= min <= max`` (the shortest clip a layout's onset/apex/offset plan fits)."""
+    if clip_frames is not None and not 8 <= clip_frames[0] <= clip_frames[1]:
+        raise ConfigError(
+            f"clip_frames {clip_frames} must be (min, max) with 8 <= min <= max, e.g. (150, 300)"
+        )
 
 
 def _prepare_out(out: Path, writer_cls: type[LayoutWriter]) -> None:
