@@ -112,27 +112,21 @@ def test_a_seed_made_with_other_macro_clip_lengths_is_not_mixed_in(tmp_path):
         tx._check_record(tmp_path, {}, short)
 
 
-def test_a_bad_pretrain_setting_stops_before_any_task(tmp_path):
+@pytest.mark.parametrize(
+    "args, named, why",
+    [
+        (["--pretrain-set", "ma2mi.pixel_goal=flow"], "--pretrain-set", "ma2mi.pixel_goal"),
+        (["--macro-frames", "6:24"], "--macro-frames", "8 <= min <= max"),  # too short for the generator
+    ],
+)
+def test_a_bad_setting_stops_before_any_task(tmp_path, args, named, why):
     import subprocess
 
     run = subprocess.run(
-        [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0",
-         "--pretrain-set", "ma2mi.pixel_goal=flow"],
+        [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0", *args],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert run.returncode == 2 and "ma2mi.pixel_goal" in run.stderr and "--pretrain-set" in run.stderr
-    assert not (tmp_path / "x").exists()
-
-
-def test_macro_clips_too_short_for_the_generator_stop_before_any_task(tmp_path):
-    import subprocess
-
-    run = subprocess.run(
-        [sys.executable, str(_bench / "transfer_experiment.py"), "--out", str(tmp_path / "x"), "--seeds", "0",
-         "--macro-frames", "6:24"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 2 and "--macro-frames" in run.stderr and "8 <= min <= max" in run.stderr
+    assert run.returncode == 2 and named in run.stderr and why in run.stderr
     assert not (tmp_path / "x").exists()
 
 
