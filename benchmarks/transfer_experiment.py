@@ -40,7 +40,8 @@ Usage: python benchmarks/transfer_experiment.py [--seeds 0 1 2 3 4 5 6 7] [--out
        [--variants scratch ma2mi no-position no-attention] [--deltas 1:2 1:4 1:8 2:8 4:16]
        [--delta-seeds 0 1 2] [--budgets 5 30] [--budget-seeds 0 1 2] [--jobs 2] [--threads 1]
        [--macro-align register] [--micro-align register] [--pretrain-set KEY=VALUE ...]
-       [--macro-subjects 6] [--macro-clips 8] [--macro-frames 16:24] [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
+       [--macro-subjects 6] [--macro-clips 8] [--macro-frames 16:24] [--micro-subjects 5] [--micro-clips 8]
+       [--finetune-repeats 1] [--finetune-budgets 10 20] [--summary-only]
 
 ``--macro-align`` / ``--micro-align`` build that set with another ``align.mode`` (default: the demo
 pipelines' ``clip``; ``register`` removes the residual head motion, see the README's "Does MA2MI
@@ -49,8 +50,10 @@ config of every MA2MI run (``ma2mi.pixel_goal=change data.delta=1:8``); it is re
 ``result.json`` and in ``summary.json``, and a seed folder made with other settings is refused. So is
 one made with other sizes: ``--macro-subjects``, ``--macro-clips`` and ``--macro-frames`` (the macro set's
 subjects, clips per subject and frames per clip; by default 6 x 8 clips of 25-75 frames, the sizes of
-the README's runs; ``mepipe demo`` uses ``--macro-subjects 24 --macro-clips 16 --macro-frames 16:24
---pretrain-epochs 20 --pretrain-set data.pairs_per_clip=2``), ``--pretrain-epochs``, ``--finetune-epochs``. Use a fresh ``--out`` for each setting.
+the README's runs), ``--micro-subjects`` and ``--micro-clips`` (by default 5 x 8), ``--pretrain-epochs``,
+``--finetune-epochs``. ``mepipe demo`` uses ``--macro-subjects 24 --macro-clips 16 --macro-frames 16:24
+--pretrain-epochs 20 --pretrain-set data.pairs_per_clip=2 --micro-clips 12`` (``mepipe.demo.DEMO_SIZES``).
+Use a fresh ``--out`` for each setting.
 
 ``--finetune-repeats K`` fine-tunes every variant K times per seed on the same data and checkpoint,
 with fine-tuning seeds ``N + 1000 r`` (r = 0 is the usual run; repeats in ``runs/{variant}-ft{r}``), and
@@ -704,6 +707,8 @@ def _given_shards(
     synthetic = [o for o, on in (("--macro-align/--micro-align", align), ("--expressions", args.expressions != "canonical"),
                                  ("--macro-subjects", args.macro_subjects != DemoSizes.macro_subjects),
                                  ("--macro-clips", args.macro_clips != DemoSizes.macro_clips),
+                                 ("--micro-subjects", args.micro_subjects != DemoSizes.micro_subjects),
+                                 ("--micro-clips", args.micro_clips != DemoSizes.micro_clips),
                                  ("--macro-frames", args.macro_frames is not None)) if on]  # fmt: skip
     if synthetic:
         ap.error(
@@ -731,6 +736,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: default)")
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
+    ap.add_argument("--micro-subjects", type=int, default=DemoSizes.micro_subjects,
+                    help="subjects (LOSO folds) of each seed's synthetic micro set")  # fmt: skip
+    ap.add_argument("--micro-clips", type=int, default=DemoSizes.micro_clips,
+                    help="clips per subject of each seed's synthetic micro set")  # fmt: skip
     ap.add_argument("--macro-subjects", type=int, default=DemoSizes.macro_subjects,
                     help="subjects of each seed's synthetic macro set")  # fmt: skip
     ap.add_argument("--macro-clips", type=int, default=DemoSizes.macro_clips,
@@ -756,6 +765,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
                       macro_subjects=args.macro_subjects, macro_clips=args.macro_clips, workers=1,
+                      micro_subjects=args.micro_subjects, micro_clips=args.micro_clips,
                       macro_frames=args.macro_frames)  # fmt: skip
     try:  # a bad key or value (or one the experiment sets itself) stops here, not in every task
         pre_set = parse_set(args.pretrain_set)
@@ -794,6 +804,7 @@ def main() -> None:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
                 "--macro-subjects", str(args.macro_subjects), "--macro-clips", str(args.macro_clips), "--finetune-repeats", str(args.finetune_repeats),
+                "--micro-subjects", str(args.micro_subjects), "--micro-clips", str(args.micro_clips),
                 *(["--macro-frames", "{}:{}".format(*args.macro_frames)] if args.macro_frames else []),
                 "--finetune-budgets", *map(str, args.finetune_budgets),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,
