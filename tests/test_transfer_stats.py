@@ -85,12 +85,13 @@ def test_a_seed_made_with_other_pretraining_settings_is_not_mixed_in(tmp_path):
         tx.seed_task(tmp_path, 0, tx.DemoSizes(), ["ma2mi"], 1, {}, "varied", {"ma2mi.pixel_goal": "change"})
 
 
-def test_a_seed_made_with_another_macro_set_size_is_not_mixed_in(tmp_path):
+@pytest.mark.parametrize(("size", "was"), [("macro_subjects", 6), ("micro_clips", 8)])
+def test_a_seed_made_with_another_data_set_size_is_not_mixed_in(tmp_path, size, was):
     small = tx.DemoSizes(workers=1)
     rec = {"seconds": {}, "results": {}, "pretrain_set": {}, "sizes": small.__dict__}
     (tmp_path / "result.json").write_text(json.dumps(rec))
-    with pytest.raises(SystemExit, match=r"other sizes.*'macro_subjects': \(6, 12\).*use a fresh --out"):
-        tx.seed_task(tmp_path, 0, tx.DemoSizes(macro_subjects=12), ["ma2mi"], 1, {}, "varied", {})
+    with pytest.raises(SystemExit, match=rf"other sizes.*'{size}': \({was}, 12\).*use a fresh --out"):
+        tx.seed_task(tmp_path, 0, tx.DemoSizes(**{size: 12}), ["ma2mi"], 1, {}, "varied", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
@@ -310,6 +311,10 @@ def test_given_builds_are_linked_read_only_and_not_mixed_with_others(tmp_path, m
         (
             ["--macro-shards", "{build}", "--micro-shards", "{build}", "--expressions", "varied"],
             "--expressions shape",
+        ),
+        (
+            ["--macro-shards", "{build}", "--micro-shards", "{build}", "--micro-clips", "12"],
+            "--micro-clips shape",
         ),
     ],
 )
