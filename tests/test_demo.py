@@ -39,7 +39,8 @@ def test_demo_runs_every_stage_and_writes_results(tmp_path):
     assert (out / "runs" / "pretrain" / "last.pt").is_file()
     assert list((out / "runs" / "pretrain" / "pictures").glob("reconstructions-*.png"))
     assert (out / "runs" / "ma2mi" / "pictures" / "heatmaps.png").is_file()
-    assert (out / "runs" / "ma2mi" / "train.resolved.yaml").read_text().count("last.pt") == 1  # init recorded
+    ma2mi_cfg = (out / "runs" / "ma2mi" / "train.resolved.yaml").read_text()
+    assert ma2mi_cfg.count("last.pt") == 1 and "checkpoint_every: 10\n" in ma2mi_cfg  # init recorded
     assert any("verified" in line for line in lines)
     assert "UF1" in res.table() and "ma2mi" in res.table()
 
@@ -87,3 +88,24 @@ def test_supervised_macro_pretraining_writes_a_model_that_initialises_finetuning
     state, cfg = load_init_state(model)
     assert cfg["model"]["name"] == "miacnet" and state and all(k.startswith(("act.", "pos.")) for k in state)
     assert json.loads((tmp_path / "sup" / "model.json").read_text())["n_clips"] == 4
+
+
+def test_demo_cli_prints_the_table_with_its_seed_and_clip_count(monkeypatch, tmp_path):
+    """The CLI is a thin wrapper: the table of :func:`mepipe.api.demo`'s result, the seed it ran, and
+    the size of one clip on the held-out set it was measured on."""
+    from mepipe import api
+    from mepipe.demo import DemoResult
+
+    got: dict = {}
+    metrics = {v: {"uf1": u, "uar": u, "acc": u, "n": 55} for v, u in (("scratch", 0.78), ("ma2mi", 0.925))}
+
+    def fake_demo(**kwargs):
+        got.update(kwargs)
+        return DemoResult(tmp_path, metrics)
+
+    monkeypatch.setattr(api, "demo", fake_demo)
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--seed", "3", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert got["seed"] == 3 and got["workers"] == 1
+    assert "seed 3" in res.output and "0.925" in res.output and "0.780" in res.output
+    assert "55 held-out clips one clip is 1.8 accuracy points" in res.output

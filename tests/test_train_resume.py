@@ -134,6 +134,38 @@ def test_finetune_fold_resume_reproduces_the_uninterrupted_run(
     assert _same_state(full.model.state_dict(), resumed.model.state_dict())
 
 
+def test_checkpoint_every_n_epochs_saves_less_and_trains_the_same(
+    builds: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run.checkpoint_every: N`` writes the checkpoint after every N-th and the last epoch only, and
+    changes nothing about the training (same losses, same weights as saving every epoch)."""
+    import mepipe.train.engine as engine
+
+    scheme = load_scheme("casme2_5")
+    clips, _, _ = load_clips(builds["micro"], label_fn=lambda r: scheme.label(r.dataset, r.emotion_raw))
+    plan = plan_folds(clips)[0]
+    saved: list[tuple[str, int]] = []
+    real_save = engine.save_checkpoint
+
+    def spy(path, **kwargs):
+        saved.append((Path(path).parent.name, kwargs["epoch"]))
+        return real_save(path, **kwargs)
+
+    monkeypatch.setattr(engine, "save_checkpoint", spy)
+
+    def run(out: str, every: int):
+        cfg = tiny_config("finetune", builds["micro"], tmp_path / out, optim__epochs=5,
+                          run__checkpoint_every=every, data__jitter=1)  # fmt: skip
+        return fit_fold(cfg, plan, num_classes=5, size=32, checkpoint=tmp_path / out / "fold.pt")
+
+    each, sparse = run("each", 1), run("sparse", 2)
+    assert [e for d, e in saved if d == "each"] == [1, 2, 3, 4, 5]
+    assert [e for d, e in saved if d == "sparse"] == [2, 4, 5]
+    assert load_checkpoint(tmp_path / "sparse" / "fold.pt")["epoch"] == 5
+    assert [h["train_loss"] for h in each.history] == [h["train_loss"] for h in sparse.history]
+    assert _same_state(each.model.state_dict(), sparse.model.state_dict())
+
+
 def test_finetune_resume_skips_finished_folds(builds: dict[str, Path], tmp_path: Path) -> None:
     cfg = tiny_config("finetune", builds["micro"], tmp_path / "run", optim__epochs=1)
     first = finetune_loso(cfg)
