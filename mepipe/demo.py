@@ -81,7 +81,7 @@ With 48 macro clips no pre-training transferred, labels included (README, "Does 
 help?"); 384 did. Short clips (16-24 frames, δ ≤ 8 still fits) keep those 384 diverse clips within
 the demo's time, and :data:`DEMO_PRETRAIN` keeps the pairs per epoch of the small set. The micro set
 has 5 subjects x 12 clips, not 8: with ~36 test clips one clip is ~3 UF1 points and the fine-tuning
-seed alone moved a seed's difference by ~7 (sd), too coarse for one run to show a ~10-point gain."""
+seed alone moved one model's UF1 by ~7 (sd), too coarse for one run to show a ~10-point gain."""
 DEMO_PRETRAIN: dict[str, object] = {"data.pairs_per_clip": 2}
 """Pre-training overrides of the demo: 2 pairs per clip and epoch (768 pairs per epoch on 384 clips)."""
 
