@@ -401,6 +401,33 @@ def _int_range(text: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
+SET_SIZES: tuple[tuple[str, int, str], ...] = (
+    ("micro_subjects", 2, "subjects (LOSO folds) of each seed's synthetic micro set"),
+    ("micro_clips", 1, "clips per subject of each seed's synthetic micro set"),
+    ("macro_subjects", 1, "subjects of each seed's synthetic macro set"),
+    ("macro_clips", 1, "clips per subject of each seed's synthetic macro set"),
+)
+"""The synthetic sets' size options: the :class:`DemoSizes` field, its smallest value (LOSO needs two
+subjects) and the option's help. One table for the arguments, the given-builds check, the seeds'
+sizes and the command each task is run with."""
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _at_least(low: int):
+    """An argparse ``type``: an integer ``>= low``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def run_tasks(tasks: list[list[str]], jobs: int, base: list[str]) -> None:
     """Run ``tasks`` (argument lists for ``--task``) in order, ``jobs`` subprocesses at a time."""
     running: list[subprocess.Popen] = []
@@ -705,10 +732,7 @@ def _given_shards(
                 f"--{kind}-shards {d}: not a build folder (no manifest.csv); make it with mepipe build-dataset"
             )
     synthetic = [o for o, on in (("--macro-align/--micro-align", align), ("--expressions", args.expressions != "canonical"),
-                                 ("--macro-subjects", args.macro_subjects != DemoSizes.macro_subjects),
-                                 ("--macro-clips", args.macro_clips != DemoSizes.macro_clips),
-                                 ("--micro-subjects", args.micro_subjects != DemoSizes.micro_subjects),
-                                 ("--micro-clips", args.micro_clips != DemoSizes.micro_clips),
+                                 *((_option(f), getattr(args, f) != getattr(DemoSizes, f)) for f, _, _ in SET_SIZES),
                                  ("--macro-frames", args.macro_frames is not None)) if on]  # fmt: skip
     if synthetic:
         ap.error(
@@ -736,14 +760,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: default)")
     ap.add_argument("--pretrain-epochs", type=int, default=DemoSizes.pretrain_epochs)
     ap.add_argument("--finetune-epochs", type=int, default=DemoSizes.finetune_epochs)
-    ap.add_argument("--micro-subjects", type=int, default=DemoSizes.micro_subjects,
-                    help="subjects (LOSO folds) of each seed's synthetic micro set")  # fmt: skip
-    ap.add_argument("--micro-clips", type=int, default=DemoSizes.micro_clips,
-                    help="clips per subject of each seed's synthetic micro set")  # fmt: skip
-    ap.add_argument("--macro-subjects", type=int, default=DemoSizes.macro_subjects,
-                    help="subjects of each seed's synthetic macro set")  # fmt: skip
-    ap.add_argument("--macro-clips", type=int, default=DemoSizes.macro_clips,
-                    help="clips per subject of each seed's synthetic macro set")  # fmt: skip
+    for f, low, what in SET_SIZES:
+        ap.add_argument(_option(f), type=_at_least(low), default=getattr(DemoSizes, f), help=what)
     ap.add_argument("--macro-frames", type=_int_range, metavar="MIN:MAX",
                     help="frames per clip of each seed's synthetic macro set (default: the layout's 25:75)")  # fmt: skip
     for kind in ("macro", "micro"):
@@ -764,9 +782,8 @@ def main() -> None:
     ap.add_argument("--task", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = DemoSizes(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
-                      macro_subjects=args.macro_subjects, macro_clips=args.macro_clips, workers=1,
-                      micro_subjects=args.micro_subjects, micro_clips=args.micro_clips,
-                      macro_frames=args.macro_frames)  # fmt: skip
+                      workers=1, macro_frames=args.macro_frames,
+                      **{f: getattr(args, f) for f, _, _ in SET_SIZES})  # fmt: skip
     try:  # a bad key or value (or one the experiment sets itself) stops here, not in every task
         pre_set = parse_set(args.pretrain_set)
         delta = args.deltas[0] if args.deltas else None  # the δ sweep's runs set data.delta themselves
@@ -803,8 +820,8 @@ def main() -> None:
     if not args.summary_only:
         base = ["--out", str(args.out), "--threads", str(args.threads), "--variants", *args.variants,
                 "--pretrain-epochs", str(args.pretrain_epochs), "--finetune-epochs", str(args.finetune_epochs),
-                "--macro-subjects", str(args.macro_subjects), "--macro-clips", str(args.macro_clips), "--finetune-repeats", str(args.finetune_repeats),
-                "--micro-subjects", str(args.micro_subjects), "--micro-clips", str(args.micro_clips),
+                *(a for f, _, _ in SET_SIZES for a in (_option(f), str(getattr(args, f)))),
+                "--finetune-repeats", str(args.finetune_repeats),
                 *(["--macro-frames", "{}:{}".format(*args.macro_frames)] if args.macro_frames else []),
                 "--finetune-budgets", *map(str, args.finetune_budgets),
                 *(a for k, m in align.items() for a in (f"--{k}-align", m)), "--expressions", args.expressions,

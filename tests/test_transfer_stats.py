@@ -118,6 +118,12 @@ def test_a_seed_made_with_other_macro_clip_lengths_is_not_mixed_in(tmp_path):
     [
         (["--pretrain-set", "ma2mi.pixel_goal=flow"], "--pretrain-set", "ma2mi.pixel_goal"),
         (["--macro-frames", "6:24"], "--macro-frames", "8 <= min <= max"),  # too short for the generator
+        (
+            ["--micro-subjects", "1"],
+            "--micro-subjects",
+            "must be at least 2, got 1",
+        ),  # no LOSO with one subject
+        (["--macro-clips", "0"], "--macro-clips", "must be at least 1, got 0"),
     ],
 )
 def test_a_bad_setting_stops_before_any_task(tmp_path, args, named, why):
